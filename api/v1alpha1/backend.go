@@ -1,0 +1,54 @@
+// Package v1alpha1 holds Meshgate's own Kubernetes kinds in the API group
+// gateway.meshgate.dev. They extend Gateway API through its standard
+// attachment points (backendRefs with group and kind, ExtensionRef filters,
+// policy targetRefs), so a user's manifests stay portable.
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// GroupName is the API group of every Meshgate kind.
+const GroupName = "gateway.meshgate.dev"
+
+// Version is the API version of the kinds in this package.
+const Version = "v1alpha1"
+
+// KindBackend is the kind name of Backend, as written in a backendRef.
+const KindBackend = "Backend"
+
+// Backend is a static set of endpoints that a route can send traffic to.
+// It exists so a files-only configuration does not need a Service plus an
+// EndpointSlice for every upstream; in a cluster it also reaches endpoints
+// outside Kubernetes. A route names it with
+//
+//	backendRefs:
+//	- group: gateway.meshgate.dev
+//	  kind: Backend
+//	  name: billing
+type Backend struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec BackendSpec `json:"spec"`
+}
+
+// BackendSpec lists where a Backend's traffic goes.
+type BackendSpec struct {
+	// Endpoints are the addresses traffic is balanced over. At least one is
+	// required.
+	Endpoints []BackendEndpoint `json:"endpoints"`
+
+	// AppProtocol names the protocol the endpoints speak, with the same
+	// values as a Service port's appProtocol (for example
+	// "kubernetes.io/h2c"). Empty means HTTP/1.1.
+	AppProtocol string `json:"appProtocol,omitempty"`
+}
+
+// BackendEndpoint is one upstream address.
+type BackendEndpoint struct {
+	// Address is an IP address or a host name.
+	Address string `json:"address"`
+	// Port is the TCP port, 1-65535.
+	Port int32 `json:"port"`
+}

@@ -1,0 +1,80 @@
+// Package config holds the Snapshot, the complete set of objects a provider
+// hands to the translator, and the manifest loader both providers share.
+//
+// A Snapshot holds the same typed objects one would `kubectl apply`: Gateway
+// API kinds, core Services, Secrets and Namespaces, EndpointSlices and
+// Meshgate's own kinds. The files provider fills it from YAML; the Kubernetes
+// provider from informers. The translator cannot tell the two apart, which is
+// the point: a behaviour difference between providers is a bug.
+package config
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
+)
+
+// Snapshot is every object a provider knows of at one moment. Slices are in
+// the order the provider found the objects; the translator sorts what it
+// needs sorted. A Snapshot is never modified after it is sent.
+type Snapshot struct {
+	GatewayClasses  []*gwapiv1.GatewayClass
+	Gateways        []*gwapiv1.Gateway
+	HTTPRoutes      []*gwapiv1.HTTPRoute
+	ReferenceGrants []*gwapiv1.ReferenceGrant
+	Services        []*corev1.Service
+	EndpointSlices  []*discoveryv1.EndpointSlice
+	Secrets         []*corev1.Secret
+	Namespaces      []*corev1.Namespace
+	Backends        []*mgv1alpha1.Backend
+
+	// Rejected are objects the loader could not decode (unknown fields,
+	// wrong types). They take no part in translation but are reported.
+	Rejected []Problem
+	// Ignored are objects of kinds Meshgate does not handle.
+	Ignored []Problem
+}
+
+// Problem is an object the loader reported instead of loading.
+type Problem struct {
+	// Position is "file:line" of the document's first line.
+	Position string
+	// Kind, Namespace and Name identify the object as far as they could be
+	// read.
+	Kind      string
+	Namespace string
+	Name      string
+	// Reason says what is wrong.
+	Reason string
+}
+
+// String renders the problem the way `gateway validate` prints it.
+func (p Problem) String() string {
+	id := p.Kind
+	if p.Name != "" {
+		if p.Namespace != "" {
+			id += " " + p.Namespace + "/" + p.Name
+		} else {
+			id += " " + p.Name
+		}
+	}
+	return fmt.Sprintf("%s: %s: %s", p.Position, id, p.Reason)
+}
+
+// Hash returns a digest of the snapshot's content, so a reconciler can skip
+// a snapshot identical to the one it applied last.
+func (s *Snapshot) Hash() [32]byte {
+	b, err := json.Marshal(s)
+	if err != nil {
+		// Every field is plain JSON-encodable data; an error here is a
+		// programming mistake, and an unique hash forces a re-apply.
+		b = []byte(err.Error())
+	}
+	return sha256.Sum256(b)
+}

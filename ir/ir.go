@@ -1,0 +1,266 @@
+// Package ir is the compiled, immutable configuration the data plane reads.
+//
+// The translator builds a fresh *Config from every snapshot; nothing in it is
+// mutated afterwards, so a request can keep using the Config it started with
+// while a newer one is swapped in. The types are plain data with yaml tags so
+// the translator's golden files can print them. They carry no Gateway API or
+// Kubernetes types: filters, router and proxy depend on ir, never on config.
+package ir
+
+import "time"
+
+// Config is everything the data plane serves.
+type Config struct {
+	// Listeners are the sockets to bind, one per distinct address, sorted by
+	// address. Several Gateway listeners on the same port share one entry.
+	Listeners []*Listener `json:"listeners,omitempty"`
+}
+
+// Protocol is what a bound socket speaks.
+type Protocol string
+
+// Listener protocols.
+const (
+	// ProtocolHTTP is cleartext HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+	ProtocolHTTP Protocol = "HTTP"
+	// ProtocolHTTPS terminates TLS and serves HTTP/1.1 and HTTP/2 (ALPN).
+	ProtocolHTTPS Protocol = "HTTPS"
+)
+
+// Listener is one bound socket and the virtual hosts served on it.
+type Listener struct {
+	// Name is stable across reloads: the address, e.g. "0.0.0.0:8080".
+	Name string `json:"name"`
+	// Address is the host:port to bind.
+	Address string `json:"address"`
+	// Protocol is HTTP or HTTPS; Gateway listeners of different protocols
+	// on one port are a conflict the translator resolves before this point.
+	Protocol Protocol `json:"protocol"`
+	// Certificates are the TLS certificates for HTTPS, in SNI preference
+	// order. Empty for HTTP.
+	Certificates []*Certificate `json:"certificates,omitempty"`
+	// Hosts are the Gateway listeners sharing this socket, each with the
+	// routes attached to it. A request is matched to the Host whose
+	// Hostname matches its host most specifically, then to that Host's
+	// routes.
+	Hosts []*ListenerHost `json:"hosts,omitempty"`
+}
+
+// Certificate is a TLS certificate chain and key served for some hostnames.
+type Certificate struct {
+	// Name identifies the source, e.g. "secret/default/example-com".
+	Name string `json:"name"`
+	// Hostnames are the SNI names this certificate is chosen for, from the
+	// Gateway listener's hostname ("*.example.com" allowed). Empty means
+	// the certificate is a default for names nothing else matches.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// CertPEM and KeyPEM are the chain and the private key. They are left out
+	// of golden files.
+	CertPEM []byte `json:"-"`
+	KeyPEM  []byte `json:"-"`
+}
+
+// ListenerHost is one Gateway listener's share of a socket.
+type ListenerHost struct {
+	// Name is "namespace/gateway/listener".
+	Name string `json:"name"`
+	// Hostname is the listener's hostname: "" matches any host,
+	// "*.example.com" any subdomain, otherwise an exact name.
+	Hostname string `json:"hostname,omitempty"`
+	// Routes are every route rule match attached to this listener, in no
+	// particular order: the router sorts them by Gateway API precedence.
+	Routes []*Route `json:"routes,omitempty"`
+}
+
+// Route is one match of one rule of one route, flattened so the router can
+// order all of them by precedence.
+type Route struct {
+	// Name is "namespace/name" of the route object.
+	Name string `json:"name"`
+	// RuleIndex and MatchIndex locate the rule and match within the route.
+	RuleIndex  int `json:"ruleIndex"`
+	MatchIndex int `json:"matchIndex"`
+	// RuleName is the rule's optional sectionName-style name.
+	RuleName string `json:"ruleName,omitempty"`
+	// CreationTimestamp breaks precedence ties (oldest first), then Name.
+	CreationTimestamp time.Time `json:"creationTimestamp,omitempty"`
+	// Hostnames are the route's hostnames intersected with the listener's;
+	// empty means any host the listener accepts.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// Match is what a request must satisfy.
+	Match Match `json:"match"`
+	// Filters run in order before the request is forwarded.
+	Filters []Filter `json:"filters,omitempty"`
+	// Backends receive the request, chosen by weight. A Backend with a nil
+	// Target stands for an invalid backendRef: its share of requests gets
+	// a 500. An empty list (or all weights zero) with no redirect filter
+	// is also a 500.
+	Backends []WeightedBackend `json:"backends,omitempty"`
+	// Timeouts bound the request.
+	Timeouts Timeouts `json:"timeouts,omitempty"`
+	// DirectResponse, when set, answers every matching request without
+	// forwarding it (used for rules the translator found invalid).
+	DirectResponse *DirectResponse `json:"directResponse,omitempty"`
+}
+
+// PathMatchType says how Match.Path is compared.
+type PathMatchType string
+
+// Path match types, as in Gateway API.
+const (
+	PathExact             PathMatchType = "Exact"
+	PathPrefix            PathMatchType = "PathPrefix"
+	PathRegularExpression PathMatchType = "RegularExpression"
+)
+
+// StringMatchType says how a header or query value is compared.
+type StringMatchType string
+
+// String match types, as in Gateway API.
+const (
+	MatchExact             StringMatchType = "Exact"
+	MatchRegularExpression StringMatchType = "RegularExpression"
+)
+
+// Match holds every condition of one HTTPRouteMatch; all must hold.
+type Match struct {
+	// Path defaults to PathPrefix "/".
+	Path PathMatch `json:"path"`
+	// Method is an HTTP method, or "" for any.
+	Method string `json:"method,omitempty"`
+	// Headers match request headers; names are case-insensitive.
+	Headers []StringMatch `json:"headers,omitempty"`
+	// QueryParams match query parameters; names are case-sensitive.
+	QueryParams []StringMatch `json:"queryParams,omitempty"`
+}
+
+// PathMatch matches the request path.
+type PathMatch struct {
+	Type  PathMatchType `json:"type"`
+	Value string        `json:"value"`
+}
+
+// StringMatch matches one named header or query parameter.
+type StringMatch struct {
+	Type  StringMatchType `json:"type"`
+	Name  string          `json:"name"`
+	Value string          `json:"value"`
+}
+
+// FilterType names a filter.
+type FilterType string
+
+// Filter types, as in Gateway API.
+const (
+	FilterRequestHeaderModifier  FilterType = "RequestHeaderModifier"
+	FilterResponseHeaderModifier FilterType = "ResponseHeaderModifier"
+	FilterRequestRedirect        FilterType = "RequestRedirect"
+	FilterURLRewrite             FilterType = "URLRewrite"
+)
+
+// Filter is one filter; exactly the field for Type is set.
+type Filter struct {
+	Type                   FilterType      `json:"type"`
+	RequestHeaderModifier  *HeaderModifier `json:"requestHeaderModifier,omitempty"`
+	ResponseHeaderModifier *HeaderModifier `json:"responseHeaderModifier,omitempty"`
+	RequestRedirect        *Redirect       `json:"requestRedirect,omitempty"`
+	URLRewrite             *URLRewrite     `json:"urlRewrite,omitempty"`
+}
+
+// Header is a name and value.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// HeaderModifier edits headers: Set replaces, Add appends, Remove deletes.
+type HeaderModifier struct {
+	Set    []Header `json:"set,omitempty"`
+	Add    []Header `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+// PathModifierType says how a redirect or rewrite changes the path.
+type PathModifierType string
+
+// Path modifier types, as in Gateway API.
+const (
+	FullPathReplace    PathModifierType = "ReplaceFullPath"
+	PrefixMatchReplace PathModifierType = "ReplacePrefixMatch"
+)
+
+// PathModifier replaces the whole path or the prefix the route matched.
+type PathModifier struct {
+	Type  PathModifierType `json:"type"`
+	Value string           `json:"value"`
+}
+
+// Redirect answers with a redirect; unset fields keep the request's value.
+type Redirect struct {
+	Scheme   *string       `json:"scheme,omitempty"`
+	Hostname *string       `json:"hostname,omitempty"`
+	Path     *PathModifier `json:"path,omitempty"`
+	Port     *int32        `json:"port,omitempty"`
+	// StatusCode is 301, 302, 303, 307 or 308; 302 when unset.
+	StatusCode int `json:"statusCode"`
+}
+
+// URLRewrite changes the forwarded request's host and path.
+type URLRewrite struct {
+	Hostname *string       `json:"hostname,omitempty"`
+	Path     *PathModifier `json:"path,omitempty"`
+}
+
+// WeightedBackend is one backendRef with its weight.
+type WeightedBackend struct {
+	// Weight is relative to the route rule's other backends; 0 means the
+	// backend gets no traffic.
+	Weight int32 `json:"weight"`
+	// Target is nil when the backendRef could not be resolved (missing
+	// object, not permitted, wrong kind): requests routed here get 500.
+	Target *Backend `json:"target,omitempty"`
+	// Filters are the backendRef's own filters, applied after the rule's.
+	Filters []Filter `json:"filters,omitempty"`
+}
+
+// Backend is a set of endpoints with a stable identity, so that runtime state
+// (connection pools, health) keyed by Name survives reloads.
+type Backend struct {
+	// Name is stable: "service/namespace/name:port" or
+	// "backend/namespace/name".
+	Name string `json:"name"`
+	// Protocol is how to speak to the endpoints.
+	Protocol BackendProtocol `json:"protocol"`
+	// Endpoints are ready addresses. Empty means no healthy upstream: 503.
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
+}
+
+// BackendProtocol is the upstream protocol.
+type BackendProtocol string
+
+// Upstream protocols.
+const (
+	BackendHTTP1 BackendProtocol = "HTTP/1.1"
+	BackendH2C   BackendProtocol = "H2C"
+)
+
+// Endpoint is one upstream address.
+type Endpoint struct {
+	// Address is "host:port" (IPv6 hosts in brackets).
+	Address string `json:"address"`
+}
+
+// Timeouts bound a request; zero means the default.
+type Timeouts struct {
+	// Request bounds the whole request, from the gateway receiving it to
+	// the response being complete; 504 when exceeded.
+	Request time.Duration `json:"request,omitempty"`
+	// BackendRequest bounds one attempt to the backend; 504 when exceeded.
+	BackendRequest time.Duration `json:"backendRequest,omitempty"`
+}
+
+// DirectResponse is a fixed answer.
+type DirectResponse struct {
+	StatusCode int    `json:"statusCode"`
+	Body       string `json:"body,omitempty"`
+}
