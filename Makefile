@@ -1,0 +1,48 @@
+# Meshgate. Two commands matter: `make run` and `make test`.
+SHELL := /bin/bash
+# go.mod pins the toolchain; machines whose Go is older fetch it through the
+# module proxy (GOTOOLCHAIN=local would silently build with the old one).
+export GOTOOLCHAIN := go1.26.10
+GO ?= go
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+# Tools the tests use are built once per machine, outside the clone, keyed by version.
+export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
+
+.PHONY: all build run test test-deps vet unit e2e fuzz bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/gateway ./cmd/gateway
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/demo-backend ./cmd/demo-backend
+
+## run: build and start the gateway on examples/demo with three demo backends.
+run: build
+	@bash examples/demo/run.sh
+
+## test: install what the tests need, build, run every test.
+test: test-deps build vet
+	$(GO) test -count=1 -race ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
+
+test-deps:
+	@bash scripts/test-deps.sh
+
+vet:
+	$(GO) vet ./...
+
+# Each fuzz target for a short, bounded time (its seed corpus also runs in `go test`).
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./translate -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./router -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./server -run '^$$$$' -fuzz '^FuzzFramingScan$$$$' -fuzztime $(FUZZTIME)
+
+## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,260 @@
+// Command gateway is the Meshgate edge gateway.
+//
+//	gateway run --config PATH        serve the manifests in PATH, reloading on change
+//	gateway validate --config PATH   report every object as accepted or rejected
+//	gateway version                  print the version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/meshgate/meshgate/admin"
+	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/controller"
+	"github.com/meshgate/meshgate/dataplane"
+	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/server"
+	"github.com/meshgate/meshgate/translate"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
+	}
+	switch args[0] {
+	case "run":
+		return cmdRun(args[1:], stderr)
+	case "validate":
+		return cmdValidate(args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case "help", "-h", "--help":
+		usage(stdout)
+		return 0
+	}
+	fmt.Fprintf(stderr, "gateway: unknown command %q\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `usage:
+  gateway run --config PATH [flags]       serve Gateway API manifests from a file or folder
+  gateway validate --config PATH [flags]  check manifests; exit 1 if anything is rejected
+  gateway version
+Run "gateway run -h" for the flags.
+`)
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 && v == "dev" {
+				v += "+" + s.Value[:12]
+			}
+		}
+		return fmt.Sprintf("gateway %s (%s)", v, bi.GoVersion)
+	}
+	return "gateway " + v
+}
+
+// translateFlags are shared by run and validate, so both judge the same way.
+type translateFlags struct {
+	controllerName string
+	bindAddress    string
+}
+
+func (t *translateFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&t.controllerName, "controller-name", translate.DefaultControllerName, "GatewayClass spec.controllerName to serve")
+	fs.StringVar(&t.bindAddress, "bind-address", translate.DefaultAddress, "IP to bind Gateway listeners on when a Gateway has no spec.addresses")
+}
+
+func (t *translateFlags) options() translate.Options {
+	return translate.Options{ControllerName: t.controllerName, DefaultAddress: t.bindAddress}
+}
+
+func cmdRun(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "manifest file or folder (read recursively; required)")
+	adminAddr := fs.String("admin-addr", "127.0.0.1:9901", "admin listener (/healthz, /ready); empty to disable")
+	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight requests may finish on SIGTERM or when a listener is removed")
+	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*/Forwarded headers are kept and appended to; all others are replaced")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	readHeader := fs.Duration("read-header-timeout", 10*time.Second, "time allowed to read request headers")
+	idle := fs.Duration("idle-timeout", 60*time.Second, "keep-alive connections idle this long are closed")
+	var tf translateFlags
+	tf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "gateway run: --config is required")
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "gateway run: --log-level: %v\n", err)
+		return 2
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
+	prefixes, err := parseCIDRs(*trusted)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway run: --trusted-proxies: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	dp := dataplane.New(dataplane.Options{
+		Forwarded:    proxy.ForwardedPolicy{Trusted: prefixes},
+		DrainTimeout: *drain,
+		Log:          log,
+		Limits:       server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle},
+	})
+	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log}
+
+	var adminSrv *http.Server
+	if *adminAddr != "" {
+		ln, err := net.Listen("tcp", *adminAddr)
+		if err != nil {
+			log.Error("admin listener", "address", *adminAddr, "error", err.Error())
+			return 1
+		}
+		adminSrv = &http.Server{Handler: admin.Handler(dp.Ready), ReadHeaderTimeout: 5 * time.Second}
+		go adminSrv.Serve(ln)
+		log.Info("admin listening", "address", ln.Addr().String())
+	}
+
+	updates := make(chan filesprovider.Update)
+	prov := &filesprovider.Provider{Path: *configPath, Log: log}
+	provErr := make(chan error, 1)
+	go func() { provErr <- prov.Run(ctx, updates) }()
+	go ctrl.Run(ctx, updates)
+
+	select {
+	case <-ctx.Done():
+	case err := <-provErr:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Error("config provider stopped", "error", err.Error())
+			stop()
+			shutdown(dp, adminSrv, *drain, log)
+			return 1
+		}
+	}
+	log.Info("shutting down: draining in-flight requests", "grace", drain.String())
+	return shutdown(dp, adminSrv, *drain, log)
+}
+
+func shutdown(dp *dataplane.Dataplane, adminSrv *http.Server, grace time.Duration, log *slog.Logger) int {
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	code := 0
+	if err := dp.Shutdown(ctx); err != nil {
+		log.Warn("drain cut short", "error", err.Error())
+	}
+	if adminSrv != nil {
+		adminSrv.Close()
+	}
+	log.Info("stopped")
+	return code
+}
+
+func parseCIDRs(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+func cmdValidate(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "manifest file or folder (required)")
+	var tf translateFlags
+	tf.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *configPath == "" {
+		fmt.Fprintln(stderr, "gateway validate: --config is required")
+		return 2
+	}
+	snap, err := config.LoadPath(*configPath)
+	if err != nil {
+		fmt.Fprintf(stdout, "REJECTED  %v\n", err)
+		return 1
+	}
+	res := translate.Translate(snap, tf.options())
+	bad := 0
+	for _, st := range res.Statuses {
+		id := st.Kind + " " + st.Name
+		if st.Namespace != "" {
+			id = st.Kind + " " + st.Namespace + "/" + st.Name
+		}
+		if st.Source != "" {
+			id += " (" + st.Source + ")"
+		}
+		switch {
+		case st.Ignored:
+			fmt.Fprintf(stdout, "IGNORED   %s: %s\n", id, st.Reason)
+		case st.Accepted:
+			fmt.Fprintf(stdout, "ACCEPTED  %s\n", id)
+		default:
+			bad++
+			fmt.Fprintf(stdout, "REJECTED  %s: %s\n", id, st.Reason)
+		}
+	}
+	if res.Config == nil {
+		bad++
+	}
+	if bad > 0 {
+		fmt.Fprintf(stdout, "%d object(s) rejected\n", bad)
+		return 1
+	}
+	fmt.Fprintln(stdout, "configuration valid")
+	return 0
+}

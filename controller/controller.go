@@ -1,0 +1,93 @@
+// Package controller connects a provider to the data plane: each snapshot is
+// translated and applied, unchanged snapshots are skipped, and a snapshot that
+// cannot be used leaves the running config in force.
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/translate"
+)
+
+// Applier is the data plane as the controller sees it.
+type Applier interface {
+	Apply(cfg *ir.Config) error
+}
+
+// Controller applies provider updates.
+type Controller struct {
+	// Translate carries the translator's options.
+	Translate translate.Options
+	// Data is where configs go.
+	Data Applier
+	// Log receives one line per reload and one per rejected object.
+	Log *slog.Logger
+
+	generation atomic.Int64
+	lastHash   [32]byte
+}
+
+// Generation counts applied configs; tests and /ready use it to see that a
+// reload happened.
+func (c *Controller) Generation() int64 { return c.generation.Load() }
+
+// Run applies updates until ctx ends or in closes.
+func (c *Controller) Run(ctx context.Context, in <-chan filesprovider.Update) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-in:
+			if !ok {
+				return
+			}
+			c.Handle(u)
+		}
+	}
+}
+
+// Handle applies one update and reports whether a new config is in force.
+func (c *Controller) Handle(u filesprovider.Update) bool {
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	if u.Err != nil {
+		log.Error("config rejected; previous config stays in force", "error", u.Err.Error())
+		return false
+	}
+	hash := u.Snapshot.Hash()
+	if hash == c.lastHash && c.generation.Load() > 0 {
+		return false
+	}
+	start := time.Now()
+	res := translate.Translate(u.Snapshot, c.Translate)
+	rejected := 0
+	for _, st := range res.Statuses {
+		switch {
+		case st.Ignored:
+			log.Warn("object ignored", "kind", st.Kind, "namespace", st.Namespace, "name", st.Name, "reason", st.Reason)
+		case !st.Accepted:
+			rejected++
+			log.Warn("object rejected", "kind", st.Kind, "namespace", st.Namespace, "name", st.Name, "reason", st.Reason)
+		}
+	}
+	if res.Config == nil {
+		log.Error("config not applied; previous config stays in force", "error", "translator failed")
+		return false
+	}
+	if err := c.Data.Apply(res.Config); err != nil {
+		log.Error("config not applied; previous config stays in force", "error", err.Error())
+		return false
+	}
+	c.lastHash = hash
+	gen := c.generation.Add(1)
+	log.Info("config applied", "generation", gen, "listeners", len(res.Config.Listeners),
+		"rejected_objects", rejected, "duration", time.Since(start).String())
+	return true
+}

@@ -1,0 +1,160 @@
+package dataplane
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/router"
+	"github.com/meshgate/meshgate/server"
+	"github.com/meshgate/meshgate/upstream"
+)
+
+// listenerHandler serves every request of one socket from the route table
+// current when the request arrived.
+type listenerHandler struct {
+	table     atomic.Pointer[router.Table]
+	tls       atomic.Bool
+	forwarder *proxy.Forwarder
+	balancer  *upstream.Balancer
+	forwarded *proxy.ForwardedPolicy
+	log       *slog.Logger
+}
+
+func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if v := server.RequestVerdict(r); v.Status != 0 {
+		w.Header().Set("Connection", "close")
+		proxy.WriteError(w, r, h.log, v.Status, "bad_request_framing", errString(v.Reason))
+		return
+	} else if v.CloseAfter {
+		w.Header().Set("Connection", "close")
+	}
+	table := h.table.Load()
+	if table == nil {
+		proxy.WriteError(w, r, h.log, http.StatusNotFound, "no_config", nil)
+		return
+	}
+	route, ok := table.Match(r)
+	if !ok {
+		proxy.WriteError(w, r, h.log, http.StatusNotFound, "no_route", nil)
+		return
+	}
+	if dr := route.IR.DirectResponse; dr != nil {
+		proxy.WriteError(w, r, h.log, dr.StatusCode, "direct_response", errString(dr.Body))
+		return
+	}
+	prefix := route.MatchedPrefix()
+	if route.Redirect != nil {
+		route.Redirect.Serve(w, r, prefix)
+		return
+	}
+	tlsConn := r.TLS != nil
+	if ci := server.ConnInfoFrom(r.Context()); ci != nil && ci.TLS != nil {
+		tlsConn = true
+	}
+
+	// Order matters: hop-by-hop fields go first, so a client cannot name a
+	// gateway-set header in Connection and have it removed.
+	proxy.RemoveHopByHop(r.Header)
+	host := r.Host
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, tlsConn)
+	for _, f := range route.RequestHeaders {
+		f.Apply(r.Header)
+	}
+	rewritten := false
+	if route.Rewrite != nil {
+		route.Rewrite.Apply(r, prefix)
+		rewritten = true
+	}
+	b := route.Pick()
+	if b == nil || b.IR.Target == nil {
+		proxy.WriteError(w, r, h.log, http.StatusInternalServerError, "no_valid_backend", nil)
+		return
+	}
+	for _, f := range b.RequestHeaders {
+		f.Apply(r.Header)
+	}
+	target := b.IR.Target
+	ep := h.balancer.Pick(target)
+	if ep == nil {
+		proxy.WriteError(w, r, h.log, http.StatusServiceUnavailable, "no_healthy_upstream", nil)
+		return
+	}
+
+	ctx := r.Context()
+	timeouts := route.IR.Timeouts
+	if timeouts.Request > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeouts.Request)
+		defer cancel()
+	}
+	attempt := timeouts.BackendRequest
+	if attempt == 0 && timeouts.Request == 0 {
+		attempt = proxy.DefaultUpstreamTimeout
+	}
+	var deadline time.Time
+	if attempt > 0 {
+		deadline = time.Now().Add(attempt)
+	}
+	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+		deadline = d
+	}
+
+	out := proxy.Outbound{
+		Method:        r.Method,
+		RequestURI:    requestURI(r, rewritten),
+		Host:          r.Host,
+		Header:        r.Header,
+		Body:          r.Body,
+		ContentLength: r.ContentLength,
+		Deadline:      deadline,
+	}
+	if r.ContentLength == 0 {
+		out.Body = nil
+	}
+	respFilters := route.ResponseHeaders
+	backendResp := b.ResponseHeaders
+	err := h.forwarder.Forward(ctx, target, ep, &out, w, func(status int) {
+		rh := w.Header()
+		for _, f := range respFilters {
+			f.Apply(rh)
+		}
+		for _, f := range backendResp {
+			f.Apply(rh)
+		}
+		w.WriteHeader(status)
+	})
+	if err == nil {
+		return
+	}
+	if proxy.ResponseStarted(err) {
+		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", ep.Address, "error", err.Error())
+		panic(http.ErrAbortHandler)
+	}
+	status, reason := proxy.StatusFor(err)
+	if status == http.StatusGatewayTimeout && ctx.Err() == nil && r.Context().Err() != nil {
+		status, reason = 499, "client_canceled"
+	}
+	proxy.WriteError(w, r, h.log.With("upstream", ep.Address, "backend", target.Name), status, reason, err)
+}
+
+// requestURI is the origin-form target to send upstream.
+func requestURI(r *http.Request, rewritten bool) string {
+	if !rewritten && r.URL.Host == "" && strings.HasPrefix(r.RequestURI, "/") {
+		return r.RequestURI
+	}
+	if r.Method == http.MethodOptions && r.RequestURI == "*" {
+		return "*"
+	}
+	return r.URL.RequestURI()
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+var _ http.Handler = (*listenerHandler)(nil)

@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/meshgate/meshgate/ir"
+)
+
+// DefaultUpstreamTimeout bounds a request to an upstream when the route sets
+// no timeout, so a stuck upstream cannot hold a request forever.
+const DefaultUpstreamTimeout = 15 * time.Second
+
+// Forwarder sends requests to upstream endpoints with the client each
+// backend's protocol needs.
+//
+// The zero value is usable: HTTP/1.1 through a default H1Client, h2c through
+// a default HTTP/2 transport.
+type Forwarder struct {
+	H1 H1Client
+	// h2c is built on first use.
+	h2c *http2.Transport
+}
+
+// NewForwarder returns a Forwarder with its h2c transport set up.
+func NewForwarder() *Forwarder {
+	return &Forwarder{h2c: &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+		StrictMaxConcurrentStreams: true,
+		ReadIdleTimeout:            30 * time.Second,
+	}}
+}
+
+// Close releases pooled upstream connections.
+func (f *Forwarder) Close() {
+	f.H1.CloseIdle()
+	if f.h2c != nil {
+		f.h2c.CloseIdleConnections()
+	}
+}
+
+// Forward sends out to ep of backend b and writes the response to w via
+// writeHeader. See H1Client.Forward for the error contract.
+func (f *Forwarder) Forward(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	if b.Protocol == ir.BackendH2C && f.h2c != nil {
+		return f.forwardH2C(ctx, ep.Address, out, w, writeHeader)
+	}
+	return f.H1.Forward(ctx, ep.Address, out, w, writeHeader)
+}
+
+func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	if !out.Deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, out.Deadline)
+		defer cancel()
+	}
+	body := out.Body
+	if body == nil {
+		body = http.NoBody
+	}
+	req, err := http.NewRequestWithContext(ctx, out.Method, "http://"+addr+out.RequestURI, body)
+	if err != nil {
+		return &UpstreamError{Kind: ErrProtocol, Err: err}
+	}
+	req.Host = out.Host
+	req.Header = out.Header
+	req.ContentLength = out.ContentLength
+	if body == http.NoBody {
+		req.ContentLength = 0
+	}
+	resp, err := f.h2c.RoundTrip(req)
+	if err != nil {
+		return classify(ctx, ErrConnect, err)
+	}
+	defer resp.Body.Close()
+	h := w.Header()
+	for k, vs := range resp.Header {
+		h[k] = vs
+	}
+	RemoveHopByHop(h)
+	for k := range resp.Trailer {
+		h.Add("Trailer", k)
+	}
+	writeHeader(resp.StatusCode)
+	if _, err := copyResponse(w, resp.Body, true); err != nil {
+		return errors.Join(errResponseStarted, err)
+	}
+	for k, vs := range resp.Trailer {
+		h[k] = vs
+	}
+	return nil
+}
+
+// StatusFor maps a forwarding failure to the status the client gets and a
+// short reason for the log.
+func StatusFor(err error) (status int, reason string) {
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		switch ue.Kind {
+		case ErrConnect:
+			return http.StatusServiceUnavailable, "upstream_connect_failure"
+		case ErrTimeout:
+			return http.StatusGatewayTimeout, "upstream_timeout"
+		case ErrCanceled:
+			return 499, "client_canceled"
+		case ErrRequestBody:
+			return http.StatusBadRequest, "request_body_error"
+		}
+		return http.StatusBadGateway, "upstream_protocol_error"
+	}
+	return http.StatusBadGateway, "upstream_error"
+}
+
+// ResponseStarted reports whether err happened after the response status
+// was sent, when the only remaining move is to abort the stream.
+func ResponseStarted(err error) bool { return errors.Is(err, errResponseStarted) }
+
+// WriteError sends a gateway-made error response with a plain-text body and
+// logs why. It is the one place where the gateway answers for an upstream.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, reason string, err error) {
+	if log != nil {
+		attrs := []any{"status", status, "reason", reason, "method", r.Method, "host", r.Host, "path", r.URL.Path}
+		if err != nil {
+			attrs = append(attrs, "error", err.Error())
+		}
+		log.Warn("request failed", attrs...)
+	}
+	if status == 499 {
+		return // nobody is listening
+	}
+	h := w.Header()
+	clear(h)
+	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	h["X-Content-Type-Options"] = []string{"nosniff"}
+	w.WriteHeader(status)
+	io.WriteString(w, http.StatusText(status)+" ("+reason+")\n")
+}

@@ -1,0 +1,463 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// H1Client forwards requests to HTTP/1.1 upstreams over pooled keep-alive
+// connections, writing the response straight into the downstream
+// ResponseWriter. It exists because net/http.Transport, built for general
+// clients, is the largest cost in a Go proxy (see docs/performance.md): this
+// client does only what a proxy needs and allocates little per request.
+//
+// The zero value is ready to use. An H1Client must not be copied after use.
+type H1Client struct {
+	// DialTimeout bounds connecting to an endpoint; 5 s when zero.
+	DialTimeout time.Duration
+	// MaxIdlePerEndpoint caps the idle connections kept per endpoint; 256
+	// when zero.
+	MaxIdlePerEndpoint int
+	// IdleTimeout closes pooled connections unused for this long; 90 s when
+	// zero.
+	IdleTimeout time.Duration
+	// MaxResponseHeaderBytes caps an upstream's response header block;
+	// 64 KiB when zero. Upstreams are untrusted too.
+	MaxResponseHeaderBytes int
+
+	mu    sync.Mutex
+	pools map[string]*pool
+}
+
+// UpstreamError is a failure talking to an upstream, classified so the caller
+// can answer with the right status.
+type UpstreamError struct {
+	// Kind is why the upstream request failed.
+	Kind UpstreamErrorKind
+	// Err is the underlying error.
+	Err error
+}
+
+// UpstreamErrorKind classifies an UpstreamError.
+type UpstreamErrorKind int
+
+// Kinds of upstream failure.
+const (
+	// ErrConnect: no connection could be made (refused, unreachable). 503.
+	ErrConnect UpstreamErrorKind = iota
+	// ErrTimeout: the upstream did not answer in time. 504.
+	ErrTimeout
+	// ErrProtocol: the upstream reset the connection or sent something
+	// that is not HTTP. 502.
+	ErrProtocol
+	// ErrCanceled: the downstream client went away. 499 in logs.
+	ErrCanceled
+	// ErrRequestBody: reading the client's request body failed. 400.
+	ErrRequestBody
+)
+
+func (e *UpstreamError) Error() string {
+	return [...]string{"upstream connect", "upstream timeout", "upstream protocol", "client canceled", "request body"}[e.Kind] + ": " + e.Err.Error()
+}
+
+func (e *UpstreamError) Unwrap() error { return e.Err }
+
+// errResponseStarted wraps a failure after the response status was sent,
+// when the only thing left to do is to abort the downstream stream.
+var errResponseStarted = errors.New("response already started")
+
+type pool struct {
+	addr string
+	mu   sync.Mutex
+	idle []*upConn
+}
+
+type upConn struct {
+	net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	lastUsed time.Time
+	reused   bool
+}
+
+var bufioReaderPool, bufioWriterPool sync.Pool
+
+func (c *H1Client) pool(addr string) *pool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.pools[addr]
+	if p == nil {
+		if c.pools == nil {
+			c.pools = map[string]*pool{}
+		}
+		p = &pool{addr: addr}
+		c.pools[addr] = p
+	}
+	return p
+}
+
+func (c *H1Client) idleTimeout() time.Duration {
+	if c.IdleTimeout > 0 {
+		return c.IdleTimeout
+	}
+	return 90 * time.Second
+}
+
+// get returns an idle connection to addr or dials a new one.
+func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
+	now := time.Now()
+	p.mu.Lock()
+	for len(p.idle) > 0 {
+		uc := p.idle[len(p.idle)-1]
+		p.idle = p.idle[:len(p.idle)-1]
+		if now.Sub(uc.lastUsed) < c.idleTimeout() {
+			p.mu.Unlock()
+			uc.reused = true
+			return uc, nil
+		}
+		uc.close()
+	}
+	p.mu.Unlock()
+	timeout := c.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	conn, err := d.DialContext(ctx, "tcp", p.addr)
+	if err != nil {
+		return nil, err
+	}
+	uc := &upConn{Conn: conn}
+	if br, ok := bufioReaderPool.Get().(*bufio.Reader); ok {
+		br.Reset(conn)
+		uc.br = br
+	} else {
+		uc.br = bufio.NewReaderSize(conn, 4096)
+	}
+	if bw, ok := bufioWriterPool.Get().(*bufio.Writer); ok {
+		bw.Reset(conn)
+		uc.bw = bw
+	} else {
+		uc.bw = bufio.NewWriterSize(conn, 4096)
+	}
+	return uc, nil
+}
+
+func (c *H1Client) put(p *pool, uc *upConn) {
+	max := c.MaxIdlePerEndpoint
+	if max <= 0 {
+		max = 256
+	}
+	uc.lastUsed = time.Now()
+	p.mu.Lock()
+	if len(p.idle) < max {
+		p.idle = append(p.idle, uc)
+		p.mu.Unlock()
+		return
+	}
+	p.mu.Unlock()
+	uc.close()
+}
+
+func (uc *upConn) close() {
+	uc.Conn.Close()
+	uc.br.Reset(nil)
+	bufioReaderPool.Put(uc.br)
+	uc.bw.Reset(nil)
+	bufioWriterPool.Put(uc.bw)
+}
+
+// CloseIdle closes every idle pooled connection, for shutdown and for
+// endpoints that left the config.
+func (c *H1Client) CloseIdle() {
+	c.mu.Lock()
+	pools := c.pools
+	c.pools = nil
+	c.mu.Unlock()
+	for _, p := range pools {
+		p.mu.Lock()
+		for _, uc := range p.idle {
+			uc.close()
+		}
+		p.idle = nil
+		p.mu.Unlock()
+	}
+}
+
+// Outbound is the request as it is sent upstream. Header must already be
+// free of hop-by-hop fields; the client adds its own framing headers.
+type Outbound struct {
+	Method     string
+	RequestURI string // origin-form, e.g. "/a?b=c"
+	Host       string
+	Header     http.Header
+	Body       io.Reader // nil or http.NoBody for none
+	// ContentLength is the body length, or -1 when unknown (sent chunked).
+	ContentLength int64
+	// Deadline bounds the attempt; zero for none.
+	Deadline time.Time
+}
+
+// Forward sends out to addr and copies the response to w. The response
+// status and headers are written with writeHeader, which may edit the
+// header before it is sent (response filters). An error returned before
+// writeHeader ran is an *UpstreamError; after it, the response is partial
+// and the error wraps errResponseStarted.
+func (c *H1Client) Forward(ctx context.Context, addr string, out *Outbound, w http.ResponseWriter, writeHeader func(status int)) error {
+	p := c.pool(addr)
+	bodyless := out.Body == nil || out.Body == http.NoBody
+	for attempt := 0; ; attempt++ {
+		uc, err := c.get(ctx, p)
+		if err != nil {
+			return classify(ctx, ErrConnect, err)
+		}
+		done, retry, err := c.roundTrip(ctx, uc, out, w, writeHeader)
+		if err == nil {
+			if done {
+				c.put(p, uc)
+			} else {
+				uc.close()
+			}
+			return nil
+		}
+		uc.close()
+		// A pooled connection the upstream closed while idle fails on
+		// first use; retry once on a new connection when nothing of the
+		// request body was consumed.
+		if retry && uc.reused && bodyless && attempt == 0 && ctx.Err() == nil {
+			continue
+		}
+		return err
+	}
+}
+
+// roundTrip does one exchange on uc. done reports whether uc can be reused;
+// retry whether the failure happened before the upstream sent anything.
+func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w http.ResponseWriter, writeHeader func(int)) (done, retry bool, err error) {
+	if !out.Deadline.IsZero() {
+		uc.SetDeadline(out.Deadline)
+	} else {
+		uc.SetDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(aLongTimeAgo) })
+	defer stop()
+
+	chunked := false
+	if err := writeRequestHead(uc.bw, out, &chunked); err != nil {
+		return false, true, classify(ctx, ErrProtocol, err)
+	}
+	if out.Body != nil && out.Body != http.NoBody {
+		if err := writeBody(uc.bw, out.Body, chunked); err != nil {
+			var be *bodyReadError
+			if errors.As(err, &be) {
+				return false, false, &UpstreamError{Kind: ErrRequestBody, Err: be.err}
+			}
+			return false, false, classify(ctx, ErrProtocol, err)
+		}
+	}
+	if err := uc.bw.Flush(); err != nil {
+		return false, true, classify(ctx, ErrProtocol, err)
+	}
+
+	maxHdr := c.MaxResponseHeaderBytes
+	if maxHdr <= 0 {
+		maxHdr = 64 << 10
+	}
+	var resp respHead
+	for {
+		resp.reset()
+		if err := readResponseHead(uc.br, w.Header(), &resp, maxHdr); err != nil {
+			retry := errors.Is(err, io.EOF) && resp.bytesRead == 0
+			return false, retry, classify(ctx, ErrProtocol, err)
+		}
+		// 1xx informational responses other than 101 are consumed; the
+		// final response follows on the same connection.
+		if resp.status >= 100 && resp.status < 200 && resp.status != http.StatusSwitchingProtocols {
+			clear(w.Header())
+			continue
+		}
+		break
+	}
+	if resp.status == http.StatusSwitchingProtocols {
+		// Upgrades are not negotiated by this client: the request's
+		// Upgrade header was removed as hop-by-hop.
+		clear(w.Header())
+		return false, false, &UpstreamError{Kind: ErrProtocol, Err: errors.New("unexpected 101 Switching Protocols")}
+	}
+
+	h := w.Header()
+	noBody := out.Method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified
+	var body io.Reader
+	keep := !resp.close && resp.proto11
+	switch {
+	case noBody:
+		body = nil
+		if resp.contentLength >= 0 {
+			h["Content-Length"] = []string{strconv.FormatInt(resp.contentLength, 10)}
+		}
+	case resp.chunked:
+		body = httputil.NewChunkedReader(uc.br)
+	case resp.contentLength >= 0:
+		h["Content-Length"] = []string{strconv.FormatInt(resp.contentLength, 10)}
+		body = io.LimitReader(uc.br, resp.contentLength)
+	default:
+		body = uc.br
+		keep = false
+	}
+	writeHeader(resp.status)
+	if body == nil {
+		return keep, false, nil
+	}
+	n, err := copyResponse(w, body, resp.contentLength < 0)
+	if err != nil {
+		return false, false, fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
+	}
+	if resp.contentLength >= 0 && n != resp.contentLength {
+		return false, false, fmt.Errorf("%w: upstream sent %d of %d body bytes", errResponseStarted, n, resp.contentLength)
+	}
+	if resp.chunked {
+		if err := skipTrailer(uc.br); err != nil {
+			return false, false, fmt.Errorf("%w: chunked trailer: %w", errResponseStarted, err)
+		}
+	}
+	return keep, false, nil
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+func classify(ctx context.Context, kind UpstreamErrorKind, err error) error {
+	if ctx.Err() != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return &UpstreamError{Kind: ErrTimeout, Err: err}
+		}
+		return &UpstreamError{Kind: ErrCanceled, Err: err}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &UpstreamError{Kind: ErrTimeout, Err: err}
+	}
+	return &UpstreamError{Kind: kind, Err: err}
+}
+
+func writeRequestHead(bw *bufio.Writer, out *Outbound, chunked *bool) error {
+	bw.WriteString(out.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(out.RequestURI)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(out.Host)
+	bw.WriteString("\r\n")
+	for k, vs := range out.Header {
+		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" {
+			continue
+		}
+		for _, v := range vs {
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	hasBody := out.Body != nil && out.Body != http.NoBody
+	switch {
+	case hasBody && out.ContentLength >= 0:
+		var b [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(b[:0], out.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case hasBody:
+		*chunked = true
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case out.Method == http.MethodPost || out.Method == http.MethodPut || out.Method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+// bodyReadError marks a failure reading the downstream request body, as
+// opposed to writing it upstream.
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "read request body: " + e.err.Error() }
+
+type bodyReader struct{ r io.Reader }
+
+func (b bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &bodyReadError{err}
+	}
+	return n, err
+}
+
+func writeBody(bw *bufio.Writer, body io.Reader, chunked bool) error {
+	r := bodyReader{body}
+	if !chunked {
+		_, err := bw.ReadFrom(r)
+		return err
+	}
+	cw := httputil.NewChunkedWriter(bw)
+	buf := make([]byte, 16<<10)
+	if _, err := io.CopyBuffer(cw, r, buf); err != nil {
+		return err
+	}
+	if err := cw.Close(); err != nil {
+		return err
+	}
+	_, err := bw.WriteString("\r\n")
+	return err
+}
+
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// copyResponse copies the body, flushing after each read when the length is
+// unknown so streamed responses (server-sent events) are not held back.
+func copyResponse(w http.ResponseWriter, body io.Reader, flush bool) (int64, error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var n int64
+	fl, _ := w.(http.Flusher)
+	for {
+		nr, rerr := body.Read(buf)
+		if nr > 0 {
+			nw, werr := w.Write(buf[:nr])
+			n += int64(nw)
+			if werr != nil {
+				return n, werr
+			}
+			if flush && fl != nil {
+				fl.Flush()
+			}
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+func skipTrailer(br *bufio.Reader) error {
+	for i := 0; i < 100; i++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimRight(line, "\r\n")) == 0 {
+			return nil
+		}
+	}
+	return errors.New("too many trailer fields")
+}

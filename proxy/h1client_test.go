@@ -1,0 +1,217 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// rawUpstream serves one canned response per connection read, for framings
+// net/http would not produce.
+func rawUpstream(t *testing.T, response string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				c.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				io.WriteString(c, response)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func forward(t *testing.T, c *H1Client, addr string, out *Outbound) (*httptest.ResponseRecorder, error) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	if out.Header == nil {
+		out.Header = http.Header{}
+	}
+	if out.Method == "" {
+		out.Method = http.MethodGet
+	}
+	if out.RequestURI == "" {
+		out.RequestURI = "/"
+	}
+	out.Host = "example.test"
+	err := c.Forward(context.Background(), addr, out, rec, rec.WriteHeader)
+	return rec, err
+}
+
+func TestH1ClientResponseFraming(t *testing.T) {
+	tests := []struct {
+		name     string
+		response string
+		method   string
+		status   int
+		body     string
+		header   map[string]string // want; "" means absent
+		errKind  *UpstreamErrorKind
+	}{
+		{name: "content-length", response: "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello", status: 200, body: "hello", header: map[string]string{"X-A": "1", "Content-Length": "5"}},
+		{name: "chunked with trailer", response: "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\nX-T: 1\r\n\r\n", status: 201, body: "abcde", header: map[string]string{"Transfer-Encoding": ""}},
+		{name: "close-delimited", response: "HTTP/1.0 200 OK\r\n\r\nuntil close", status: 200, body: "until close"},
+		{name: "head has no body", method: "HEAD", response: "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", status: 200, body: "", header: map[string]string{"Content-Length": "10"}},
+		{name: "204 has no body", response: "HTTP/1.1 204 No Content\r\n\r\n", status: 204},
+		{name: "100 continue is consumed", response: "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", status: 200, body: "ok"},
+		{name: "hop-by-hop and Connection-named fields dropped", response: "HTTP/1.1 200 OK\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\nKeep-Alive: timeout=5\r\nX-Kept: k\r\nContent-Length: 0\r\n\r\n", status: 200, header: map[string]string{"X-Secret": "", "Keep-Alive": "", "Connection": "", "X-Kept": "k"}},
+		{name: "malformed status line", response: "HTTP/1.1 2x0 OK\r\n\r\n", errKind: ptr(ErrProtocol)},
+		{name: "not http", response: "SSH-2.0-OpenSSH\r\n\r\n", errKind: ptr(ErrProtocol)},
+		{name: "conflicting content-length", response: "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", errKind: ptr(ErrProtocol)},
+		{name: "unknown transfer-encoding", response: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", errKind: ptr(ErrProtocol)},
+		{name: "header with CR injection", response: "HTTP/1.1 200 OK\r\nX-A: a\rb\r\n\r\n", errKind: ptr(ErrProtocol)},
+		{name: "closed before answering", response: "", errKind: ptr(ErrProtocol)},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := rawUpstream(t, tc.response)
+			var c H1Client
+			defer c.CloseIdle()
+			rec, err := forward(t, &c, addr, &Outbound{Method: tc.method})
+			if tc.errKind != nil {
+				var ue *UpstreamError
+				if !errors.As(err, &ue) || ue.Kind != *tc.errKind {
+					t.Fatalf("err = %v, want kind %d", err, *tc.errKind)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rec.Code != tc.status || rec.Body.String() != tc.body {
+				t.Errorf("got %d %q, want %d %q", rec.Code, rec.Body.String(), tc.status, tc.body)
+			}
+			for k, v := range tc.header {
+				if got := rec.Header().Get(k); got != v {
+					t.Errorf("header %s = %q, want %q", k, got, v)
+				}
+			}
+		})
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestH1ClientReusesConnectionsAndRetriesStale(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Got", r.Method+"|"+r.RequestURI+"|"+r.Host+"|"+string(b)+"|"+strings.Join(r.TransferEncoding, ","))
+	}))
+	srv.Config.ConnState = func(c net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	for i := 0; i < 5; i++ {
+		rec, err := forward(t, &c, addr, &Outbound{RequestURI: "/x?y=1"})
+		if err != nil || rec.Header().Get("X-Got") != "GET|/x?y=1|example.test||" {
+			t.Fatalf("request %d: %v %q", i, err, rec.Header().Get("X-Got"))
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("5 sequential requests used %d connections, want 1", n)
+	}
+	// The upstream drops its idle connections; the next request must not
+	// fail because of it.
+	srv.CloseClientConnections()
+	time.Sleep(50 * time.Millisecond)
+	if _, err := forward(t, &c, addr, &Outbound{}); err != nil {
+		t.Fatalf("after upstream closed idle connection: %v", err)
+	}
+
+	// Bodies: known length and chunked.
+	rec, err := forward(t, &c, addr, &Outbound{Method: "POST", Body: strings.NewReader("abc"), ContentLength: 3})
+	if err != nil || rec.Header().Get("X-Got") != "POST|/|example.test|abc|" {
+		t.Errorf("content-length body: %v %q", err, rec.Header().Get("X-Got"))
+	}
+	rec, err = forward(t, &c, addr, &Outbound{Method: "POST", Body: strings.NewReader("streamed"), ContentLength: -1})
+	if err != nil || rec.Header().Get("X-Got") != "POST|/|example.test|streamed|chunked" {
+		t.Errorf("chunked body: %v %q", err, rec.Header().Get("X-Got"))
+	}
+}
+
+func TestH1ClientErrors(t *testing.T) {
+	// Nothing listens on a port we just released.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(5 * time.Second):
+		case <-r.Context().Done():
+		}
+	}))
+	defer slow.Close()
+
+	var c H1Client
+	defer c.CloseIdle()
+	_, err := forward(t, &c, dead, &Outbound{})
+	if st, _ := StatusFor(err); st != http.StatusServiceUnavailable {
+		t.Errorf("connect refused: status %d (%v), want 503", st, err)
+	}
+	_, err = forward(t, &c, slow.Listener.Addr().String(), &Outbound{Deadline: time.Now().Add(100 * time.Millisecond)})
+	if st, _ := StatusFor(err); st != http.StatusGatewayTimeout {
+		t.Errorf("deadline: status %d (%v), want 504", st, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	rec := httptest.NewRecorder()
+	err = c.Forward(ctx, slow.Listener.Addr().String(), &Outbound{Method: "GET", RequestURI: "/", Header: http.Header{}}, rec, rec.WriteHeader)
+	if st, _ := StatusFor(err); st != 499 {
+		t.Errorf("client canceled: status %d (%v), want 499", st, err)
+	}
+}
+
+func BenchmarkH1ClientForward(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "hello from backend\n")
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	h := http.Header{"Accept": {"*/*"}, "User-Agent": {"bench"}}
+	rec := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(rec.h)
+		out := Outbound{Method: "GET", RequestURI: "/", Host: "x", Header: h}
+		if err := c.Forward(context.Background(), addr, &out, rec, rec.WriteHeader); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}

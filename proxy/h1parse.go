@@ -1,0 +1,201 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/textproto"
+	"strconv"
+)
+
+// respHead is what readResponseHead learns about the framing of a response.
+type respHead struct {
+	status        int
+	proto11       bool
+	close         bool
+	chunked       bool
+	contentLength int64
+	bytesRead     int
+}
+
+func (r *respHead) reset() { *r = respHead{contentLength: -1} }
+
+// responseHopHeaders are never copied from an upstream response: they
+// describe the upstream connection, not the message.
+var responseHopHeaders = map[string]bool{
+	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
+	"Transfer-Encoding": true, "Upgrade": true, "Te": true, "Trailer": true,
+	"Content-Length": true, "Proxy-Authenticate": true,
+}
+
+// commonKeys interns canonical header names so the hot path need not
+// allocate a string per header name.
+var commonKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept-Ranges", "Age", "Cache-Control", "Connection", "Content-Encoding",
+		"Content-Language", "Content-Length", "Content-Type", "Date", "Etag", "Expires", "Keep-Alive",
+		"Last-Modified", "Location", "Server", "Set-Cookie", "Transfer-Encoding", "Vary", "Via",
+		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "Strict-Transport-Security",
+		"Access-Control-Allow-Origin", "Content-Disposition", "Trailer", "Upgrade", "Te", "Proxy-Connection"} {
+		m[k] = k
+	}
+	return m
+}()
+
+var errHeaderTooLarge = errors.New("upstream response header too large")
+
+// readResponseHead parses a status line and header block from br into h,
+// dropping hop-by-hop fields and recording framing in resp.
+func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) error {
+	line, err := readLine(br, resp, max)
+	if err != nil {
+		return err
+	}
+	// "HTTP/1.1 200 OK"
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return fmt.Errorf("malformed status line %q", truncate(line))
+	}
+	resp.proto11 = line[7] == '1'
+	code := line[9:12]
+	st := 0
+	for _, c := range code {
+		if c < '0' || c > '9' {
+			return fmt.Errorf("malformed status code %q", truncate(line))
+		}
+		st = st*10 + int(c-'0')
+	}
+	if st < 100 || (len(line) > 12 && line[12] != ' ') {
+		return fmt.Errorf("malformed status line %q", truncate(line))
+	}
+	resp.status = st
+	var connTokens []byte
+	fields := 0
+	for {
+		line, err := readLine(br, resp, max)
+		if err != nil {
+			return err
+		}
+		if len(line) == 0 {
+			break
+		}
+		if fields++; fields > 200 {
+			return errHeaderTooLarge
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || line[0] == ' ' || line[0] == '\t' {
+			return fmt.Errorf("malformed header line %q", truncate(line))
+		}
+		rawKey := line[:colon]
+		if !validFieldName(rawKey) {
+			return fmt.Errorf("malformed header name %q", truncate(rawKey))
+		}
+		val := bytes.TrimSpace(line[colon+1:])
+		if !validFieldValue(val) {
+			return fmt.Errorf("invalid header value for %q", rawKey)
+		}
+		key, ok := commonKeys[string(rawKey)]
+		if !ok {
+			key = textproto.CanonicalMIMEHeaderKey(string(rawKey))
+		}
+		switch key {
+		case "Content-Length":
+			n, err := strconv.ParseInt(string(val), 10, 64)
+			if err != nil || n < 0 || (resp.contentLength >= 0 && resp.contentLength != n) {
+				return fmt.Errorf("invalid Content-Length %q", val)
+			}
+			resp.contentLength = n
+		case "Transfer-Encoding":
+			if !bytes.EqualFold(val, []byte("chunked")) {
+				return fmt.Errorf("unsupported Transfer-Encoding %q", val)
+			}
+			resp.chunked = true
+		case "Connection":
+			connTokens = append(connTokens, ',')
+			connTokens = append(connTokens, val...)
+			if containsToken(val, "close") {
+				resp.close = true
+			}
+		}
+		if responseHopHeaders[key] {
+			continue
+		}
+		h[key] = append(h[key], string(val))
+	}
+	if resp.chunked {
+		resp.contentLength = -1
+	}
+	// Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+	for len(connTokens) > 0 {
+		var tok []byte
+		i := bytes.IndexByte(connTokens, ',')
+		if i < 0 {
+			tok, connTokens = connTokens, nil
+		} else {
+			tok, connTokens = connTokens[:i], connTokens[i+1:]
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) > 0 {
+			delete(h, textproto.CanonicalMIMEHeaderKey(string(tok)))
+		}
+	}
+	return nil
+}
+
+func readLine(br *bufio.Reader, resp *respHead, max int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	resp.bytesRead += len(line)
+	if err == bufio.ErrBufferFull || resp.bytesRead > max {
+		return nil, errHeaderTooLarge
+	}
+	if err != nil {
+		return nil, err
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return line, nil
+}
+
+func containsToken(v []byte, tok string) bool {
+	for len(v) > 0 {
+		var t []byte
+		i := bytes.IndexByte(v, ',')
+		if i < 0 {
+			t, v = v, nil
+		} else {
+			t, v = v[:i], v[i+1:]
+		}
+		if bytes.EqualFold(bytes.TrimSpace(t), []byte(tok)) {
+			return true
+		}
+	}
+	return false
+}
+
+func validFieldName(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte("\"(),/:;<=>?@[\\]{}"), c) >= 0 {
+			return false
+		}
+	}
+	return len(b) > 0
+}
+
+func validFieldValue(b []byte) bool {
+	for _, c := range b {
+		if (c < ' ' && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > 64 {
+		return b[:64]
+	}
+	return b
+}

@@ -1,0 +1,114 @@
+// Package proxy forwards a routed request to an upstream endpoint and copies
+// the answer back: hop-by-hop and forwarding headers, the lean HTTP/1.1
+// upstream client, and the single error path that turns every failure into a
+// defined status.
+package proxy
+
+import (
+	"net"
+	"net/http"
+	"net/netip"
+	"net/textproto"
+	"strings"
+)
+
+// hopHeaders are the connection-specific fields of RFC 9110 7.6.1 plus the
+// legacy ones proxies still see; they are never forwarded.
+var hopHeaders = []string{
+	"Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
+}
+
+// RemoveHopByHop deletes the hop-by-hop fields of h, including every field the
+// Connection header names. It must run before the gateway adds headers of
+// its own: otherwise a client sending "Connection: X-Gw-Header" could delete a
+// gateway-set header (the Traefik CVE-2021-32813 class).
+func RemoveHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for len(v) > 0 {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = textproto.TrimString(tok); tok != "" {
+				delete(h, textproto.CanonicalMIMEHeaderKey(tok))
+			}
+		}
+	}
+	for _, k := range hopHeaders {
+		delete(h, k)
+	}
+}
+
+// ForwardedPolicy decides what to do with a client's X-Forwarded-* and
+// Forwarded headers. From untrusted peers they are replaced, so a client
+// cannot claim another address; from trusted peers (other proxies in front
+// of the gateway) they are kept and extended.
+//
+// The zero value trusts nobody.
+type ForwardedPolicy struct {
+	// Trusted lists the peer networks whose forwarding headers are kept.
+	Trusted []netip.Prefix
+}
+
+func (p *ForwardedPolicy) trusts(ip netip.Addr) bool {
+	for _, pre := range p.Trusted {
+		if pre.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Apply sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and
+// Forwarded on h for a request from remoteAddr that arrived for host over
+// TLS or not.
+func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool) {
+	ipStr, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		ipStr = remoteAddr
+	}
+	ip, _ := netip.ParseAddr(ipStr)
+	ip = ip.Unmap()
+	proto := "http"
+	if tls {
+		proto = "https"
+	}
+	trusted := ip.IsValid() && p.trusts(ip)
+
+	xff := ip.String()
+	fwdFor := ip.String()
+	if ip.Is6() {
+		fwdFor = `"[` + fwdFor + `]"`
+	}
+	fwd := "for=" + fwdFor + ";host=" + quoteForwarded(host) + ";proto=" + proto
+	if trusted {
+		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
+			xff = strings.Join(prior, ", ") + ", " + xff
+		}
+		if prior := h["Forwarded"]; len(prior) > 0 {
+			fwd = strings.Join(prior, ", ") + ", " + fwd
+		}
+		if len(h["X-Forwarded-Proto"]) == 0 {
+			h["X-Forwarded-Proto"] = []string{proto}
+		}
+		if len(h["X-Forwarded-Host"]) == 0 {
+			h["X-Forwarded-Host"] = []string{host}
+		}
+	} else {
+		h["X-Forwarded-Proto"] = []string{proto}
+		h["X-Forwarded-Host"] = []string{host}
+	}
+	h["X-Forwarded-For"] = []string{xff}
+	h["Forwarded"] = []string{fwd}
+}
+
+// quoteForwarded quotes a Forwarded parameter value when it is not a token
+// (RFC 7239 section 4), e.g. a host with a port.
+func quoteForwarded(v string) string {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+			return `"` + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`) + `"`
+		}
+	}
+	return v
+}

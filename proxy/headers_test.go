@@ -1,0 +1,67 @@
+package proxy
+
+import (
+	"net/http"
+	"net/netip"
+	"reflect"
+	"testing"
+)
+
+func TestRemoveHopByHop(t *testing.T) {
+	h := http.Header{
+		"Connection":       {"keep-alive, X-Gw-Auth", "x-other"},
+		"X-Gw-Auth":        {"client-forged"},
+		"X-Other":          {"1"},
+		"Keep-Alive":       {"timeout=5"},
+		"Proxy-Connection": {"keep-alive"},
+		"Te":               {"trailers"},
+		"Upgrade":          {"websocket"},
+		"Trailer":          {"X"},
+		"X-Kept":           {"yes"},
+	}
+	RemoveHopByHop(h)
+	if want := (http.Header{"X-Kept": {"yes"}}); !reflect.DeepEqual(h, want) {
+		t.Errorf("after RemoveHopByHop: %v, want %v", h, want)
+	}
+}
+
+func TestForwardedPolicy(t *testing.T) {
+	trusted := ForwardedPolicy{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	tests := []struct {
+		name   string
+		policy ForwardedPolicy
+		remote string
+		tls    bool
+		in     http.Header
+		want   http.Header
+	}{
+		{
+			name: "untrusted client's claims are replaced", remote: "192.0.2.1:5000",
+			in: http.Header{"X-Forwarded-For": {"1.2.3.4"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil"}, "Forwarded": {"for=1.2.3.4"}},
+			want: http.Header{"X-Forwarded-For": {"192.0.2.1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}, "Forwarded": {"for=192.0.2.1;host=example.com;proto=http"}},
+		},
+		{
+			name: "trusted proxy's chain is extended", policy: trusted, remote: "10.1.2.3:5000", tls: true,
+			in:   http.Header{"X-Forwarded-For": {"198.51.100.7"}, "X-Forwarded-Proto": {"http"}, "Forwarded": {"for=198.51.100.7"}},
+			want: http.Header{"X-Forwarded-For": {"198.51.100.7, 10.1.2.3"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}, "Forwarded": {"for=198.51.100.7, for=10.1.2.3;host=example.com;proto=https"}},
+		},
+		{
+			name: "ipv6 client is quoted in Forwarded", remote: "[2001:db8::1]:443", tls: true,
+			in:   http.Header{},
+			want: http.Header{"X-Forwarded-For": {"2001:db8::1"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"example.com"}, "Forwarded": {`for="[2001:db8::1]";host=example.com;proto=https`}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.policy.Apply(tc.in, tc.remote, "example.com", tc.tls)
+			if !reflect.DeepEqual(tc.in, tc.want) {
+				t.Errorf("got  %v\nwant %v", tc.in, tc.want)
+			}
+		})
+	}
+	h := http.Header{}
+	(&ForwardedPolicy{}).Apply(h, "127.0.0.1:1", "host:8080", false)
+	if got := h.Get("Forwarded"); got != `for=127.0.0.1;host="host:8080";proto=http` {
+		t.Errorf("host with port not quoted: %s", got)
+	}
+}
