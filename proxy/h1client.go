@@ -88,6 +88,7 @@ type upConn struct {
 	bw       *bufio.Writer
 	lastUsed time.Time
 	reused   bool
+	body     io.LimitedReader // reused for Content-Length bodies
 }
 
 var bufioReaderPool, bufioWriterPool sync.Pool
@@ -303,13 +304,14 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	case noBody:
 		body = nil
 		if resp.contentLength >= 0 {
-			h["Content-Length"] = []string{strconv.FormatInt(resp.contentLength, 10)}
+			h["Content-Length"] = []string{resp.contentLengthRaw}
 		}
 	case resp.chunked:
 		body = httputil.NewChunkedReader(uc.br)
 	case resp.contentLength >= 0:
-		h["Content-Length"] = []string{strconv.FormatInt(resp.contentLength, 10)}
-		body = io.LimitReader(uc.br, resp.contentLength)
+		h["Content-Length"] = []string{resp.contentLengthRaw}
+		uc.body = io.LimitedReader{R: uc.br, N: resp.contentLength}
+		body = &uc.body
 	default:
 		body = uc.br
 		keep = false

@@ -17,7 +17,9 @@ type respHead struct {
 	close         bool
 	chunked       bool
 	contentLength int64
-	bytesRead     int
+	// contentLengthRaw is the header's value as sent, reused downstream.
+	contentLengthRaw string
+	bytesRead        int
 }
 
 func (r *respHead) reset() { *r = respHead{contentLength: -1} }
@@ -106,6 +108,8 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 				return fmt.Errorf("invalid Content-Length %q", val)
 			}
 			resp.contentLength = n
+			resp.contentLengthRaw = string(val)
+			continue
 		case "Transfer-Encoding":
 			if !bytes.EqualFold(val, []byte("chunked")) {
 				return fmt.Errorf("unsupported Transfer-Encoding %q", val)

@@ -66,20 +66,27 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 	if err != nil {
 		ipStr = remoteAddr
 	}
-	ip, _ := netip.ParseAddr(ipStr)
-	ip = ip.Unmap()
+	ip, err := netip.ParseAddr(ipStr)
+	if err != nil || ip.Zone() != "" || ip.Is4In6() {
+		// Normalise unusual spellings; the common case reuses ipStr.
+		ip = ip.Unmap().WithZone("")
+		ipStr = ip.String()
+	}
 	proto := "http"
 	if tls {
 		proto = "https"
 	}
 	trusted := ip.IsValid() && p.trusts(ip)
 
-	xff := ip.String()
-	fwdFor := ip.String()
+	xff := ipStr
+	var fwd string
 	if ip.Is6() {
-		fwdFor = `"[` + fwdFor + `]"`
+		fwd = "for=\"[" + ipStr + "]\";host=" + quoteForwarded(host) + ";proto=" + proto
+	} else {
+		fwd = "for=" + ipStr + ";host=" + quoteForwarded(host) + ";proto=" + proto
 	}
-	fwd := "for=" + fwdFor + ";host=" + quoteForwarded(host) + ";proto=" + proto
+	// One backing array for the four values: one allocation, not four.
+	vals := make([]string, 4)
 	if trusted {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff
@@ -88,17 +95,21 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 			fwd = strings.Join(prior, ", ") + ", " + fwd
 		}
 		if len(h["X-Forwarded-Proto"]) == 0 {
-			h["X-Forwarded-Proto"] = []string{proto}
+			vals[2] = proto
+			h["X-Forwarded-Proto"] = vals[2:3:3]
 		}
 		if len(h["X-Forwarded-Host"]) == 0 {
-			h["X-Forwarded-Host"] = []string{host}
+			vals[3] = host
+			h["X-Forwarded-Host"] = vals[3:4:4]
 		}
 	} else {
-		h["X-Forwarded-Proto"] = []string{proto}
-		h["X-Forwarded-Host"] = []string{host}
+		vals[2], vals[3] = proto, host
+		h["X-Forwarded-Proto"] = vals[2:3:3]
+		h["X-Forwarded-Host"] = vals[3:4:4]
 	}
-	h["X-Forwarded-For"] = []string{xff}
-	h["Forwarded"] = []string{fwd}
+	vals[0], vals[1] = xff, fwd
+	h["X-Forwarded-For"] = vals[0:1:1]
+	h["Forwarded"] = vals[1:2:2]
 }
 
 // quoteForwarded quotes a Forwarded parameter value when it is not a token

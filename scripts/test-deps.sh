@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Installs what `make test` needs on a fresh Debian machine. Idempotent and
-# quick when everything is already there.
+# Installs and builds what `make test` needs on a fresh Debian machine.
+# Built tools are cached outside the clone, keyed by version, so a fresh clone
+# (CI) reuses them and a new machine builds them once.
 set -euo pipefail
+TOOLS=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
+
+# Debian packages.
 need=()
-for cmd in curl openssl; do
-	command -v "$cmd" >/dev/null || need+=("$cmd")
+for pkg_cmd in curl:curl openssl:openssl; do
+	command -v "${pkg_cmd#*:}" >/dev/null || need+=("${pkg_cmd%%:*}")
 done
 if ((${#need[@]})); then
 	if [[ $(id -u) -ne 0 ]]; then
@@ -14,3 +18,13 @@ if ((${#need[@]})); then
 	apt-get update -q
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}"
 fi
+
+# Go tools from pinned module versions.
+build_tool() { # name module version
+	local dir="$TOOLS/$1-$3"
+	if [[ -x "$dir/$1" ]]; then return; fi
+	echo "test-deps: building $1 $3 into $dir"
+	mkdir -p "$dir"
+	GOBIN="$dir" go install "$2@$3"
+}
+build_tool h2spec github.com/summerwind/h2spec/cmd/h2spec v2.2.1+incompatible
