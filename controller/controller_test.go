@@ -1,0 +1,88 @@
+package controller
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/ir"
+)
+
+type recordingApplier struct {
+	applied []*ir.Config
+	fail    error
+}
+
+func (r *recordingApplier) Apply(cfg *ir.Config) error {
+	if r.fail != nil {
+		return r.fail
+	}
+	r.applied = append(r.applied, cfg)
+	return nil
+}
+
+const gateway = `apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: mg}
+spec: {controllerName: gateway.meshgate.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: g}
+spec:
+  gatewayClassName: mg
+  listeners: [{name: http, protocol: HTTP, port: PORT}]
+`
+
+func snapshot(t *testing.T, port string) *config.Snapshot {
+	t.Helper()
+	s, err := config.Parse("t.yaml", []byte(replace(gateway, "PORT", port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func replace(s, old, repl string) string {
+	for i := 0; i+len(old) <= len(s); i++ {
+		if s[i:i+len(old)] == old {
+			return s[:i] + repl + s[i+len(old):]
+		}
+	}
+	return s
+}
+
+func TestControllerHandle(t *testing.T) {
+	app := &recordingApplier{}
+	c := &Controller{Data: app, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	steps := []struct {
+		name       string
+		update     filesprovider.Update
+		fail       error
+		wantNew    bool
+		wantGen    int64
+		wantListen string
+	}{
+		{name: "first config applies", update: filesprovider.Update{Snapshot: snapshot(t, "8080")}, wantNew: true, wantGen: 1, wantListen: "0.0.0.0:8080"},
+		{name: "identical snapshot is skipped", update: filesprovider.Update{Snapshot: snapshot(t, "8080")}, wantGen: 1, wantListen: "0.0.0.0:8080"},
+		{name: "parse error keeps the old config", update: filesprovider.Update{Err: errors.New("t.yaml:3: bad")}, wantGen: 1, wantListen: "0.0.0.0:8080"},
+		{name: "data plane failure keeps the old config", update: filesprovider.Update{Snapshot: snapshot(t, "9090")}, fail: errors.New("bind: address in use"), wantGen: 1, wantListen: "0.0.0.0:8080"},
+		{name: "same change retried after the failure applies", update: filesprovider.Update{Snapshot: snapshot(t, "9090")}, wantNew: true, wantGen: 2, wantListen: "0.0.0.0:9090"},
+	}
+	for _, st := range steps {
+		app.fail = st.fail
+		if got := c.Handle(st.update); got != st.wantNew {
+			t.Errorf("%s: Handle = %v, want %v", st.name, got, st.wantNew)
+		}
+		if got := c.Generation(); got != st.wantGen {
+			t.Errorf("%s: generation %d, want %d", st.name, got, st.wantGen)
+		}
+		last := app.applied[len(app.applied)-1]
+		if got := last.Listeners[0].Address; got != st.wantListen {
+			t.Errorf("%s: serving %s, want %s", st.name, got, st.wantListen)
+		}
+	}
+}
