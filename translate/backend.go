@@ -1,0 +1,237 @@
+package translate
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
+	"github.com/meshgate/meshgate/ir"
+)
+
+const kindBackend = mgv1alpha1.KindBackend
+
+// appProtocol maps a Service port's or Backend's appProtocol to how the
+// proxy speaks to the endpoints. Protocols that need TLS to the backend are
+// refused (Meshgate has no backend TLS yet); the spec says such a backend
+// is invalid rather than spoken to in the wrong protocol. Anything else,
+// including WebSocket, is HTTP/1.1.
+func appProtocol(p string) (ir.BackendProtocol, error) {
+	switch p {
+	case "kubernetes.io/h2c", "h2c":
+		return ir.BackendH2C, nil
+	case "https", "kubernetes.io/wss", "tls":
+		return "", fmt.Errorf("appProtocol %q needs TLS to the backend, which is not supported", p)
+	}
+	return ir.BackendHTTP1, nil
+}
+
+// translateBackends validates every Meshgate Backend and reports its status.
+// Invalid ones stay in the index so references to them can say why.
+func (t *translator) translateBackends() {
+	for _, b := range t.s.Backends {
+		if b == nil {
+			continue
+		}
+		bs := &backendState{b: b}
+		eps, proto, problem := validateBackend(b)
+		st := ObjectStatus{Kind: kindBackend, Namespace: b.Namespace, Name: b.Name}
+		if problem != "" {
+			bs.problem = problem
+			st.Reason = problem
+			st.Conditions = append(st.Conditions, condition("Accepted", false, "Invalid", problem, b.Generation))
+		} else {
+			name := "backend/" + b.Namespace + "/" + b.Name
+			bs.target = &ir.Backend{Name: name, Protocol: proto, Endpoints: eps}
+			t.irBackends[name] = bs.target
+			st.Accepted = true
+			st.Conditions = append(st.Conditions, condition("Accepted", true, "Accepted", "Backend is valid", b.Generation))
+		}
+		t.backends[nsName{b.Namespace, b.Name}] = bs
+		t.statuses = append(t.statuses, st)
+	}
+}
+
+func validateBackend(b *mgv1alpha1.Backend) ([]ir.Endpoint, ir.BackendProtocol, string) {
+	proto, err := appProtocol(b.Spec.AppProtocol)
+	if err != nil {
+		return nil, "", "spec.appProtocol: " + err.Error()
+	}
+	if len(b.Spec.Endpoints) == 0 {
+		return nil, "", "spec.endpoints: at least one endpoint is required"
+	}
+	seen := map[string]bool{}
+	var eps []ir.Endpoint
+	for i, e := range b.Spec.Endpoints {
+		if e.Address == "" {
+			return nil, "", fmt.Sprintf("spec.endpoints[%d].address: required", i)
+		}
+		addr := e.Address
+		if ip, err := netip.ParseAddr(addr); err == nil {
+			addr = ip.String()
+		} else if err := checkHostname(addr, false); err != nil {
+			return nil, "", fmt.Sprintf("spec.endpoints[%d].address: %q is neither an IP address nor a valid host name", i, e.Address)
+		}
+		if e.Port < 1 || e.Port > 65535 {
+			return nil, "", fmt.Sprintf("spec.endpoints[%d].port: %d is not a valid port (1-65535)", i, e.Port)
+		}
+		a := net.JoinHostPort(addr, fmt.Sprint(e.Port))
+		if !seen[a] {
+			seen[a] = true
+			eps = append(eps, ir.Endpoint{Address: a})
+		}
+	}
+	sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
+	return eps, proto, ""
+}
+
+// backendRef resolves one backendRef. It returns the weighted backend (with
+// a nil Target when unresolvable), the reference problem if any (for
+// ResolvedRefs) and a value problem that makes the whole rule invalid.
+func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBackendRef) (ir.WeightedBackend, *refProblem, string) {
+	wb := ir.WeightedBackend{Weight: 1}
+	if br.Weight != nil {
+		if *br.Weight < 0 || *br.Weight > 1000000 {
+			return wb, nil, fmt.Sprintf("%s.weight: %d is out of range 0-1000000", path, *br.Weight)
+		}
+		wb.Weight = *br.Weight
+	}
+	group, kind := "", kindService
+	if br.Group != nil {
+		group = string(*br.Group)
+	}
+	if br.Kind != nil {
+		kind = string(*br.Kind)
+	}
+	routeNS := rs.r.Namespace
+	ns := routeNS
+	if br.Namespace != nil && *br.Namespace != "" {
+		ns = string(*br.Namespace)
+	}
+	name := string(br.Name)
+	fail := func(reason gwapiv1.RouteConditionReason, format string, args ...any) (ir.WeightedBackend, *refProblem, string) {
+		return wb, &refProblem{string(reason), path + ": " + fmt.Sprintf(format, args...)}, ""
+	}
+	failPort := func(format string, args ...any) (ir.WeightedBackend, *refProblem, string) {
+		return wb, &refProblem{string(gwapiv1.RouteReasonUnsupportedValue), path + ".port: " + fmt.Sprintf(format, args...)}, ""
+	}
+	isService := group == "" && kind == kindService
+	isBackend := group == mgv1alpha1.GroupName && kind == kindBackend
+	if !isService && !isBackend {
+		return fail(gwapiv1.RouteReasonInvalidKind, "%s is not a supported backend kind; use a core Service or a %s Backend", groupKind(group, kind), mgv1alpha1.GroupName)
+	}
+	if !t.refGranted(gatewayGroup, kindHTTPRoute, routeNS, group, kind, ns, name) {
+		return fail(gwapiv1.RouteReasonRefNotPermitted, "%s %s/%s is in another namespace and no ReferenceGrant there allows HTTPRoutes from %s", kind, ns, name, routeNS)
+	}
+	if isService {
+		if br.Port == nil {
+			return failPort("required for a Service backend")
+		}
+		target, reason, msg := t.serviceBackend(ns, name, *br.Port)
+		if target == nil {
+			return fail(reason, "%s", msg)
+		}
+		wb.Target = target
+		return wb, nil, ""
+	}
+	bs := t.backends[nsName{ns, name}]
+	switch {
+	case bs == nil:
+		return fail(gwapiv1.RouteReasonBackendNotFound, "%s", t.notFound(kindBackend, ns, name))
+	case bs.problem != "":
+		return fail(gwapiv1.RouteReasonBackendNotFound, "Backend %s/%s is invalid: %s", ns, name, bs.problem)
+	}
+	if br.Port != nil {
+		// A Backend's endpoints carry their own ports; a port on the
+		// reference must agree with them rather than be ignored.
+		for _, e := range bs.b.Spec.Endpoints {
+			if e.Port != *br.Port {
+				return failPort("%d does not match Backend %s/%s, whose endpoints use port %d", *br.Port, ns, name, e.Port)
+			}
+		}
+	}
+	wb.Target = bs.target
+	return wb, nil, ""
+}
+
+// serviceBackend resolves a Service port to its ready endpoints. Endpoints
+// come from the EndpointSlices labelled with the Service's name, through the
+// slice port whose name is the Service port's name (which is how targetPort,
+// named or numeric, is resolved by Kubernetes). Endpoints whose ready
+// condition is false are left out; an unknown condition counts as ready, as
+// the EndpointSlice API says. One *ir.Backend is shared by every route that
+// uses the same Service port.
+func (t *translator) serviceBackend(ns, name string, port int32) (*ir.Backend, gwapiv1.RouteConditionReason, string) {
+	svc := t.services[nsName{ns, name}]
+	if svc == nil {
+		return nil, gwapiv1.RouteReasonBackendNotFound, t.notFound(kindService, ns, name)
+	}
+	var sp *corev1.ServicePort
+	for i := range svc.Spec.Ports {
+		if svc.Spec.Ports[i].Port == port {
+			sp = &svc.Spec.Ports[i]
+			break
+		}
+	}
+	if sp == nil {
+		return nil, gwapiv1.RouteReasonBackendNotFound, fmt.Sprintf("Service %s/%s has no port %d", ns, name, port)
+	}
+	var app string
+	if sp.AppProtocol != nil {
+		app = *sp.AppProtocol
+	}
+	proto, err := appProtocol(app)
+	if err != nil {
+		return nil, gwapiv1.RouteReasonUnsupportedProtocol, fmt.Sprintf("Service %s/%s port %d: %v", ns, name, port, err)
+	}
+	bname := fmt.Sprintf("service/%s/%s:%d", ns, name, port)
+	if b := t.irBackends[bname]; b != nil {
+		return b, "", ""
+	}
+	b := &ir.Backend{Name: bname, Protocol: proto, Endpoints: t.serviceEndpoints(ns, name, sp)}
+	t.irBackends[bname] = b
+	return b, "", ""
+}
+
+func (t *translator) serviceEndpoints(ns, name string, sp *corev1.ServicePort) []ir.Endpoint {
+	seen := map[string]bool{}
+	var eps []ir.Endpoint
+	for _, sl := range t.slices[nsName{ns, name}] {
+		port := int32(-1)
+		for _, p := range sl.Ports {
+			pn := ""
+			if p.Name != nil {
+				pn = *p.Name
+			}
+			if pn != sp.Name || p.Port == nil {
+				continue
+			}
+			if p.Protocol != nil && sp.Protocol != "" && *p.Protocol != sp.Protocol {
+				continue
+			}
+			port = *p.Port
+			break
+		}
+		if port < 1 || port > 65535 {
+			continue
+		}
+		for _, ep := range sl.Endpoints {
+			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+				continue
+			}
+			for _, a := range ep.Addresses {
+				addr := net.JoinHostPort(a, fmt.Sprint(port))
+				if !seen[addr] {
+					seen[addr] = true
+					eps = append(eps, ir.Endpoint{Address: addr})
+				}
+			}
+		}
+	}
+	sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
+	return eps
+}

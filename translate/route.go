@@ -1,0 +1,291 @@
+package translate
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	"github.com/meshgate/meshgate/ir"
+)
+
+// routeState is one HTTPRoute compiled independently of where it attaches:
+// its rules and reference problems are the same for every parent.
+type routeState struct {
+	r   *gwapiv1.HTTPRoute
+	key nsName
+	// hostnames are spec.hostnames; hostProblem is set when one is
+	// invalid, which rejects the route.
+	hostnames   []string
+	hostProblem string
+	rules       []*ruleResult
+	// refs are unresolvable references (backendRefs, ExtensionRefs).
+	refs []refProblem
+}
+
+// installed remembers which routes a ListenerHost already holds, so a route
+// reaching one listener through two parentRefs is installed once.
+type installKey struct {
+	host  *ir.ListenerHost
+	route nsName
+}
+
+func (t *translator) translateRoutes() {
+	routes := make([]*gwapiv1.HTTPRoute, 0, len(t.s.HTTPRoutes))
+	for _, r := range t.s.HTTPRoutes {
+		if r != nil {
+			routes = append(routes, r)
+		}
+	}
+	sort.SliceStable(routes, func(i, j int) bool {
+		if routes[i].Namespace != routes[j].Namespace {
+			return routes[i].Namespace < routes[j].Namespace
+		}
+		return routes[i].Name < routes[j].Name
+	})
+	installed := map[installKey]bool{}
+	for _, r := range routes {
+		rs := t.compileRoute(r)
+		st := ObjectStatus{Kind: kindHTTPRoute, Namespace: r.Namespace, Name: r.Name}
+		for j := range r.Spec.ParentRefs {
+			pr := r.Spec.ParentRefs[j]
+			group, kind := gatewayGroup, kindGateway
+			if pr.Group != nil {
+				group = string(*pr.Group)
+			}
+			if pr.Kind != nil {
+				kind = string(*pr.Kind)
+			}
+			if group != gatewayGroup || kind != kindGateway {
+				// Services (mesh) and other parents are not ours.
+				continue
+			}
+			ns := r.Namespace
+			if pr.Namespace != nil && *pr.Namespace != "" {
+				ns = string(*pr.Namespace)
+			}
+			key := nsName{ns, string(pr.Name)}
+			if t.foreignGWs[key] {
+				continue
+			}
+			st.Parents = append(st.Parents, t.attachRoute(rs, j, pr, t.gatewayIndex[key], installed))
+		}
+		if len(st.Parents) == 0 {
+			st.Accepted, st.Ignored = true, true
+			st.Reason = "spec.parentRefs: no parentRef names a Gateway served by " + t.opts.ControllerName
+			t.statuses = append(t.statuses, st)
+			continue
+		}
+		st.Accepted, st.Reason = routeSummary(rs, st.Parents)
+		t.statuses = append(t.statuses, st)
+	}
+}
+
+// routeSummary condenses a route's parent statuses into Accepted and the
+// first problem, in order: attachment, route validity, references.
+func routeSummary(rs *routeState, parents []gwapiv1.RouteParentStatus) (bool, string) {
+	var partial, refs string
+	for _, p := range parents {
+		for _, c := range p.Conditions {
+			switch {
+			case c.Type == string(gwapiv1.RouteConditionAccepted) && c.Status != metav1.ConditionTrue:
+				return false, c.Message
+			case c.Type == string(gwapiv1.RouteConditionPartiallyInvalid) && partial == "":
+				partial = c.Message
+			}
+		}
+	}
+	if len(rs.refs) > 0 {
+		refs = rs.refs[0].msg
+	}
+	for _, rr := range rs.rules {
+		if !rr.valid() {
+			return false, rr.problem
+		}
+	}
+	if refs != "" {
+		return false, refs
+	}
+	return partial == "", partial
+}
+
+func (t *translator) compileRoute(r *gwapiv1.HTTPRoute) *routeState {
+	rs := &routeState{r: r, key: nsName{r.Namespace, r.Name}}
+	for i, h := range r.Spec.Hostnames {
+		if err := checkHostname(string(h), true); err != nil {
+			rs.hostProblem = fmt.Sprintf("spec.hostnames[%d]: %v", i, err)
+			break
+		}
+		rs.hostnames = append(rs.hostnames, string(h))
+	}
+	rules := r.Spec.Rules
+	if len(rules) == 0 {
+		// The API server defaults an empty rule list to one rule
+		// matching everything, with no backend: a 500.
+		rules = []gwapiv1.HTTPRouteRule{{}}
+	}
+	for i := range rules {
+		rs.rules = append(rs.rules, t.compileRule(rs, i, &rules[i]))
+	}
+	return rs
+}
+
+// attachRoute attaches a route to the listeners one parentRef selects and
+// returns the parent's status. Listeners are narrowed by sectionName and
+// port, then by allowedRoutes (kind and namespace), then by hostname
+// intersection; each step that leaves nothing has its own reason. Routes are
+// installed on every selected listener that is programmed; the listener's
+// attachedRoutes counts the route only when it is accepted.
+func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReference, gs *gatewayState, installed map[installKey]bool) gwapiv1.RouteParentStatus {
+	gen := rs.r.Generation
+	path := fmt.Sprintf("spec.parentRefs[%d]", j)
+	ps := gwapiv1.RouteParentStatus{ParentRef: pr, ControllerName: gwapiv1.GatewayController(t.opts.ControllerName)}
+	resolved := t.resolvedRefsCondition(rs, gen)
+	reject := func(reason gwapiv1.RouteConditionReason, msg string) gwapiv1.RouteParentStatus {
+		ps.Conditions = []metav1.Condition{
+			condition(string(gwapiv1.RouteConditionAccepted), false, string(reason), path+": "+msg, gen),
+			resolved,
+		}
+		return ps
+	}
+	ns := rs.r.Namespace
+	if pr.Namespace != nil && *pr.Namespace != "" {
+		ns = string(*pr.Namespace)
+	}
+	if gs == nil {
+		return reject(gwapiv1.RouteReasonNoMatchingParent, t.notFound(kindGateway, ns, string(pr.Name)))
+	}
+	if !gs.accepted() {
+		return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s is not accepted: %s", gs.key, gs.problem))
+	}
+
+	var candidates []*listenerState
+	for _, ls := range gs.listeners {
+		if pr.SectionName != nil && *pr.SectionName != "" && ls.l.Name != *pr.SectionName {
+			continue
+		}
+		if pr.Port != nil && ls.l.Port != *pr.Port {
+			continue
+		}
+		candidates = append(candidates, ls)
+	}
+	if len(candidates) == 0 {
+		var want []string
+		if pr.SectionName != nil && *pr.SectionName != "" {
+			want = append(want, fmt.Sprintf("named %q", *pr.SectionName))
+		}
+		if pr.Port != nil {
+			want = append(want, fmt.Sprintf("on port %d", *pr.Port))
+		}
+		return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s has no listener %s", gs.key, strings.Join(want, " and ")))
+	}
+
+	var allowed []*listenerState
+	kindAllowed := false
+	for _, ls := range candidates {
+		kindAllowed = kindAllowed || ls.allowsHTTPRoute
+		if ls.allowsHTTPRoute && t.allowsNamespace(ls, rs.r.Namespace) {
+			allowed = append(allowed, ls)
+		}
+	}
+	if !kindAllowed {
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s accepts the HTTPRoute kind (see their protocol and allowedRoutes.kinds)", gs.key))
+	}
+	if len(allowed) == 0 {
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s allows routes from namespace %s (see allowedRoutes.namespaces)", gs.key, rs.r.Namespace))
+	}
+	if rs.hostProblem != "" {
+		ps.Conditions = []metav1.Condition{
+			condition(string(gwapiv1.RouteConditionAccepted), false, string(gwapiv1.RouteReasonUnsupportedValue), rs.hostProblem, gen),
+			resolved,
+		}
+		return ps
+	}
+
+	type attachment struct {
+		ls    *listenerState
+		hosts []string
+	}
+	var attached []attachment
+	for _, ls := range allowed {
+		if hosts, ok := routeHostnames(ls.hostname, rs.hostnames); ok {
+			attached = append(attached, attachment{ls, hosts})
+		}
+	}
+	if len(attached) == 0 {
+		return reject(gwapiv1.RouteReasonNoMatchingListenerHostname, fmt.Sprintf("no hostname of the route matches a hostname of the selected listeners of Gateway %s", gs.key))
+	}
+
+	var valid int
+	var problems []string
+	for i, rr := range rs.rules {
+		if rr.valid() {
+			valid++
+		} else {
+			what := "answers 500"
+			if rr.dropped {
+				what = "is dropped"
+			}
+			problems = append(problems, fmt.Sprintf("%s (rule %d %s)", rr.problem, i, what))
+		}
+	}
+	for _, a := range attached {
+		if valid > 0 {
+			a.ls.attached[rs.key] = true
+		}
+		for _, h := range a.ls.hosts {
+			k := installKey{h, rs.key}
+			if installed[k] {
+				continue
+			}
+			installed[k] = true
+			for _, rr := range rs.rules {
+				for _, r := range rr.routes {
+					c := *r
+					c.Hostnames = a.hosts
+					h.Routes = append(h.Routes, &c)
+				}
+			}
+		}
+	}
+
+	if valid == 0 {
+		first := rs.firstInvalid()
+		ps.Conditions = []metav1.Condition{
+			condition(string(gwapiv1.RouteConditionAccepted), false, first.reason, "No valid rule: "+strings.Join(problems, "; "), gen),
+			resolved,
+		}
+		return ps
+	}
+	ps.Conditions = []metav1.Condition{
+		condition(string(gwapiv1.RouteConditionAccepted), true, string(gwapiv1.RouteReasonAccepted), "Route is accepted", gen),
+		resolved,
+	}
+	if len(problems) > 0 {
+		ps.Conditions = append(ps.Conditions, condition(string(gwapiv1.RouteConditionPartiallyInvalid), true, string(gwapiv1.RouteReasonUnsupportedValue),
+			"Dropped Rule(s): "+strings.Join(problems, "; "), gen))
+	}
+	return ps
+}
+
+func (rs *routeState) firstInvalid() *ruleResult {
+	for _, rr := range rs.rules {
+		if !rr.valid() {
+			return rr
+		}
+	}
+	return &ruleResult{}
+}
+
+func (t *translator) resolvedRefsCondition(rs *routeState, gen int64) metav1.Condition {
+	if len(rs.refs) == 0 {
+		return condition(string(gwapiv1.RouteConditionResolvedRefs), true, string(gwapiv1.RouteReasonResolvedRefs), "All references are resolved", gen)
+	}
+	msgs := make([]string, len(rs.refs))
+	for i, r := range rs.refs {
+		msgs[i] = r.msg
+	}
+	return condition(string(gwapiv1.RouteConditionResolvedRefs), false, rs.refs[0].reason, strings.Join(msgs, "; "), gen)
+}
