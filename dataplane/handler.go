@@ -33,6 +33,10 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else if v.CloseAfter {
 		w.Header().Set("Connection", "close")
 	}
+	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
+		proxy.WriteError(w, r, h.log, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
+		return
+	}
 	table := h.table.Load()
 	if table == nil {
 		proxy.WriteError(w, r, h.log, http.StatusNotFound, "no_config", nil)
@@ -151,6 +155,19 @@ func requestURI(r *http.Request, rewritten bool) string {
 		return "*"
 	}
 	return r.URL.RequestURI()
+}
+
+// tooManyFields applies the HTTP/1 field limit to HTTP/2 requests, whose
+// framing the HTTP/1 scan does not see.
+func tooManyFields(h http.Header) bool {
+	if len(h) <= server.MaxHeaderFields {
+		n := 0
+		for _, vs := range h {
+			n += len(vs)
+		}
+		return n > server.MaxHeaderFields
+	}
+	return true
 }
 
 type errString string

@@ -35,6 +35,11 @@ type framingConn struct {
 	mu       sync.Mutex
 	verdicts []Verdict
 
+	// maxHeaderBytes caps a request's header block (request line
+	// included); beyond it the request gets 431.
+	maxHeaderBytes int
+	headerBytes    int
+
 	st        scanState
 	line      []byte
 	firstLine bool
@@ -63,8 +68,8 @@ const (
 // header blocks, so the scan stops following the stream past it.
 const maxScanLine = 128 << 10
 
-func newFramingConn(c net.Conn) *framingConn {
-	return &framingConn{Conn: c, firstLine: true}
+func newFramingConn(c net.Conn, maxHeaderBytes int) *framingConn {
+	return &framingConn{Conn: c, firstLine: true, maxHeaderBytes: maxHeaderBytes}
 }
 
 func (c *framingConn) Read(p []byte) (int, error) {
@@ -181,6 +186,7 @@ func (c *framingConn) onHeadLine(line []byte) {
 		if len(line) == 0 {
 			return // tolerated empty lines before a request line
 		}
+		c.headerBytes = 0
 		if bytes.HasPrefix(line, []byte("PRI * HTTP/2.0")) {
 			c.st = scanOff // h2c prior knowledge: not HTTP/1 any more
 			return
@@ -189,6 +195,7 @@ func (c *framingConn) onHeadLine(line []byte) {
 		c.upgrade = bytes.HasPrefix(line, []byte("CONNECT "))
 		return
 	}
+	c.headerBytes += len(line) + 2
 	if len(line) > 0 {
 		c.fields++
 		colon := bytes.IndexByte(line, ':')
@@ -219,6 +226,8 @@ func (c *framingConn) onHeadLine(line []byte) {
 		v = Verdict{Status: 400, Reason: "request has both Content-Length and Transfer-Encoding"}
 	case c.fields > MaxHeaderFields:
 		v = Verdict{Status: 431, Reason: "more than " + strconv.Itoa(MaxHeaderFields) + " header fields"}
+	case c.maxHeaderBytes > 0 && c.headerBytes > c.maxHeaderBytes:
+		v = Verdict{Status: 431, Reason: "request header block larger than " + strconv.Itoa(c.maxHeaderBytes) + " bytes"}
 	}
 	next := scanHead
 	switch {

@@ -48,6 +48,11 @@ func TestFramingScan(t *testing.T) {
 			want:   []Verdict{{}},
 		},
 		{
+			name:   "header block over the byte limit",
+			stream: "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 1024) + "\r\n\r\n",
+			want:   []Verdict{{Status: 431, Reason: "request header block larger than 1024 bytes", CloseAfter: true}},
+		},
+		{
 			name:   "upgrade ends the scan and closes after",
 			stream: "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\nGET /x HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
 			want:   []Verdict{{CloseAfter: true}},
@@ -65,7 +70,7 @@ func TestFramingScan(t *testing.T) {
 	}
 	for _, tc := range tests {
 		for _, split := range []int{0, 1, 3, 7} {
-			c := newFramingConn(nil)
+			c := newFramingConn(nil, 1024)
 			// Feed in pieces of `split` bytes (0: all at once) to show
 			// the scan does not depend on read boundaries.
 			s := tc.stream
@@ -94,7 +99,7 @@ func FuzzFramingScan(f *testing.F) {
 	f.Add([]byte("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"))
 	f.Add([]byte("GET / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c := newFramingConn(nil)
+		c := newFramingConn(nil, 1024)
 		c.scan(b)
 		for range len(c.verdicts) + 1 {
 			c.next()

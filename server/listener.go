@@ -90,6 +90,8 @@ type Listener struct {
 	h1conns *connQueue
 	h2      *http2.Server
 
+	maxHeaderBytes int
+
 	wg       sync.WaitGroup // accept loop and HTTP/2 connections
 	closing  atomic.Bool
 	h2active sync.Map // *ctls.Conn -> struct{}
@@ -107,7 +109,7 @@ func Listen(addr string, handler http.Handler, limits Limits, log *slog.Logger) 
 
 func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog.Logger) *Listener {
 	limits = limits.withDefaults()
-	l := &Listener{ln: ln, handler: handler, log: log, h1conns: newConnQueue(ln.Addr())}
+	l := &Listener{ln: ln, handler: handler, log: log, h1conns: newConnQueue(ln.Addr()), maxHeaderBytes: limits.MaxHeaderBytes}
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -115,8 +117,10 @@ func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog
 		Handler:           handler,
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,
-		MaxHeaderBytes:    limits.MaxHeaderBytes,
-		Protocols:         &protocols,
+		// net/http allows 4 KiB of slack beyond MaxHeaderBytes; the framing
+		// scan enforces the exact limit for HTTP/1, this bounds HTTP/2.
+		MaxHeaderBytes: limits.MaxHeaderBytes,
+		Protocols:      &protocols,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: int(limits.MaxConcurrentStreams),
 		},
@@ -188,7 +192,7 @@ func (l *Listener) acceptLoop() {
 		delay = 0
 		cfg := l.tls.Load()
 		if cfg == nil {
-			l.h1conns.push(newFramingConn(c))
+			l.h1conns.push(newFramingConn(c, l.maxHeaderBytes))
 			continue
 		}
 		go l.serveTLS(c, cfg)
@@ -209,7 +213,7 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	}
 	st := tc.ConnectionState()
 	if st.NegotiatedProtocol != "h2" {
-		l.h1conns.push(newFramingConn(tc))
+		l.h1conns.push(newFramingConn(tc, l.maxHeaderBytes))
 		return
 	}
 	if l.closing.Load() {
