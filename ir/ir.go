@@ -83,7 +83,7 @@ type Route struct {
 	// RuleName is the rule's optional sectionName-style name.
 	RuleName string `json:"ruleName,omitempty"`
 	// CreationTimestamp breaks precedence ties (oldest first), then Name.
-	CreationTimestamp time.Time `json:"creationTimestamp,omitempty"`
+	CreationTimestamp time.Time `json:"creationTimestamp,omitzero"`
 	// Hostnames are the route's hostnames intersected with the listener's;
 	// empty means any host the listener accepts.
 	Hostnames []string `json:"hostnames,omitempty"`
@@ -97,7 +97,7 @@ type Route struct {
 	// is also a 500.
 	Backends []WeightedBackend `json:"backends,omitempty"`
 	// Timeouts bound the request.
-	Timeouts Timeouts `json:"timeouts,omitempty"`
+	Timeouts Timeouts `json:"timeouts,omitzero"`
 	// DirectResponse, when set, answers every matching request without
 	// forwarding it (used for rules the translator found invalid).
 	DirectResponse *DirectResponse `json:"directResponse,omitempty"`
@@ -250,7 +250,9 @@ type Endpoint struct {
 	Address string `json:"address"`
 }
 
-// Timeouts bound a request; zero means the default.
+// Timeouts bound a request. Zero means the default (the upstream timeout of
+// 15 s when neither is set); a negative value (TimeoutDisabled, from a
+// route's "0s") means no timeout at all.
 type Timeouts struct {
 	// Request bounds the whole request, from the gateway receiving it to
 	// the response being complete; 504 when exceeded.
@@ -258,6 +260,9 @@ type Timeouts struct {
 	// BackendRequest bounds one attempt to the backend; 504 when exceeded.
 	BackendRequest time.Duration `json:"backendRequest,omitempty"`
 }
+
+// TimeoutDisabled marks a timeout the route turned off.
+const TimeoutDisabled time.Duration = -1
 
 // DirectResponse is a fixed answer.
 type DirectResponse struct {

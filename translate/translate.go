@@ -17,7 +17,6 @@ package translate
 import (
 	"fmt"
 	"sort"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -35,9 +34,8 @@ const DefaultControllerName = "gateway.meshgate.dev/controller"
 const DefaultAddress = "0.0.0.0"
 
 // TimeoutDisabled is the ir.Timeouts value for a Gateway API timeout of "0s",
-// which the spec says disables the timeout. It is negative so that it cannot
-// be confused with zero, which ir defines as "use the default".
-const TimeoutDisabled time.Duration = -1
+// which the spec says disables the timeout.
+const TimeoutDisabled = ir.TimeoutDisabled
 
 // Options carry what is not in the snapshot: facts about this Meshgate
 // instance rather than about the configuration.
