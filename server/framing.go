@@ -103,25 +103,9 @@ func (c *framingConn) scan(b []byte) {
 		case scanOff:
 			return
 		case scanBody:
-			n := int64(len(b))
-			if n > c.remaining {
-				n = c.remaining
-			}
-			c.remaining -= n
-			b = b[n:]
-			if c.remaining == 0 {
-				c.st = scanHead
-			}
+			b = c.skip(b, scanHead)
 		case scanChunkData:
-			n := int64(len(b))
-			if n > c.remaining {
-				n = c.remaining
-			}
-			c.remaining -= n
-			b = b[n:]
-			if c.remaining == 0 {
-				c.st = scanChunkDataEnd
-			}
+			b = c.skip(b, scanChunkDataEnd)
 		default:
 			i := bytes.IndexByte(b, '\n')
 			if i < 0 {
@@ -138,6 +122,17 @@ func (c *framingConn) scan(b []byte) {
 			c.line = c.line[:0]
 		}
 	}
+}
+
+// skip consumes up to c.remaining body bytes of b and moves to then when
+// the body part is done.
+func (c *framingConn) skip(b []byte, then scanState) []byte {
+	n := min(int64(len(b)), c.remaining)
+	c.remaining -= n
+	if c.remaining == 0 {
+		c.st = then
+	}
+	return b[n:]
 }
 
 func (c *framingConn) appendLine(b []byte) {
