@@ -155,7 +155,7 @@ func parseError(file string, doc document, err error) *ParseError {
 		msg = strings.TrimSpace(strings.TrimPrefix(msg[:m[0]]+msg[m[1]:], "yaml: "))
 		msg = strings.TrimPrefix(msg, ": ")
 	}
-	return &ParseError{File: file, Line: line, Msg: msg}
+	return &ParseError{File: file, Line: line, Msg: strings.TrimPrefix(msg, "yaml: ")}
 }
 
 // header is the part of every object the loader reads before knowing its type.

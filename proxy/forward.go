@@ -141,7 +141,14 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status
 		return // nobody is listening
 	}
 	h := w.Header()
+	// Whatever an upstream or a filter put in the header goes, except a
+	// decision to close the connection, which must survive (a refused
+	// request's connection may hold a smuggled follow-up).
+	conn := h["Connection"]
 	clear(h)
+	if conn != nil {
+		h["Connection"] = conn
+	}
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}
 	w.WriteHeader(status)
