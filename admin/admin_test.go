@@ -9,7 +9,7 @@ import (
 
 func TestHandler(t *testing.T) {
 	var ready atomic.Bool
-	h := Handler(ready.Load)
+	h := Handler(ready.Load, Options{})
 	tests := []struct {
 		name  string
 		path  string
@@ -20,6 +20,7 @@ func TestHandler(t *testing.T) {
 		{"ready before config", "/ready", false, 503},
 		{"ready after config", "/ready", true, 200},
 		{"unknown path", "/nope", true, 404},
+		{"pprof off by default", "/debug/pprof/", true, 404},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

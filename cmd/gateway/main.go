@@ -108,6 +108,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	readHeader := fs.Duration("read-header-timeout", 10*time.Second, "time allowed to read request headers")
 	idle := fs.Duration("idle-timeout", 60*time.Second, "keep-alive connections idle this long are closed")
+	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	var tf translateFlags
 	tf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -147,7 +148,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			log.Error("admin listener", "address", *adminAddr, "error", err.Error())
 			return 1
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(dp.Ready), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(dp.Ready, admin.Options{Pprof: *pprofOn}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
 	}
