@@ -58,6 +58,12 @@ func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 	if err := p.watchTree(w); err != nil {
 		return err
 	}
+	// For a single file its folder is watched (to see replacements);
+	// events for the folder's other files are not ours.
+	onlyFile := ""
+	if st, err := os.Stat(p.Path); err == nil && !st.IsDir() {
+		onlyFile = filepath.Clean(p.Path)
+	}
 
 	var pending *Update
 	first := p.load()
@@ -87,6 +93,9 @@ func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 				}
 			}
 			if ev.Has(fsnotify.Chmod) && !ev.Has(fsnotify.Write) {
+				continue
+			}
+			if onlyFile != "" && filepath.Clean(ev.Name) != onlyFile {
 				continue
 			}
 			timer.Reset(settle)

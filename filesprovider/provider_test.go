@@ -102,6 +102,13 @@ func TestProviderCoalescesBursts(t *testing.T) {
 	p := &Provider{Path: file, Settle: 200 * time.Millisecond}
 	go p.Run(ctx, ch)
 	next(t, ch)
+	// Other files in the same folder are not part of the config.
+	write(t, filepath.Join(dir, "unrelated.log"), "noise")
+	select {
+	case u := <-ch:
+		t.Fatalf("update for an unrelated file: %v", names(u.Snapshot))
+	case <-time.After(500 * time.Millisecond):
+	}
 	// Many quick writes while nobody reads: the consumer then gets the
 	// newest content, not a backlog.
 	for i := 1; i <= 20; i++ {
