@@ -199,4 +199,3 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 	d.forwarder.Close()
 	return errors.Join(errs...)
 }
-

@@ -26,13 +26,6 @@ type listenerHandler struct {
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if v := server.RequestVerdict(r); v.Status != 0 {
-		w.Header().Set("Connection", "close")
-		proxy.WriteError(w, r, h.log, v.Status, "bad_request_framing", errString(v.Reason))
-		return
-	} else if v.CloseAfter {
-		w.Header().Set("Connection", "close")
-	}
 	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
 		proxy.WriteError(w, r, h.log, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
 		return

@@ -18,6 +18,9 @@ import (
 	"golang.org/x/net/http2"
 )
 
+// MaxHeaderFields is the most request header fields accepted; more gets 431.
+const MaxHeaderFields = 100
+
 // Limits are the downstream safety limits. The zero value of a field means
 // the default named in its comment.
 type Limits struct {
@@ -51,8 +54,6 @@ func (l Limits) withDefaults() Limits {
 type ConnInfo struct {
 	// TLS is the handshake state, nil for cleartext.
 	TLS *ctls.ConnectionState
-	// framing is set for HTTP/1 connections the framing scan watches.
-	framing *framingConn
 }
 
 type connInfoKey struct{}
@@ -64,38 +65,31 @@ func ConnInfoFrom(ctx context.Context) *ConnInfo {
 	return ci
 }
 
-// RequestVerdict returns the framing scan's verdict for an HTTP/1 request:
-// a non-zero Status means the request must be refused and the connection
-// closed. HTTP/2 requests always get the zero Verdict: their framing is
-// checked by the HTTP/2 server.
-func RequestVerdict(r *http.Request) Verdict {
-	if r.ProtoMajor != 1 {
-		return Verdict{}
-	}
-	if ci := ConnInfoFrom(r.Context()); ci != nil && ci.framing != nil {
-		return ci.framing.next()
-	}
-	return Verdict{}
-}
-
 // Listener is one bound socket. Its TLS settings can be swapped while it
 // runs; connections already accepted keep the settings they started with.
 type Listener struct {
 	ln      net.Listener
 	handler http.Handler
 	log     *slog.Logger
+	limits  Limits
 	tls     atomic.Pointer[ctls.Config] // nil: cleartext
 
-	h1      *http.Server
-	h1conns *connQueue
-	h2      *http2.Server
+	h2     *http2.Server
+	h2base *http.Server // carries HTTP/2's graceful-shutdown hook
 
-	maxHeaderBytes int
-
-	wg       sync.WaitGroup // accept loop and HTTP/2 connections
+	wg       sync.WaitGroup // accept loop and every connection
 	closing  atomic.Bool
-	h2active sync.Map // *ctls.Conn -> struct{}
+	mu       sync.Mutex
+	conns    map[*h1Conn]connState
+	h2active sync.Map // net.Conn -> struct{}
 }
+
+type connState uint8
+
+const (
+	connIdle connState = iota
+	connActive
+)
 
 // Listen binds addr. Call Serve to start accepting.
 func Listen(addr string, handler http.Handler, limits Limits, log *slog.Logger) (*Listener, error) {
@@ -109,44 +103,41 @@ func Listen(addr string, handler http.Handler, limits Limits, log *slog.Logger) 
 
 func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog.Logger) *Listener {
 	limits = limits.withDefaults()
-	l := &Listener{ln: ln, handler: handler, log: log, h1conns: newConnQueue(ln.Addr()), maxHeaderBytes: limits.MaxHeaderBytes}
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetUnencryptedHTTP2(true)
-	l.h1 = &http.Server{
-		Handler:           handler,
+	l := &Listener{ln: ln, handler: handler, log: log, limits: limits, conns: map[*h1Conn]connState{}}
+	l.h2base = &http.Server{
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,
-		// net/http allows 4 KiB of slack beyond MaxHeaderBytes; the framing
-		// scan enforces the exact limit for HTTP/1, this bounds HTTP/2.
-		MaxHeaderBytes: limits.MaxHeaderBytes,
-		Protocols:      &protocols,
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: int(limits.MaxConcurrentStreams),
-		},
-		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-			ci := &ConnInfo{}
-			if fc, ok := c.(*framingConn); ok {
-				ci.framing = fc
-				if tc, ok := fc.Conn.(*ctls.Conn); ok {
-					st := tc.ConnectionState()
-					ci.TLS = &st
-				}
-			}
-			return context.WithValue(ctx, connInfoKey{}, ci)
-		},
+		MaxHeaderBytes:    limits.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 	l.h2 = &http2.Server{
 		MaxConcurrentStreams: limits.MaxConcurrentStreams,
 		IdleTimeout:          limits.IdleTimeout,
 		MaxReadFrameSize:     1 << 20,
 	}
-	if err := http2.ConfigureServer(l.h1, l.h2); err != nil {
+	if err := http2.ConfigureServer(l.h2base, l.h2); err != nil {
 		// Only fails for TLS settings this server does not use.
 		log.Warn("http2 graceful-shutdown hook not installed", "error", err)
 	}
 	return l
+}
+
+// track records a connection's state; it reports false when the connection
+// should end instead (an idle connection during shutdown).
+func (l *Listener) track(hc *h1Conn, st connState) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if st == connIdle && l.closing.Load() {
+		return false
+	}
+	l.conns[hc] = st
+	return true
+}
+
+func (l *Listener) untrack(hc *h1Conn) {
+	l.mu.Lock()
+	delete(l.conns, hc)
+	l.mu.Unlock()
 }
 
 // Addr is the bound address.
@@ -159,13 +150,7 @@ func (l *Listener) SetTLS(cfg *ctls.Config) { l.tls.Store(cfg) }
 // Serve accepts connections until Shutdown. It returns at once; errors of
 // individual connections are logged.
 func (l *Listener) Serve() {
-	l.wg.Add(2)
-	go func() {
-		defer l.wg.Done()
-		if err := l.h1.Serve(l.h1conns); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			l.log.Error("http server stopped", "addr", l.Addr().String(), "error", err)
-		}
-	}()
+	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
 		l.acceptLoop()
@@ -177,10 +162,7 @@ func (l *Listener) acceptLoop() {
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
-			if l.closing.Load() {
-				return
-			}
-			if errors.Is(err, net.ErrClosed) {
+			if l.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
 			}
 			// Temporary failure such as EMFILE: back off, keep going.
@@ -191,19 +173,26 @@ func (l *Listener) acceptLoop() {
 		}
 		delay = 0
 		cfg := l.tls.Load()
+		l.wg.Add(1)
 		if cfg == nil {
-			l.h1conns.push(newFramingConn(c, l.maxHeaderBytes))
+			go func() {
+				defer l.wg.Done()
+				l.serveH1(c, nil)
+			}()
 			continue
 		}
-		go l.serveTLS(c, cfg)
+		go func() {
+			defer l.wg.Done()
+			l.serveTLS(c, cfg)
+		}()
 	}
 }
 
 // serveTLS completes the handshake and hands the connection to the HTTP/2
-// server (ALPN h2) or to the HTTP/1 server.
+// server (ALPN h2) or to the HTTP/1 loop.
 func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	tc := ctls.Server(c, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), l.h1.ReadHeaderTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), l.limits.ReadHeaderTimeout)
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
@@ -213,82 +202,65 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	}
 	st := tc.ConnectionState()
 	if st.NegotiatedProtocol != "h2" {
-		l.h1conns.push(newFramingConn(tc, l.maxHeaderBytes))
+		l.serveH1(tc, &st)
 		return
 	}
 	if l.closing.Load() {
 		tc.Close()
 		return
 	}
-	l.wg.Add(1)
-	defer l.wg.Done()
-	l.h2active.Store(tc, struct{}{})
-	defer l.h2active.Delete(tc)
+	l.h2active.Store(net.Conn(tc), struct{}{})
+	defer l.h2active.Delete(net.Conn(tc))
 	ci := &ConnInfo{TLS: &st}
 	l.h2.ServeConn(tc, &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, ci),
-		BaseConfig: l.h1,
+		BaseConfig: l.h2base,
 		Handler:    l.handler,
 	})
 }
 
-// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
-// then closes what is left.
+// Shutdown stops accepting, closes idle connections, lets in-flight requests
+// finish until ctx ends, then closes what is left.
 func (l *Listener) Shutdown(ctx context.Context) error {
 	l.closing.Store(true)
 	l.ln.Close()
-	l.h1conns.close()
 	// HTTP/2 connections get GOAWAY through the shutdown hook that
-	// http2.ConfigureServer registered on the HTTP/1 server.
-	err := l.h1.Shutdown(ctx)
+	// http2.ConfigureServer registered on h2base.
+	l.h2base.Shutdown(ctx)
+	l.closeIdle()
 	done := make(chan struct{})
 	go func() { l.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		l.h2active.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-		l.h1.Close()
-		<-done
-		if err == nil {
-			err = ctx.Err()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return nil
+		case <-t.C:
+			l.closeIdle() // connections that finished their request meanwhile
+		case <-ctx.Done():
+			l.closeAll()
+			<-done
+			return ctx.Err()
 		}
 	}
-	return err
 }
 
-// connQueue is a net.Listener fed by the accept loop, so the HTTP/1 server
-// serves connections the listener already accepted (and, for TLS,
-// handshaked).
-type connQueue struct {
-	addr   net.Addr
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newConnQueue(addr net.Addr) *connQueue {
-	return &connQueue{addr: addr, ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (q *connQueue) push(c net.Conn) {
-	select {
-	case q.ch <- c:
-	case <-q.done:
-		c.Close()
+func (l *Listener) closeIdle() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for hc, st := range l.conns {
+		if st == connIdle {
+			hc.c.Close()
+		}
 	}
 }
 
-func (q *connQueue) Accept() (net.Conn, error) {
-	select {
-	case c := <-q.ch:
-		return c, nil
-	case <-q.done:
-		return nil, net.ErrClosed
+func (l *Listener) closeAll() {
+	l.mu.Lock()
+	for hc := range l.conns {
+		hc.c.Close()
 	}
+	l.mu.Unlock()
+	l.h2active.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
 }
-
-func (q *connQueue) close() { q.closed.Do(func() { close(q.done) }) }
-
-func (q *connQueue) Close() error { q.close(); return nil }
-
-func (q *connQueue) Addr() net.Addr { return q.addr }

@@ -1,0 +1,336 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	ctls "crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+)
+
+// h1Conn serves HTTP/1.x on one connection. It is Meshgate's own HTTP/1.1
+// server loop rather than net/http's, because net/http's per-request costs
+// (a context, a background reader goroutine, fresh request and response
+// objects) dominate a proxy's budget: here the request, its URL and header
+// map, the response writer and the buffers live as long as the connection
+// and are reset between requests. It also sees the raw head, so it can refuse
+// what net/http silently repairs (Content-Length with Transfer-Encoding).
+type h1Conn struct {
+	l   *Listener
+	c   net.Conn
+	br  *bufio.Reader
+	bw  *bufio.Writer
+	ci  *ConnInfo
+	req *http.Request
+	url url.URL
+	hb  headBuf
+	w   h1Response
+}
+
+var h1ReaderPool, h1WriterPool sync.Pool
+
+// h2Preface is the client connection preface of HTTP/2 with prior knowledge.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// serveH1 runs the request loop on c until it closes.
+func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
+	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}}
+	if br, ok := h1ReaderPool.Get().(*bufio.Reader); ok {
+		br.Reset(c)
+		hc.br = br
+	} else {
+		hc.br = bufio.NewReaderSize(c, 4096)
+	}
+	if bw, ok := h1WriterPool.Get().(*bufio.Writer); ok {
+		bw.Reset(c)
+		hc.bw = bw
+	} else {
+		hc.bw = bufio.NewWriterSize(c, 4096)
+	}
+	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connInfoKey{}, hc.ci))
+	hc.req = (&http.Request{}).WithContext(ctx)
+	hc.w.hdr = http.Header{}
+	hc.w.conn = hc
+
+	defer func() {
+		l.untrack(hc)
+		cancel()
+		c.Close()
+		hc.br.Reset(nil)
+		h1ReaderPool.Put(hc.br)
+		hc.bw.Reset(nil)
+		h1WriterPool.Put(hc.bw)
+	}()
+	hc.loop()
+}
+
+func (hc *h1Conn) loop() {
+	l := hc.l
+	first := true
+	for {
+		// Wait for a request: the idle timeout between requests, the
+		// header timeout once its first byte arrived.
+		if first {
+			hc.c.SetReadDeadline(time.Now().Add(l.limits.ReadHeaderTimeout))
+		} else {
+			hc.c.SetReadDeadline(time.Now().Add(l.limits.IdleTimeout))
+		}
+		if !l.track(hc, connIdle) {
+			return
+		}
+		if _, err := hc.br.Peek(1); err != nil {
+			return
+		}
+		if !l.track(hc, connActive) {
+			return
+		}
+		if !first {
+			hc.c.SetReadDeadline(time.Now().Add(l.limits.ReadHeaderTimeout))
+		}
+		if first {
+			first = false
+			if b, _ := hc.br.Peek(4); string(b) == "PRI " {
+				if p, err := hc.br.Peek(len(h2Preface)); err == nil && string(p) == h2Preface {
+					l.serveH2C(hc)
+					return
+				}
+			}
+		}
+		if !hc.serveOne() {
+			return
+		}
+	}
+}
+
+// serveOne reads and answers one request. It reports whether the connection
+// can carry another.
+func (hc *h1Conn) serveOne() (keep bool) {
+	l := hc.l
+	r := hc.req
+	if err := readHead(hc.br, &hc.hb, l.limits.MaxHeaderBytes); err != nil {
+		hc.fail(err)
+		return false
+	}
+	resetRequest(r, &hc.url, hc.c.RemoteAddr().String(), hc.ci.TLS)
+	clear(r.Header)
+	var ph parsedHead
+	if err := parseRequest(&hc.hb, r, &hc.url, &ph); err != nil {
+		hc.fail(err)
+		return false
+	}
+	hc.c.SetReadDeadline(time.Time{})
+
+	var body *h1Body
+	if ph.chunked || ph.contentLength > 0 {
+		body = &h1Body{conn: hc, expect100: ph.expect100}
+		if ph.chunked {
+			body.r = httputil.NewChunkedReader(hc.br)
+			body.chunked = true
+		} else {
+			body.r = &body.lr
+			body.lr = io.LimitedReader{R: hc.br, N: ph.contentLength}
+		}
+		r.Body = body
+	} else {
+		r.Body = http.NoBody
+	}
+
+	w := &hc.w
+	w.reset(r, ph.closeAfter)
+	if !hc.serveHandler(w, r) {
+		return false
+	}
+	if body != nil {
+		body.mu.Lock()
+		body.done = true
+		body.mu.Unlock()
+		if !body.drain() {
+			w.closeAfter = true
+		}
+	}
+	if err := w.finish(); err != nil {
+		return false
+	}
+	if hc.br.Buffered() == 0 || w.closeAfter {
+		// Flush unless more pipelined requests are already here; their
+		// answers then go out together.
+		if err := hc.bw.Flush(); err != nil {
+			return false
+		}
+	}
+	return !w.closeAfter && !hc.l.closing.Load()
+}
+
+// serveHandler runs the handler, turning a panic into a closed connection.
+func (hc *h1Conn) serveHandler(w *h1Response, r *http.Request) (ok bool) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				hc.l.log.Error("handler panic", "remote", r.RemoteAddr, "path", r.URL.Path, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
+			if !w.committed {
+				// Nothing sent yet: the client still gets an answer.
+				clear(w.hdr)
+				w.status = 0
+				w.pending = w.pending[:0]
+				w.WriteHeader(http.StatusInternalServerError)
+				w.closeAfter = true
+				w.finish()
+				hc.bw.Flush()
+			}
+			ok = false
+		}
+	}()
+	hc.l.handler.ServeHTTP(w, r)
+	return true
+}
+
+// fail answers a request the server could not parse, then the caller closes.
+func (hc *h1Conn) fail(err error) {
+	var re *requestError
+	if !errors.As(err, &re) {
+		return // I/O error or timeout: nobody to answer
+	}
+	hc.l.log.Info("malformed request refused", "remote", hc.c.RemoteAddr().String(), "status", re.Status, "reason", re.Reason)
+	text := http.StatusText(re.Status)
+	body := strconv.Itoa(re.Status) + " " + text + ": " + re.Reason + "\n"
+	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
+		re.Status, text, len(body), body)
+	hc.bw.Flush()
+	// Let the client read the answer before the reset a close with unread
+	// input would cause.
+	if tc, ok := hc.c.(interface{ CloseWrite() error }); ok {
+		tc.CloseWrite()
+		hc.c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(hc.c, 256<<10))
+	}
+}
+
+func resetRequest(r *http.Request, u *url.URL, remote string, tlsState *ctls.ConnectionState) {
+	hdr := r.Header
+	if hdr == nil {
+		hdr = http.Header{}
+	}
+	ctx := r.Context()
+	*r = http.Request{}
+	*r = *r.WithContext(ctx)
+	r.Header = hdr
+	r.URL = u
+	r.RemoteAddr = remote
+	r.TLS = tlsState
+}
+
+// h1Body is a request body. It belongs to one request: once the handler has
+// returned, reads fail, so a body that escaped into another goroutine cannot
+// read the next request's bytes.
+type h1Body struct {
+	conn      *h1Conn
+	r         io.Reader
+	lr        io.LimitedReader
+	chunked   bool
+	expect100 bool
+	mu        sync.Mutex
+	done      bool
+	eof       bool
+	sawErr    bool
+}
+
+func (b *h1Body) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	if b.expect100 {
+		b.expect100 = false
+		if !b.conn.w.committed {
+			b.conn.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			b.conn.bw.Flush()
+		}
+	}
+	n, err := b.r.Read(p)
+	if err == io.EOF {
+		if b.chunked {
+			if terr := skipRequestTrailer(b.conn.br); terr != nil {
+				b.sawErr = true
+				return n, terr
+			}
+		} else if b.lr.N > 0 {
+			b.sawErr = true
+			return n, io.ErrUnexpectedEOF
+		}
+		b.eof = true
+	} else if err != nil {
+		b.sawErr = true
+	}
+	return n, err
+}
+
+// Close is a no-op: the server drains or discards what the handler left.
+func (b *h1Body) Close() error { return nil }
+
+// drain reads what the handler left of the body, up to a bound, so the
+// connection can carry the next request. It reports success.
+func (b *h1Body) drain() bool {
+	if b.eof {
+		return true
+	}
+	if b.sawErr || b.expect100 {
+		return false // a body never asked for is not read (100-continue)
+	}
+	b.done = false
+	n, err := io.Copy(io.Discard, io.LimitReader(b, 256<<10))
+	b.done = true
+	return err == nil && b.eof && n <= 256<<10
+}
+
+func skipRequestTrailer(br *bufio.Reader) error {
+	for i := 0; i <= MaxHeaderFields; i++ {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+			return nil
+		}
+	}
+	return errors.New("too many trailer fields")
+}
+
+// serveH2C hands a connection that opened with the HTTP/2 preface to the
+// HTTP/2 server; the preface is still in the buffered reader.
+func (l *Listener) serveH2C(hc *h1Conn) {
+	hc.c.SetReadDeadline(time.Time{})
+	l.wg.Add(1)
+	defer l.wg.Done()
+	bc := &bufferedConn{Conn: hc.c, r: hc.br}
+	l.h2active.Store(bc, struct{}{})
+	defer l.h2active.Delete(bc)
+	l.h2.ServeConn(bc, &http2.ServeConnOpts{
+		Context:    context.WithValue(context.Background(), connInfoKey{}, &ConnInfo{}),
+		BaseConfig: l.h2base,
+		Handler:    l.handler,
+	})
+}
+
+// bufferedConn replays what was already read into r before reading c.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

@@ -1,0 +1,342 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// requestError is a malformed request: the connection answers with Status
+// and closes, and Reason goes to the log.
+type requestError struct {
+	Status int
+	Reason string
+}
+
+func (e *requestError) Error() string { return e.Reason }
+
+func badRequest(reason string) *requestError {
+	return &requestError{Status: http.StatusBadRequest, Reason: reason}
+}
+
+// errIdleClose is a connection that ended cleanly between requests.
+var errIdleClose = errors.New("connection closed between requests")
+
+// commonHeaderKeys interns the canonical names of frequent request headers,
+// so parsing them allocates nothing.
+var commonHeaderKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
+		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect", "Host",
+		"If-Modified-Since", "If-None-Match", "Keep-Alive", "Origin", "Pragma", "Referer", "Te",
+		"Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Via", "X-Forwarded-For",
+		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "Forwarded", "Proxy-Connection",
+		"Traceparent", "Tracestate", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Dnt",
+		"Upgrade-Insecure-Requests", "Grpc-Timeout", "X-Real-Ip"} {
+		m[k] = k
+		m[strings.ToLower(k)] = k
+	}
+	return m
+}()
+
+// headBuf collects one request's header block so that all its strings can
+// share a single allocation.
+type headBuf struct {
+	raw    []byte // the block as read, request line first, CRLF stripped, NUL separated
+	fields int
+}
+
+// readHead reads a request line and header block into hb. It returns
+// errIdleClose when the peer closed before sending anything.
+func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
+	hb.raw = hb.raw[:0]
+	hb.fields = 0
+	first := true
+	blank := 0
+	for {
+		line, err := readLineInto(br, hb, maxBytes, first)
+		if err != nil {
+			return err
+		}
+		if first {
+			if len(line) == 0 {
+				// RFC 9112 2.2: ignore a few empty lines before a
+				// request line.
+				hb.raw = hb.raw[:0]
+				if blank++; blank > 8 {
+					return badRequest("too many empty lines before the request line")
+				}
+				continue
+			}
+			first = false
+			continue
+		}
+		if len(line) == 0 {
+			return nil
+		}
+		if hb.fields++; hb.fields > MaxHeaderFields {
+			return &requestError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "more than " + strconv.Itoa(MaxHeaderFields) + " header fields"}
+		}
+	}
+}
+
+// readLineInto appends one line (without its line ending) and a NUL
+// separator to hb.raw and returns the line.
+func readLineInto(br *bufio.Reader, hb *headBuf, maxBytes int, first bool) ([]byte, error) {
+	start := len(hb.raw)
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(hb.raw)+len(chunk) > maxBytes {
+			if first {
+				return nil, &requestError{Status: http.StatusRequestURITooLong, Reason: "request line too long"}
+			}
+			return nil, &requestError{Status: http.StatusRequestHeaderFieldsTooLarge, Reason: "request header block larger than " + strconv.Itoa(maxBytes) + " bytes"}
+		}
+		hb.raw = append(hb.raw, chunk...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if first && len(hb.raw) == 0 {
+				return nil, errIdleClose
+			}
+			return nil, err
+		}
+		break
+	}
+	line := hb.raw[start : len(hb.raw)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	hb.raw = append(hb.raw[:start+len(line)], 0)
+	if bytes.IndexByte(line, 0) >= 0 || bytes.IndexByte(line, '\r') >= 0 {
+		return nil, badRequest("NUL or bare CR in request head")
+	}
+	return hb.raw[start : start+len(line)], nil
+}
+
+// parsedHead is what the request head says about framing and connection
+// handling, beyond what goes into the http.Request.
+type parsedHead struct {
+	chunked       bool
+	contentLength int64
+	closeAfter    bool // client asked to close, or HTTP/1.0 without keep-alive
+	keepAlive10   bool // HTTP/1.0 client asked for keep-alive
+	expect100     bool
+}
+
+// parseRequest fills r (whose Header map is empty) from the head in hb. All
+// strings point into one string made from hb.raw.
+func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead) error {
+	block := string(hb.raw) // the one allocation for all of the head's strings
+	lineEnd := strings.IndexByte(block, 0)
+	reqLine := block[:lineEnd]
+	rest := block[lineEnd+1:]
+
+	method, rest1, ok1 := strings.Cut(reqLine, " ")
+	target, proto, ok2 := strings.Cut(rest1, " ")
+	if !ok1 || !ok2 || method == "" || target == "" || strings.IndexByte(proto, ' ') >= 0 || strings.IndexByte(target, ' ') >= 0 {
+		return badRequest("malformed request line")
+	}
+	if !validMethod(method) {
+		return badRequest("invalid method")
+	}
+	switch proto {
+	case "HTTP/1.1":
+		r.ProtoMajor, r.ProtoMinor = 1, 1
+	case "HTTP/1.0":
+		r.ProtoMajor, r.ProtoMinor = 1, 0
+	default:
+		if strings.HasPrefix(proto, "HTTP/") {
+			return &requestError{Status: http.StatusHTTPVersionNotSupported, Reason: "unsupported protocol version " + proto}
+		}
+		return badRequest("malformed protocol version")
+	}
+	r.Method, r.Proto, r.RequestURI = method, proto, target
+
+	if err := parseTarget(method, target, u); err != nil {
+		return err
+	}
+
+	// Header fields: one backing array for all values.
+	vals := make([]string, hb.fields)
+	vi := 0
+	h := r.Header
+	hosts := 0
+	ph.contentLength = -1
+	var te string
+	for rest != "" {
+		end := strings.IndexByte(rest, 0)
+		line := rest[:end]
+		rest = rest[end+1:]
+		if line == "" {
+			break
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return badRequest("obsolete line folding in header")
+		}
+		colon := strings.IndexByte(line, ':')
+		if colon <= 0 {
+			return badRequest("malformed header line")
+		}
+		rawKey := line[:colon]
+		key, ok := commonHeaderKeys[rawKey]
+		if !ok {
+			if !httpguts.ValidHeaderFieldName(rawKey) {
+				return badRequest("invalid header name")
+			}
+			key = textproto.CanonicalMIMEHeaderKey(rawKey)
+		}
+		value := textproto.TrimString(line[colon+1:])
+		if !httpguts.ValidHeaderFieldValue(value) {
+			return badRequest("invalid header value for " + key)
+		}
+		switch key {
+		case "Host":
+			hosts++
+			if hosts > 1 {
+				return badRequest("more than one Host header")
+			}
+			if !httpguts.ValidHostHeader(value) {
+				return badRequest("invalid Host header")
+			}
+			r.Host = value
+			continue // net/http keeps Host out of Header
+		case "Content-Length":
+			n, err := parseContentLength(value)
+			if err != nil || (ph.contentLength >= 0 && ph.contentLength != n) {
+				return badRequest("invalid Content-Length")
+			}
+			ph.contentLength = n
+		case "Transfer-Encoding":
+			if te != "" {
+				return badRequest("more than one Transfer-Encoding header")
+			}
+			te = value
+		case "Connection":
+			if hasToken(value, "close") {
+				ph.closeAfter = true
+			}
+			if hasToken(value, "keep-alive") {
+				ph.keepAlive10 = true
+			}
+		case "Expect":
+			if strings.EqualFold(value, "100-continue") {
+				ph.expect100 = true
+			} else {
+				return &requestError{Status: http.StatusExpectationFailed, Reason: "unsupported Expect"}
+			}
+		}
+		if cur := h[key]; cur != nil {
+			h[key] = append(cur, value)
+			continue
+		}
+		vals[vi] = value
+		h[key] = vals[vi : vi+1 : vi+1]
+		vi++
+	}
+
+	if r.ProtoMinor == 1 && hosts == 0 {
+		return badRequest("missing Host header")
+	}
+	if u.Host != "" {
+		r.Host = u.Host // absolute-form target wins (RFC 9112 3.2.2)
+	}
+	if r.ProtoMinor == 0 && !ph.keepAlive10 {
+		ph.closeAfter = true
+	}
+	if te != "" {
+		if r.ProtoMinor == 0 {
+			return badRequest("Transfer-Encoding in an HTTP/1.0 request")
+		}
+		if !strings.EqualFold(te, "chunked") {
+			return &requestError{Status: http.StatusNotImplemented, Reason: "unsupported Transfer-Encoding " + te}
+		}
+		if ph.contentLength >= 0 {
+			// RFC 9112 6.1: the message is suspect (request smuggling);
+			// refuse it and close the connection.
+			return badRequest("request has both Content-Length and Transfer-Encoding")
+		}
+		ph.chunked = true
+		r.TransferEncoding = chunkedTE
+		r.ContentLength = -1
+	} else if ph.contentLength >= 0 {
+		r.ContentLength = ph.contentLength
+	} else {
+		r.ContentLength = 0
+	}
+	r.Close = ph.closeAfter
+	return nil
+}
+
+var chunkedTE = []string{"chunked"}
+
+// parseTarget fills u from a request target without allocating for the
+// common origin-form without escapes.
+func parseTarget(method, target string, u *url.URL) error {
+	*u = url.URL{}
+	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && strings.IndexByte(target, '#') < 0 {
+		path, query, _ := strings.Cut(target, "?")
+		u.Path, u.RawQuery = path, query
+		return nil
+	}
+	if target == "*" && method == http.MethodOptions {
+		u.Path = "*"
+		return nil
+	}
+	if method == http.MethodConnect {
+		// authority-form: Upgrade-style tunnels are not supported yet.
+		return &requestError{Status: http.StatusMethodNotAllowed, Reason: "CONNECT is not supported"}
+	}
+	pu, err := url.ParseRequestURI(target)
+	if err != nil {
+		return badRequest("invalid request target")
+	}
+	if pu.Host != "" && !httpguts.ValidHostHeader(pu.Host) {
+		return badRequest("invalid host in request target")
+	}
+	*u = *pu
+	return nil
+}
+
+func parseContentLength(v string) (int64, error) {
+	if v == "" || len(v) > 18 {
+		return 0, errors.New("bad length")
+	}
+	var n int64
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if c < '0' || c > '9' {
+			return 0, errors.New("bad length")
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, nil
+}
+
+func validMethod(m string) bool {
+	for i := 0; i < len(m); i++ {
+		if !httpguts.IsTokenRune(rune(m[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasToken(v, tok string) bool {
+	for v != "" {
+		var t string
+		t, v, _ = strings.Cut(v, ",")
+		if strings.EqualFold(textproto.TrimString(t), tok) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,292 @@
+package server
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// h1Response is the ResponseWriter of h1Conn, reused for every request on
+// the connection. Like net/http's, it holds back up to pendingMax body bytes
+// so that a handler that sets no Content-Length still gets one when its
+// whole body is small; larger bodies go out chunked.
+type h1Response struct {
+	conn       *h1Conn
+	hdr        http.Header
+	status     int
+	committed  bool
+	closeAfter bool
+	head       bool // HEAD request: no body bytes
+	proto10    bool
+	keepAlive  bool // HTTP/1.0 client asked for keep-alive
+	noBody     bool // status forbids a body
+	chunked    bool
+	length     int64 // declared Content-Length, -1 if none
+	written    int64
+	pending    []byte
+}
+
+const pendingMax = 4096
+
+func (w *h1Response) reset(r *http.Request, closeAfter bool) {
+	clear(w.hdr)
+	w.status = 0
+	w.committed = false
+	w.closeAfter = closeAfter
+	w.head = r.Method == http.MethodHead
+	w.proto10 = r.ProtoMinor == 0
+	w.keepAlive = w.proto10 && !closeAfter
+	w.noBody = false
+	w.chunked = false
+	w.length = -1
+	w.written = 0
+	w.pending = w.pending[:0]
+}
+
+// Header is the response header map, reused between requests.
+func (w *h1Response) Header() http.Header { return w.hdr }
+
+// WriteHeader records the status; headers are sent with the first body
+// bytes, on Flush, or when the handler returns.
+func (w *h1Response) WriteHeader(status int) {
+	if w.status != 0 || w.committed {
+		return
+	}
+	if status < 100 || status > 999 {
+		panic("invalid WriteHeader code " + strconv.Itoa(status))
+	}
+	if status < 200 {
+		// Informational responses go out at once and the real one follows.
+		if status == http.StatusSwitchingProtocols {
+			return // upgrades are not supported by this writer yet
+		}
+		w.conn.bw.WriteString("HTTP/1.1 ")
+		w.conn.bw.WriteString(statusLine(status))
+		w.conn.bw.WriteString("\r\n\r\n")
+		return
+	}
+	w.status = status
+	w.noBody = status == http.StatusNoContent || status == http.StatusNotModified
+	if cl := w.hdr["Content-Length"]; len(cl) == 1 {
+		if n, err := parseContentLength(cl[0]); err == nil {
+			w.length = n
+		} else {
+			delete(w.hdr, "Content-Length")
+		}
+	}
+}
+
+func (w *h1Response) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.head || w.noBody {
+		if !w.committed && w.length < 0 {
+			w.written += int64(len(p)) // HEAD: report the length GET would have
+		}
+		return len(p), nil
+	}
+	if w.length >= 0 && w.written+int64(len(p)) > w.length {
+		return 0, http.ErrContentLength
+	}
+	if !w.committed {
+		if w.length < 0 && len(w.pending)+len(p) <= pendingMax {
+			w.pending = append(w.pending, p...)
+			return len(p), nil
+		}
+		if err := w.commit(false); err != nil {
+			return 0, err
+		}
+	}
+	return w.writeBody(p)
+}
+
+func (w *h1Response) writeBody(p []byte) (int, error) {
+	bw := w.conn.bw
+	w.written += int64(len(p))
+	if !w.chunked {
+		return bw.Write(p)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var hex [16]byte
+	bw.Write(strconv.AppendInt(hex[:0], int64(len(p)), 16))
+	bw.WriteString("\r\n")
+	bw.Write(p)
+	_, err := bw.WriteString("\r\n")
+	return len(p), err
+}
+
+// commit writes the status line and headers. final says the handler is done,
+// so the pending bytes are the whole body.
+func (w *h1Response) commit(final bool) error {
+	w.committed = true
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	h := w.hdr
+	if c := h["Connection"]; len(c) > 0 {
+		for _, v := range c {
+			if hasToken(v, "close") {
+				w.closeAfter = true
+			}
+		}
+		delete(h, "Connection")
+	}
+	delete(h, "Transfer-Encoding")
+	bodyAllowed := !w.noBody
+	switch {
+	case !bodyAllowed:
+		delete(h, "Content-Length")
+	case w.length >= 0:
+	case final:
+		// The whole body is known: declare its length.
+		n := int64(len(w.pending))
+		if w.head {
+			n = w.written
+		}
+		if !(w.head && n == 0) {
+			w.length = n
+			h["Content-Length"] = []string{strconv.FormatInt(n, 10)}
+		}
+	case w.head:
+	case w.proto10:
+		w.closeAfter = true // length unknown: the end of the body is the close
+	default:
+		w.chunked = true
+	}
+	bw := w.conn.bw
+	if w.proto10 {
+		bw.WriteString("HTTP/1.0 ")
+	} else {
+		bw.WriteString("HTTP/1.1 ")
+	}
+	bw.WriteString(statusLine(w.status))
+	bw.WriteString("\r\n")
+	for k, vs := range h {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				continue // never let a value start a new header line
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	if _, ok := h["Date"]; !ok {
+		bw.WriteString("Date: ")
+		bw.WriteString(httpDate())
+		bw.WriteString("\r\n")
+	}
+	if w.chunked {
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	if w.closeAfter || w.conn.l.closing.Load() {
+		w.closeAfter = true
+		bw.WriteString("Connection: close\r\n")
+	} else if w.proto10 && w.keepAlive {
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	if err != nil {
+		return err
+	}
+	if len(w.pending) > 0 && bodyAllowed && !w.head {
+		p := w.pending
+		w.pending = w.pending[:0]
+		w.written = 0
+		_, err = w.writeBody(p)
+	}
+	return err
+}
+
+// finish completes the response after the handler returned.
+func (w *h1Response) finish() error {
+	if !w.committed {
+		if err := w.commit(true); err != nil {
+			return err
+		}
+	}
+	if w.chunked {
+		_, err := w.conn.bw.WriteString("0\r\n\r\n")
+		return err
+	}
+	if w.length >= 0 && w.written < w.length && !w.head && !w.noBody {
+		// The handler promised more than it wrote: the framing is broken,
+		// so the connection cannot carry another response.
+		w.closeAfter = true
+	}
+	return nil
+}
+
+// Flush sends what is buffered, committing the headers.
+func (w *h1Response) Flush() {
+	if !w.committed {
+		if w.status == 0 {
+			w.WriteHeader(http.StatusOK)
+		}
+		w.commit(false)
+	}
+	w.conn.bw.Flush()
+}
+
+// FlushError is Flush reporting a write failure (http.ResponseController).
+func (w *h1Response) FlushError() error {
+	if !w.committed {
+		if w.status == 0 {
+			w.WriteHeader(http.StatusOK)
+		}
+		if err := w.commit(false); err != nil {
+			return err
+		}
+	}
+	return w.conn.bw.Flush()
+}
+
+// Hijack is not offered yet: upgrades (WebSocket) come with their own
+// handling.
+var _ http.Flusher = (*h1Response)(nil)
+
+func statusLine(code int) string {
+	if code < len(statusLines) && statusLines[code] != "" {
+		return statusLines[code]
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
+
+var statusLines = func() []string {
+	s := make([]string, 600)
+	for c := 100; c < 600; c++ {
+		if t := http.StatusText(c); t != "" {
+			s[c] = strconv.Itoa(c) + " " + t
+		}
+	}
+	return s
+}()
+
+// dateCache holds the Date header value, refreshed once a second.
+var dateCache atomic.Pointer[cachedDate]
+
+type cachedDate struct {
+	unix int64
+	text string
+}
+
+func httpDate() string {
+	now := time.Now()
+	if d := dateCache.Load(); d != nil && d.unix == now.Unix() {
+		return d.text
+	}
+	d := &cachedDate{unix: now.Unix(), text: now.UTC().Format(http.TimeFormat)}
+	dateCache.Store(d)
+	return d.text
+}
+
+var _ = bufio.ErrBufferFull
+var _ net.Conn = (*bufferedConn)(nil)
