@@ -1,0 +1,179 @@
+package server
+
+import (
+	"bufio"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+)
+
+// parseHead runs readHead and parseRequest on raw as the server does.
+func parseHead(raw string, maxBytes int) (*http.Request, parsedHead, error) {
+	br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
+	var hb headBuf
+	r := &http.Request{Header: http.Header{}}
+	var u url.URL
+	var ph parsedHead
+	if err := readHead(br, &hb, maxBytes); err != nil {
+		return nil, ph, err
+	}
+	err := parseRequest(&hb, r, &u, &ph)
+	r.URL = &u
+	return r, ph, err
+}
+
+func TestParseRequest(t *testing.T) {
+	tests := []struct {
+		name   string
+		raw    string
+		status int // 0: parses
+		check  func(t *testing.T, r *http.Request, ph parsedHead)
+	}{
+		{name: "origin form with query", raw: "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: t\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, ph parsedHead) {
+				if r.Method != "GET" || r.URL.Path != "/a/b" || r.URL.RawQuery != "x=1&y=2" || r.Host != "example.com" || r.RequestURI != "/a/b?x=1&y=2" {
+					t.Errorf("got %s %q %q host %q uri %q", r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.RequestURI)
+				}
+				if r.Header.Get("User-Agent") != "t" || r.Header.Get("Host") != "" {
+					t.Errorf("headers %v", r.Header)
+				}
+				if ph.closeAfter || r.ContentLength != 0 {
+					t.Errorf("closeAfter %v length %d", ph.closeAfter, r.ContentLength)
+				}
+			}},
+		{name: "leading empty lines ignored (RFC 9112 2.2)", raw: "\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{name: "percent-encoded path decoded, raw kept", raw: "GET /a%2Fb%20c HTTP/1.1\r\nHost: x\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, _ parsedHead) {
+				if r.URL.Path != "/a/b c" || r.URL.EscapedPath() != "/a%2Fb%20c" {
+					t.Errorf("path %q escaped %q", r.URL.Path, r.URL.EscapedPath())
+				}
+			}},
+		{name: "absolute form sets host", raw: "GET http://origin.test/p?q HTTP/1.1\r\nHost: other\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, _ parsedHead) {
+				if r.Host != "origin.test" || r.URL.Path != "/p" {
+					t.Errorf("host %q path %q", r.Host, r.URL.Path)
+				}
+			}},
+		{name: "OPTIONS *", raw: "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n"},
+		{name: "HTTP/1.0 closes by default", raw: "GET / HTTP/1.0\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, ph parsedHead) {
+				if !ph.closeAfter || r.ProtoMinor != 0 {
+					t.Errorf("closeAfter %v minor %d", ph.closeAfter, r.ProtoMinor)
+				}
+			}},
+		{name: "HTTP/1.0 keep-alive", raw: "GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+			check: func(t *testing.T, _ *http.Request, ph parsedHead) {
+				if ph.closeAfter {
+					t.Error("closeAfter with keep-alive")
+				}
+			}},
+		{name: "Connection: close", raw: "GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, close\r\n\r\n",
+			check: func(t *testing.T, _ *http.Request, ph parsedHead) {
+				if !ph.closeAfter {
+					t.Error("not closing")
+				}
+			}},
+		{name: "chunked body", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, ph parsedHead) {
+				if !ph.chunked || r.ContentLength != -1 || len(r.TransferEncoding) != 1 {
+					t.Errorf("chunked %v length %d te %v", ph.chunked, r.ContentLength, r.TransferEncoding)
+				}
+			}},
+		{name: "identical duplicate Content-Length accepted", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, _ parsedHead) {
+				if r.ContentLength != 3 {
+					t.Errorf("length %d", r.ContentLength)
+				}
+			}},
+		{name: "repeated header fields keep order", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, _ parsedHead) {
+				if got := strings.Join(r.Header["X-A"], ","); got != "1,2" {
+					t.Errorf("X-A = %s", got)
+				}
+			}},
+		{name: "expect 100-continue", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n",
+			check: func(t *testing.T, _ *http.Request, ph parsedHead) {
+				if !ph.expect100 {
+					t.Error("expect100 not set")
+				}
+			}},
+		// Refusals.
+		{name: "RFC 9112 6.1: CL with TE", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400},
+		{name: "TE with CL after it", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", status: 400},
+		{name: "differing Content-Length", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", status: 400},
+		{name: "Content-Length list", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\n", status: 400},
+		{name: "signed Content-Length", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n", status: 400},
+		{name: "negative Content-Length", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", status: 400},
+		{name: "huge Content-Length", raw: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n", status: 400},
+		{name: "unknown transfer coding", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", status: 501},
+		{name: "TE twice", raw: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400},
+		{name: "TE in HTTP/1.0", raw: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", status: 400},
+		{name: "missing Host", raw: "GET / HTTP/1.1\r\n\r\n", status: 400},
+		{name: "two Host headers", raw: "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", status: 400},
+		{name: "bad Host", raw: "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", status: 400},
+		{name: "obs-fold", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n  continued\r\n\r\n", status: 400},
+		{name: "space before colon", raw: "GET / HTTP/1.1\r\nHost : x\r\n\r\n", status: 400},
+		{name: "no colon", raw: "GET / HTTP/1.1\r\nHost: x\r\nnocolon\r\n\r\n", status: 400},
+		{name: "NUL in value", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", status: 400},
+		{name: "bare CR in value", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", status: 400},
+		{name: "invalid header name", raw: "GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n", status: 400},
+		{name: "double space in request line", raw: "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "missing version", raw: "GET /\r\nHost: x\r\n\r\n", status: 400},
+		{name: "HTTP/2.0 on an HTTP/1 connection", raw: "GET / HTTP/2.0\r\nHost: x\r\n\r\n", status: 505},
+		{name: "invalid method", raw: "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
+		{name: "unsupported Expect", raw: "GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", status: 417},
+		{name: "CONNECT", raw: "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n", status: 405},
+		{name: "101 fields", raw: "GET / HTTP/1.1\r\nHost: x\r\n" + strings.Repeat("X-A: 1\r\n", 100) + "\r\n", status: 431},
+		{name: "header block over the limit", raw: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", status: 431},
+		{name: "request line over the limit", raw: "GET /" + strings.Repeat("a", 2000) + " HTTP/1.1\r\nHost: x\r\n\r\n", status: 414},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r, ph, err := parseHead(tc.raw, 1024)
+			if tc.status != 0 {
+				var re *requestError
+				if !errors.As(err, &re) || re.Status != tc.status {
+					t.Fatalf("err = %v, want status %d", err, tc.status)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.check != nil {
+				tc.check(t, r, ph)
+			}
+		})
+	}
+}
+
+func TestReadHeadIdleClose(t *testing.T) {
+	var hb headBuf
+	if err := readHead(bufio.NewReader(strings.NewReader("")), &hb, 1024); err != errIdleClose {
+		t.Fatalf("empty stream: %v, want errIdleClose", err)
+	}
+}
+
+func FuzzParseRequest(f *testing.F) {
+	f.Add("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	f.Add("POST /a?b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+	f.Add("GET http://h/p HTTP/1.0\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\n")
+	f.Fuzz(func(t *testing.T, raw string) {
+		r, ph, err := parseHead(raw, 4096)
+		if err != nil {
+			return
+		}
+		if ph.chunked && ph.contentLength >= 0 {
+			t.Fatalf("accepted both framings: %q", raw)
+		}
+		for k, vs := range r.Header {
+			for _, v := range vs {
+				if strings.ContainsAny(k+v, "\r\n\x00") {
+					t.Fatalf("header %q: %q accepted from %q", k, v, raw)
+				}
+			}
+		}
+	})
+}
