@@ -19,8 +19,8 @@ func TestParse(t *testing.T) {
 		parseErr                            string // want a *ParseError containing this
 	}{
 		{
-			name: "multi-document with comments and blank documents",
-			yaml: "# top\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {gatewayClassName: c, listeners: [{name: l, port: 80, protocol: HTTP}]}\n---\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: apps}\nspec: {}\n",
+			name:     "multi-document with comments and blank documents",
+			yaml:     "# top\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: Gateway\nmetadata: {name: g}\nspec: {gatewayClassName: c, listeners: [{name: l, port: 80, protocol: HTTP}]}\n---\n---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r, namespace: apps}\nspec: {}\n",
 			gateways: 1, routes: 1,
 		},
 		{

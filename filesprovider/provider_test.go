@@ -13,7 +13,9 @@ import (
 	"github.com/meshgate/meshgate/config"
 )
 
-func ns(name string) string { return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n" }
+func ns(name string) string {
+	return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n"
+}
 
 // next waits (bounded) for the next update.
 func next(t *testing.T, ch <-chan Update) Update {

@@ -37,7 +37,7 @@ func TestForwardedPolicy(t *testing.T) {
 	}{
 		{
 			name: "untrusted client's claims are replaced", remote: "192.0.2.1:5000",
-			in: http.Header{"X-Forwarded-For": {"1.2.3.4"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil"}, "Forwarded": {"for=1.2.3.4"}},
+			in:   http.Header{"X-Forwarded-For": {"1.2.3.4"}, "X-Forwarded-Proto": {"https"}, "X-Forwarded-Host": {"evil"}, "Forwarded": {"for=1.2.3.4"}},
 			want: http.Header{"X-Forwarded-For": {"192.0.2.1"}, "X-Forwarded-Proto": {"http"}, "X-Forwarded-Host": {"example.com"}, "Forwarded": {"for=192.0.2.1;host=example.com;proto=http"}},
 		},
 		{
