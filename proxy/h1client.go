@@ -250,8 +250,11 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	} else {
 		uc.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { uc.SetDeadline(aLongTimeAgo) })
-	defer stop()
+	if ctx.Done() != nil {
+		// Abort the exchange when the downstream request is canceled.
+		stop := context.AfterFunc(ctx, func() { uc.SetDeadline(aLongTimeAgo) })
+		defer stop()
+	}
 
 	chunked := false
 	if err := writeRequestHead(uc.bw, out, &chunked); err != nil {

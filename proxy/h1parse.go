@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 )
 
 // respHead is what readResponseHead learns about the framing of a response.
@@ -179,9 +180,17 @@ func containsToken(v []byte, tok string) bool {
 	return false
 }
 
+// tokenChars marks the bytes allowed in a header name (RFC 9110 token).
+var tokenChars = func() (t [256]bool) {
+	for c := 0x21; c < 0x7f; c++ {
+		t[c] = !strings.ContainsRune(`"(),/:;<=>?@[\]{}`, rune(c))
+	}
+	return t
+}()
+
 func validFieldName(b []byte) bool {
 	for _, c := range b {
-		if c <= ' ' || c >= 0x7f || bytes.IndexByte([]byte("\"(),/:;<=>?@[\\]{}"), c) >= 0 {
+		if !tokenChars[c] {
 			return false
 		}
 	}

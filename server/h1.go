@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	ctls "crypto/tls"
 	"errors"
@@ -58,14 +59,17 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	} else {
 		hc.bw = bufio.NewWriterSize(c, 4096)
 	}
-	ctx, cancel := context.WithCancel(context.WithValue(context.Background(), connInfoKey{}, hc.ci))
+	// The request context is never canceled: this loop does not read the
+	// connection while a handler runs (no background reader), so a client
+	// going away shows as a failed write. Its nil Done channel tells the
+	// proxy it need not watch for cancellation.
+	ctx := context.WithValue(context.Background(), connInfoKey{}, hc.ci)
 	hc.req = (&http.Request{}).WithContext(ctx)
 	hc.w.hdr = http.Header{}
 	hc.w.conn = hc
 
 	defer func() {
 		l.untrack(hc)
-		cancel()
 		c.Close()
 		hc.br.Reset(nil)
 		h1ReaderPool.Put(hc.br)
@@ -95,7 +99,9 @@ func (hc *h1Conn) loop() {
 		if !l.track(hc, connActive) {
 			return
 		}
-		if !first {
+		if !first && !headBuffered(hc.br) {
+			// The head did not come in one piece: from its first byte
+			// it has the header timeout, not the idle one.
 			hc.c.SetReadDeadline(time.Now().Add(l.limits.ReadHeaderTimeout))
 		}
 		if first {
@@ -111,6 +117,12 @@ func (hc *h1Conn) loop() {
 			return
 		}
 	}
+}
+
+// headBuffered reports whether a whole request head is already buffered.
+func headBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
 // serveOne reads and answers one request. It reports whether the connection
@@ -129,10 +141,11 @@ func (hc *h1Conn) serveOne() (keep bool) {
 		hc.fail(err)
 		return false
 	}
-	hc.c.SetReadDeadline(time.Time{})
-
 	var body *h1Body
 	if ph.chunked || ph.contentLength > 0 {
+		// Bodies may stream slowly (uploads); the next request's wait
+		// sets a new deadline anyway.
+		hc.c.SetReadDeadline(time.Time{})
 		body = &h1Body{conn: hc, expect100: ph.expect100}
 		if ph.chunked {
 			body.r = httputil.NewChunkedReader(hc.br)
