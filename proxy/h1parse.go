@@ -47,6 +47,18 @@ var commonKeys = func() map[string]string {
 	return m
 }()
 
+// commonValues holds ready-made value slices for frequent Content-Type
+// values. They are shared, so their capacity is 1: an append copies.
+var commonValues = func() map[string][]string {
+	m := map[string][]string{}
+	for _, v := range []string{"text/plain", "text/plain; charset=utf-8", "text/html", "text/html; charset=utf-8",
+		"application/json", "application/json; charset=utf-8", "application/grpc", "application/octet-stream",
+		"text/css", "application/javascript", "text/javascript", "image/png", "image/jpeg", "image/svg+xml"} {
+		m[v] = []string{v}[:1:1]
+	}
+	return m
+}()
+
 var errHeaderTooLarge = errors.New("upstream response header too large")
 
 // readResponseHead parses a status line and header block from br into h,
@@ -101,6 +113,14 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		key, ok := commonKeys[string(rawKey)]
 		if !ok {
 			key = textproto.CanonicalMIMEHeaderKey(string(rawKey))
+		}
+		if key == "Content-Type" && len(h[key]) == 0 {
+			// The most common response header: reuse its interned value
+			// when it is one of the usual ones.
+			if v, ok := commonValues[string(val)]; ok {
+				h[key] = v
+				continue
+			}
 		}
 		switch key {
 		case "Content-Length":

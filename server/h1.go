@@ -37,6 +37,8 @@ type h1Conn struct {
 	url url.URL
 	hb  headBuf
 	w   h1Response
+	// remote is the peer address, formatted once per connection.
+	remote string
 }
 
 var h1ReaderPool, h1WriterPool sync.Pool
@@ -46,7 +48,7 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // serveH1 runs the request loop on c until it closes.
 func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
-	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}}
+	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}, remote: c.RemoteAddr().String()}
 	if br, ok := h1ReaderPool.Get().(*bufio.Reader); ok {
 		br.Reset(c)
 		hc.br = br
@@ -134,7 +136,7 @@ func (hc *h1Conn) serveOne() (keep bool) {
 		hc.fail(err)
 		return false
 	}
-	resetRequest(r, &hc.url, hc.c.RemoteAddr().String(), hc.ci.TLS)
+	resetRequest(r, &hc.url, hc.remote, hc.ci.TLS)
 	clear(r.Header)
 	var ph parsedHead
 	if err := parseRequest(&hc.hb, r, &hc.url, &ph); err != nil {
@@ -215,7 +217,7 @@ func (hc *h1Conn) fail(err error) {
 	if !errors.As(err, &re) {
 		return // I/O error or timeout: nobody to answer
 	}
-	hc.l.log.Info("malformed request refused", "remote", hc.c.RemoteAddr().String(), "status", re.Status, "reason", re.Reason)
+	hc.l.log.Info("malformed request refused", "remote", hc.remote, "status", re.Status, "reason", re.Reason)
 	text := http.StatusText(re.Status)
 	body := strconv.Itoa(re.Status) + " " + text + ": " + re.Reason + "\n"
 	fmt.Fprintf(hc.bw, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
