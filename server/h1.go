@@ -123,6 +123,9 @@ func (hc *h1Conn) loop() {
 
 // headBuffered reports whether a whole request head is already buffered.
 func headBuffered(br *bufio.Reader) bool {
+	if br.Buffered() == 0 {
+		return false
+	}
 	b, _ := br.Peek(br.Buffered())
 	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
@@ -177,9 +180,10 @@ func (hc *h1Conn) serveOne() (keep bool) {
 	if err := w.finish(); err != nil {
 		return false
 	}
-	if hc.br.Buffered() == 0 || w.closeAfter {
-		// Flush unless more pipelined requests are already here; their
-		// answers then go out together.
+	if w.closeAfter || !headBuffered(hc.br) {
+		// Flush unless a whole pipelined request is already here; their
+		// answers then go out together. (A partial one may wait for
+		// this answer before the client sends the rest.)
 		if err := hc.bw.Flush(); err != nil {
 			return false
 		}
