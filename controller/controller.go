@@ -28,16 +28,25 @@ type Controller struct {
 	// Log receives one line per reload and one per rejected object.
 	Log *slog.Logger
 
-	generation atomic.Int64
-	lastHash   [32]byte
+	generation  atomic.Int64
+	lastHash    [32]byte
+	applyFailed bool // the last Handle failed in the data plane: worth a retry
 }
 
 // Generation counts applied configs; tests and /ready use it to see that a
 // reload happened.
 func (c *Controller) Generation() int64 { return c.generation.Load() }
 
-// Run applies updates until ctx ends or in closes.
+// Run applies updates until ctx ends or in closes. A config the data plane
+// could not apply (say, a port still held by a process being replaced) is
+// retried with backoff, from 1 s up to 30 s, until it applies or a newer
+// update arrives.
 func (c *Controller) Run(ctx context.Context, in <-chan filesprovider.Update) {
+	var (
+		last    filesprovider.Update
+		retry   <-chan time.Time
+		backoff time.Duration
+	)
 	for {
 		select {
 		case <-ctx.Done():
@@ -46,7 +55,13 @@ func (c *Controller) Run(ctx context.Context, in <-chan filesprovider.Update) {
 			if !ok {
 				return
 			}
-			c.Handle(u)
+			last, backoff = u, 0
+		case <-retry:
+		}
+		retry = nil
+		if !c.Handle(last) && c.applyFailed {
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			retry = time.After(backoff)
 		}
 	}
 }
@@ -57,6 +72,7 @@ func (c *Controller) Handle(u filesprovider.Update) bool {
 	if log == nil {
 		log = slog.Default()
 	}
+	c.applyFailed = false
 	if u.Err != nil {
 		log.Error("config rejected; previous config stays in force", "error", u.Err.Error())
 		return false
@@ -83,6 +99,7 @@ func (c *Controller) Handle(u filesprovider.Update) bool {
 	}
 	if err := c.Data.Apply(res.Config); err != nil {
 		log.Error("config not applied; previous config stays in force", "error", err.Error())
+		c.applyFailed = true
 		return false
 	}
 	c.lastHash = hash

@@ -1,10 +1,13 @@
 package controller
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/filesprovider"
@@ -12,11 +15,14 @@ import (
 )
 
 type recordingApplier struct {
+	mu      sync.Mutex
 	applied []*ir.Config
 	fail    error
 }
 
 func (r *recordingApplier) Apply(cfg *ir.Config) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.fail != nil {
 		return r.fail
 	}
@@ -85,4 +91,31 @@ func TestControllerHandle(t *testing.T) {
 			t.Errorf("%s: serving %s, want %s", st.name, got, st.wantListen)
 		}
 	}
+}
+
+func TestControllerRetriesFailedApply(t *testing.T) {
+	app := &recordingApplier{fail: errors.New("bind: address in use")}
+	c := &Controller{Data: app, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	in := make(chan filesprovider.Update, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { c.Run(ctx, in); close(done) }()
+	in <- filesprovider.Update{Snapshot: snapshot(t, "8080")}
+	time.Sleep(200 * time.Millisecond)
+	if c.Generation() != 0 {
+		t.Fatal("applied while the data plane fails")
+	}
+	app.mu.Lock()
+	app.fail = nil // the port became free
+	app.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Generation() == 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if c.Generation() != 1 {
+		t.Fatal("failed config was not retried")
+	}
+	cancel()
+	<-done
 }
