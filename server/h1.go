@@ -39,6 +39,8 @@ type h1Conn struct {
 	w   h1Response
 	// remote is the peer address, formatted once per connection.
 	remote string
+	// h2 is set once the connection was handed to the HTTP/2 server.
+	h2 bool
 }
 
 var h1ReaderPool, h1WriterPool sync.Pool
@@ -73,6 +75,11 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	defer func() {
 		l.untrack(hc)
 		c.Close()
+		if hc.h2 {
+			// The HTTP/2 server's reader goroutine may still be inside
+			// br when ServeConn returns: leave the buffer to the GC.
+			return
+		}
 		hc.br.Reset(nil)
 		h1ReaderPool.Put(hc.br)
 		hc.bw.Reset(nil)
@@ -333,6 +340,7 @@ func skipRequestTrailer(br *bufio.Reader) error {
 // serveH2C hands a connection that opened with the HTTP/2 preface to the
 // HTTP/2 server; the preface is still in the buffered reader.
 func (l *Listener) serveH2C(hc *h1Conn) {
+	hc.h2 = true
 	hc.c.SetReadDeadline(time.Time{})
 	l.wg.Add(1)
 	defer l.wg.Done()
