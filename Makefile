@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet unit e2e fuzz bench clean
+.PHONY: all build run test test-deps vet vulncheck unit e2e fuzz bench clean
 
 all: build
 
@@ -21,8 +21,9 @@ build:
 run: build
 	@bash examples/demo/run.sh
 
-## test: install what the tests need, build, run every test.
+## test: install what the tests need, build, vet, check for known vulnerabilities, run every test.
 test: test-deps build vet
+	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -count=1 -race ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
@@ -31,6 +32,10 @@ test-deps:
 
 vet:
 	$(GO) vet ./...
+
+## vulncheck: govulncheck ./... against an offline vulnerability database (cached in $(MESHGATE_TOOLS)).
+vulncheck:
+	@GO=$(GO) bash scripts/vulncheck.sh ./...
 
 # Each fuzz target for a short, bounded time (its seed corpus also runs in `go test`).
 FUZZTIME ?= 30s
