@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet vulncheck unit e2e fuzz bench clean
+.PHONY: all build run test test-deps vet vulncheck fuzz bench clean
 
 all: build
 
