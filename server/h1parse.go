@@ -154,6 +154,12 @@ func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead) erro
 	case "HTTP/1.0":
 		r.ProtoMajor, r.ProtoMinor = 1, 0
 	default:
+		if len(proto) == 8 && strings.HasPrefix(proto, "HTTP/1.") && proto[7] >= '2' && proto[7] <= '9' {
+			// RFC 9110 2.5: a higher minor version is handled as the
+			// highest one we speak.
+			r.ProtoMajor, r.ProtoMinor = 1, 1
+			break
+		}
 		if strings.HasPrefix(proto, "HTTP/") {
 			return &requestError{Status: http.StatusHTTPVersionNotSupported, Reason: "unsupported protocol version " + proto}
 		}

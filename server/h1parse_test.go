@@ -121,6 +121,12 @@ func TestParseRequest(t *testing.T) {
 		{name: "invalid header name", raw: "GET / HTTP/1.1\r\nHost: x\r\nX(A): 1\r\n\r\n", status: 400},
 		{name: "double space in request line", raw: "GET  / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
 		{name: "missing version", raw: "GET /\r\nHost: x\r\n\r\n", status: 400},
+		{name: "RFC 9110 2.5: a higher HTTP/1 minor version is served as 1.1", raw: "GET / HTTP/1.2\r\nHost: x\r\n\r\n",
+			check: func(t *testing.T, r *http.Request, _ parsedHead) {
+				if r.ProtoMinor != 1 {
+					t.Errorf("minor %d", r.ProtoMinor)
+				}
+			}},
 		{name: "HTTP/2.0 on an HTTP/1 connection", raw: "GET / HTTP/2.0\r\nHost: x\r\n\r\n", status: 505},
 		{name: "invalid method", raw: "G(T / HTTP/1.1\r\nHost: x\r\n\r\n", status: 400},
 		{name: "unsupported Expect", raw: "GET / HTTP/1.1\r\nHost: x\r\nExpect: magic\r\n\r\n", status: 417},

@@ -28,6 +28,7 @@ type h1Response struct {
 	length     int64 // declared Content-Length, -1 if none
 	written    int64
 	pending    []byte
+	trailers   []string // names declared in the Trailer header, sent after a chunked body
 }
 
 const pendingMax = 4096
@@ -45,6 +46,7 @@ func (w *h1Response) reset(r *http.Request, closeAfter bool) {
 	w.length = -1
 	w.written = 0
 	w.pending = w.pending[:0]
+	w.trailers = w.trailers[:0]
 }
 
 // Header is the response header map, reused between requests.
@@ -61,12 +63,21 @@ func (w *h1Response) WriteHeader(status int) {
 	}
 	if status < 200 {
 		// Informational responses go out at once and the real one follows.
-		if status == http.StatusSwitchingProtocols {
-			return // upgrades are not supported by this writer yet
+		if status == http.StatusSwitchingProtocols || w.proto10 {
+			return // upgrades are not supported here yet; 1.0 has no 1xx
 		}
-		w.conn.bw.WriteString("HTTP/1.1 ")
-		w.conn.bw.WriteString(statusLine(status))
-		w.conn.bw.WriteString("\r\n\r\n")
+		bw := w.conn.bw
+		bw.WriteString("HTTP/1.1 ")
+		bw.WriteString(statusLine(status))
+		bw.WriteString("\r\n")
+		for k, vs := range w.hdr { // e.g. 103 Early Hints' Link fields
+			for _, v := range vs {
+				if !strings.ContainsAny(v, "\r\n") {
+					bw.WriteString(k + ": " + v + "\r\n")
+				}
+			}
+		}
+		bw.WriteString("\r\n")
 		return
 	}
 	w.status = status
@@ -140,7 +151,23 @@ func (w *h1Response) commit(final bool) error {
 	}
 	delete(h, "Transfer-Encoding")
 	bodyAllowed := !w.noBody
+	if decl := h["Trailer"]; len(decl) > 0 && bodyAllowed && !w.head && !w.proto10 {
+		// Trailers (gRPC's status among them) need a chunked body.
+		for _, v := range decl {
+			for v != "" {
+				var name string
+				name, v, _ = strings.Cut(v, ",")
+				if name = strings.TrimSpace(name); name != "" {
+					w.trailers = append(w.trailers, http.CanonicalHeaderKey(name))
+				}
+			}
+		}
+		delete(h, "Content-Length")
+		w.length = -1
+		w.chunked = true
+	}
 	switch {
+	case w.chunked:
 	case !bodyAllowed:
 		delete(h, "Content-Length")
 	case w.length >= 0:
@@ -169,6 +196,9 @@ func (w *h1Response) commit(final bool) error {
 	bw.WriteString(statusLine(w.status))
 	bw.WriteString("\r\n")
 	for k, vs := range h {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			continue
+		}
 		for _, v := range vs {
 			if strings.ContainsAny(v, "\r\n") {
 				continue // never let a value start a new header line
@@ -214,7 +244,10 @@ func (w *h1Response) finish() error {
 		}
 	}
 	if w.chunked {
-		_, err := w.conn.bw.WriteString("0\r\n\r\n")
+		bw := w.conn.bw
+		bw.WriteString("0\r\n")
+		w.writeTrailers(bw)
+		_, err := bw.WriteString("\r\n")
 		return err
 	}
 	if w.length >= 0 && w.written < w.length && !w.head && !w.noBody {
@@ -223,6 +256,30 @@ func (w *h1Response) finish() error {
 		w.closeAfter = true
 	}
 	return nil
+}
+
+// writeTrailers writes the declared trailer fields the handler set after
+// the headers went out, and those it set with http.TrailerPrefix.
+func (w *h1Response) writeTrailers(bw *bufio.Writer) {
+	write := func(k string, vs []string) {
+		for _, v := range vs {
+			if strings.ContainsAny(v, "\r\n") {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	for _, k := range w.trailers {
+		write(k, w.hdr[k])
+	}
+	for k, vs := range w.hdr {
+		if name, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
+			write(http.CanonicalHeaderKey(name), vs)
+		}
+	}
 }
 
 // Flush sends what is buffered, committing the headers.
@@ -288,5 +345,4 @@ func httpDate() string {
 	return d.text
 }
 
-var _ = bufio.ErrBufferFull
 var _ net.Conn = (*bufferedConn)(nil)
