@@ -161,9 +161,10 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 			tok, connTokens = connTokens[:i], connTokens[i+1:]
 		}
 		tok = bytes.TrimSpace(tok)
-		if len(tok) > 0 {
-			delete(h, textproto.CanonicalMIMEHeaderKey(string(tok)))
+		if len(tok) == 0 || bytes.EqualFold(tok, []byte("keep-alive")) || bytes.EqualFold(tok, []byte("close")) {
+			continue // the usual tokens name no field we kept
 		}
+		delete(h, textproto.CanonicalMIMEHeaderKey(string(tok)))
 	}
 	return nil
 }
