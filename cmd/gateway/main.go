@@ -249,6 +249,12 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "REJECTED  %s: %s\n", id, st.Reason)
 		}
 	}
+	// Objects that only serve as references (Services, EndpointSlices,
+	// Secrets, Namespaces, ReferenceGrants) have no status of their own:
+	// a problem with one is reported on the object that uses it.
+	for _, o := range referencedObjects(snap) {
+		fmt.Fprintf(stdout, "LOADED    %s (checked where it is referenced)\n", o)
+	}
 	if res.Config == nil {
 		bad++
 	}
@@ -258,4 +264,26 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout, "configuration valid")
 	return 0
+}
+
+// referencedObjects names the snapshot's objects that get no status entry.
+func referencedObjects(s *config.Snapshot) []string {
+	var out []string
+	add := func(kind, ns, name string) { out = append(out, kind+" "+ns+"/"+name) }
+	for _, o := range s.EndpointSlices {
+		add("EndpointSlice", o.Namespace, o.Name)
+	}
+	for _, o := range s.Namespaces {
+		out = append(out, "Namespace "+o.Name)
+	}
+	for _, o := range s.ReferenceGrants {
+		add("ReferenceGrant", o.Namespace, o.Name)
+	}
+	for _, o := range s.Secrets {
+		add("Secret", o.Namespace, o.Name)
+	}
+	for _, o := range s.Services {
+		add("Service", o.Namespace, o.Name)
+	}
+	return out
 }
