@@ -56,6 +56,12 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	// Order matters: hop-by-hop fields go first, so a client cannot name a
 	// gateway-set header in Connection and have it removed.
+	upType := ""
+	if r.ProtoMajor == 1 && r.ContentLength == 0 {
+		// A protocol switch (WebSocket) tunnels the connection once the
+		// upstream agrees; requests with bodies are not switched.
+		upType = proxy.UpgradeType(r.Header)
+	}
 	proxy.RemoveHopByHop(r.Header)
 	host := r.Host
 	h.forwarded.Apply(r.Header, r.RemoteAddr, host, tlsConn)
@@ -115,7 +121,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	respFilters := route.ResponseHeaders
 	backendResp := b.ResponseHeaders
-	err := h.forwarder.Forward(ctx, target, ep, &out, w, func(status int) {
+	writeHeader := func(status int) {
 		rh := w.Header()
 		for _, f := range respFilters {
 			f.Apply(rh)
@@ -124,7 +130,13 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			f.Apply(rh)
 		}
 		w.WriteHeader(status)
-	})
+	}
+	var err error
+	if upType != "" {
+		err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader)
+	} else {
+		err = h.forwarder.Forward(ctx, target, ep, &out, w, writeHeader)
+	}
 	if err == nil {
 		return
 	}

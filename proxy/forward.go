@@ -103,6 +103,15 @@ func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, 
 	return nil
 }
 
+// Upgrade forwards a protocol-switch request (WebSocket) to ep; see
+// H1Client.Upgrade. Only HTTP/1.1 upstreams can be upgraded.
+func (f *Forwarder) Upgrade(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	if b.Protocol != ir.BackendHTTP1 {
+		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("upgrade to a " + string(b.Protocol) + " backend is not supported")}
+	}
+	return f.H1.Upgrade(ctx, ep.Address, upType, out, w, writeHeader)
+}
+
 // StatusFor maps a forwarding failure to the status the client gets and a
 // short reason for the log.
 func StatusFor(err error) (status int, reason string) {

@@ -20,6 +20,8 @@ type respHead struct {
 	contentLength int64
 	// contentLengthRaw is the header's value as sent, reused downstream.
 	contentLengthRaw string
+	// upgrade is the Upgrade field of a 101 response.
+	upgrade string
 	bytesRead        int
 }
 
@@ -136,6 +138,8 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 				return fmt.Errorf("unsupported Transfer-Encoding %q", val)
 			}
 			resp.chunked = true
+		case "Upgrade":
+			resp.upgrade = string(val)
 		case "Connection":
 			connTokens = append(connTokens, ',')
 			connTokens = append(connTokens, val...)

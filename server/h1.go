@@ -41,6 +41,9 @@ type h1Conn struct {
 	remote string
 	// h2 is set once the connection was handed to the HTTP/2 server.
 	h2 bool
+	// hijacked is set once a handler took the connection over (an
+	// upgrade such as WebSocket); the loop then leaves it alone.
+	hijacked bool
 }
 
 var h1ReaderPool, h1WriterPool sync.Pool
@@ -74,6 +77,9 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 
 	defer func() {
 		l.untrack(hc)
+		if hc.hijacked {
+			return // the connection and its buffers belong to the handler
+		}
 		c.Close()
 		if hc.h2 {
 			// The HTTP/2 server's reader goroutine may still be inside
@@ -174,6 +180,9 @@ func (hc *h1Conn) serveOne() (keep bool) {
 	w := &hc.w
 	w.reset(r, ph.closeAfter)
 	if !hc.serveHandler(w, r) {
+		return false
+	}
+	if hc.hijacked {
 		return false
 	}
 	if body != nil {

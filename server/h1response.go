@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -306,9 +307,31 @@ func (w *h1Response) FlushError() error {
 	return w.conn.bw.Flush()
 }
 
-// Hijack is not offered yet: upgrades (WebSocket) come with their own
-// handling.
-var _ http.Flusher = (*h1Response)(nil)
+// Hijack hands the connection to the handler, for protocol upgrades such
+// as WebSocket. Nothing of the response may have been sent. The returned
+// reader holds bytes the client already sent after the request.
+func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hc := w.conn
+	if w.committed {
+		return nil, nil, errors.New("hijack: response already started")
+	}
+	if hc.h2 || hc.hijacked {
+		return nil, nil, errors.New("hijack: connection not available")
+	}
+	if err := hc.bw.Flush(); err != nil {
+		return nil, nil, err
+	}
+	hc.hijacked = true
+	w.committed = true
+	hc.c.SetDeadline(time.Time{})
+	hc.l.untrack(hc)
+	return hc.c, bufio.NewReadWriter(hc.br, hc.bw), nil
+}
+
+var (
+	_ http.Flusher  = (*h1Response)(nil)
+	_ http.Hijacker = (*h1Response)(nil)
+)
 
 func statusLine(code int) string {
 	if code < len(statusLines) && statusLines[code] != "" {

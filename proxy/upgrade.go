@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"strings"
+	"sync"
+	"time"
+)
+
+// UpgradeType returns the protocol an HTTP/1.1 request asks to switch to
+// ("websocket"), or "" when it asks for none. It must be read before the
+// hop-by-hop headers are removed, since both fields it needs are hop-by-hop.
+func UpgradeType(h http.Header) string {
+	hasToken := false
+	for _, v := range h["Connection"] {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(textproto.TrimString(t), "upgrade") {
+				hasToken = true
+			}
+		}
+	}
+	if !hasToken {
+		return ""
+	}
+	return h.Get("Upgrade")
+}
+
+// Upgrade forwards a request that asks to switch protocols (WebSocket) on a
+// connection of its own. If the upstream agrees (101 with the same Upgrade),
+// the downstream connection is taken over and bytes are copied both ways
+// until either side closes; otherwise the upstream's answer is relayed like
+// any response. Errors before anything was sent are *UpstreamError.
+func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	hj, ok := w.(http.Hijacker)
+	if !ok {
+		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("downstream connection cannot be upgraded (HTTP/2)")}
+	}
+	timeout := c.DialTimeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
+	up, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return classify(ctx, ErrConnect, err)
+	}
+	defer func() {
+		if up != nil {
+			up.Close()
+		}
+	}()
+	if !out.Deadline.IsZero() {
+		// The handshake is bounded like any request; the tunnel is not.
+		up.SetDeadline(out.Deadline)
+	}
+	out.Header["Connection"] = []string{"Upgrade"}
+	out.Header["Upgrade"] = []string{upType}
+	bw := bufio.NewWriterSize(up, 4096)
+	var chunked bool
+	if err := writeRequestHead(bw, out, &chunked); err != nil {
+		return classify(ctx, ErrConnect, err)
+	}
+	if err := bw.Flush(); err != nil {
+		return classify(ctx, ErrConnect, err)
+	}
+	br := bufio.NewReaderSize(up, 4096)
+	var resp respHead
+	resp.reset()
+	if err := readResponseHead(br, w.Header(), &resp, 64<<10); err != nil {
+		return classify(ctx, ErrProtocol, err)
+	}
+	if resp.status != http.StatusSwitchingProtocols {
+		// Refused: relay the answer, then this connection is done.
+		return c.relayRefusal(up, br, &resp, out, w, writeHeader)
+	}
+	if !strings.EqualFold(resp.upgrade, upType) {
+		clear(w.Header())
+		return &UpstreamError{Kind: ErrProtocol, Err: fmt.Errorf("upstream switched to %q, asked for %q", resp.upgrade, upType)}
+	}
+	up.SetDeadline(time.Time{})
+
+	down, dbuf, err := hj.Hijack()
+	if err != nil {
+		return fmt.Errorf("%w: hijack: %w", errResponseStarted, err)
+	}
+	defer down.Close()
+	h := w.Header()
+	h["Connection"] = []string{"Upgrade"}
+	h["Upgrade"] = []string{resp.upgrade}
+	dbuf.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
+	h.Write(dbuf)
+	dbuf.WriteString("\r\n")
+	if err := dbuf.Flush(); err != nil {
+		return fmt.Errorf("%w: write 101: %w", errResponseStarted, err)
+	}
+	tunnel(down, dbuf.Reader, up, br)
+	return nil
+}
+
+// relayRefusal copies a non-101 answer to an upgrade request.
+func (c *H1Client) relayRefusal(up net.Conn, br *bufio.Reader, resp *respHead, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	h := w.Header()
+	var body io.Reader
+	switch {
+	case out.Method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified:
+	case resp.chunked:
+		body = httputil.NewChunkedReader(br)
+	case resp.contentLength >= 0:
+		h["Content-Length"] = []string{resp.contentLengthRaw}
+		body = io.LimitReader(br, resp.contentLength)
+	default:
+		body = br
+	}
+	writeHeader(resp.status)
+	if body == nil {
+		return nil
+	}
+	if _, err := copyResponse(w, body, resp.contentLength < 0); err != nil {
+		return fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
+	}
+	return nil
+}
+
+// tunnelLinger bounds how long a tunnel waits for its second direction to
+// end after the first one did.
+const tunnelLinger = 30 * time.Second
+
+// tunnel copies bytes both ways, one goroutine per direction for the life of
+// the connection (not per message). When one side stops sending, the other
+// side's write half is closed so it sees the end; the tunnel ends when both
+// directions are done.
+func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Reader) {
+	var wg sync.WaitGroup
+	var once sync.Once
+	wg.Add(2)
+	pipe := func(dst net.Conn, src io.Reader) {
+		defer wg.Done()
+		buf := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(buf)
+		io.CopyBuffer(dst, src, *buf)
+		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		} else {
+			dst.Close()
+		}
+		// One side is done: the other gets a bounded time to finish, so
+		// a peer that never closes cannot hold the tunnel forever.
+		once.Do(func() {
+			limit := time.Now().Add(tunnelLinger)
+			down.SetReadDeadline(limit)
+			up.SetReadDeadline(limit)
+		})
+	}
+	go pipe(up, downBuf)
+	pipe(down, upBuf)
+	wg.Wait()
+}
