@@ -44,6 +44,9 @@ type h1Conn struct {
 	// hijacked is set once a handler took the connection over (an
 	// upgrade such as WebSocket); the loop then leaves it alone.
 	hijacked bool
+	// pre holds the first byte of a request read while the connection
+	// was parked without buffers.
+	pre prefixReader
 }
 
 var h1ReaderPool, h1WriterPool sync.Pool
@@ -100,16 +103,29 @@ func (hc *h1Conn) loop() {
 	for {
 		// Wait for a request: the idle timeout between requests, the
 		// header timeout once its first byte arrived.
+		idleStart := time.Now()
+		shrink := false
 		if first {
-			hc.c.SetReadDeadline(time.Now().Add(l.limits.ReadHeaderTimeout))
+			hc.c.SetReadDeadline(idleStart.Add(l.limits.ReadHeaderTimeout))
+		} else if l.limits.IdleTimeout > idleShrinkAfter {
+			// Wait briefly with buffers; a connection idle for longer
+			// gives them back (see waitIdle).
+			hc.c.SetReadDeadline(idleStart.Add(idleShrinkAfter))
+			shrink = true
 		} else {
-			hc.c.SetReadDeadline(time.Now().Add(l.limits.IdleTimeout))
+			hc.c.SetReadDeadline(idleStart.Add(l.limits.IdleTimeout))
 		}
 		if !l.track(hc, connIdle) {
 			return
 		}
 		if _, err := hc.br.Peek(1); err != nil {
-			return
+			var ne net.Error
+			if !shrink || !errors.As(err, &ne) || !ne.Timeout() || hc.br.Buffered() > 0 {
+				return
+			}
+			if !hc.waitIdle(idleStart.Add(l.limits.IdleTimeout)) {
+				return
+			}
 		}
 		if !l.track(hc, connActive) {
 			return
@@ -132,6 +148,56 @@ func (hc *h1Conn) loop() {
 			return
 		}
 	}
+}
+
+// idleShrinkAfter is how long a keep-alive connection waits for its next
+// request with its buffers before it returns them to the pools.
+const idleShrinkAfter = 2 * time.Second
+
+// waitIdle parks an idle connection without its 8 KiB of buffers (thousands
+// of idle keep-alive connections are common at the edge): it waits for one
+// byte straight from the socket, then takes buffers again with that byte in
+// front. It reports whether a request is starting.
+func (hc *h1Conn) waitIdle(deadline time.Time) bool {
+	hc.br.Reset(nil)
+	h1ReaderPool.Put(hc.br)
+	hc.bw.Reset(nil)
+	h1WriterPool.Put(hc.bw)
+	hc.br, hc.bw = nil, nil
+	hc.c.SetReadDeadline(deadline)
+	hc.l.parked.Add(1)
+	n, err := hc.c.Read(hc.pre.b[:])
+	hc.l.parked.Add(-1)
+	hc.pre.c, hc.pre.has = hc.c, n == 1
+	if br, ok := h1ReaderPool.Get().(*bufio.Reader); ok {
+		br.Reset(&hc.pre)
+		hc.br = br
+	} else {
+		hc.br = bufio.NewReaderSize(&hc.pre, 4096)
+	}
+	if bw, ok := h1WriterPool.Get().(*bufio.Writer); ok {
+		bw.Reset(hc.c)
+		hc.bw = bw
+	} else {
+		hc.bw = bufio.NewWriterSize(hc.c, 4096)
+	}
+	return err == nil && n == 1
+}
+
+// prefixReader returns one byte read earlier, then reads the connection.
+type prefixReader struct {
+	b   [1]byte
+	has bool
+	c   net.Conn
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if p.has && len(b) > 0 {
+		b[0] = p.b[0]
+		p.has = false
+		return 1, nil
+	}
+	return p.c.Read(b)
 }
 
 // headBuffered reports whether a whole request head is already buffered.

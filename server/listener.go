@@ -82,6 +82,8 @@ type Listener struct {
 	mu       sync.Mutex
 	conns    map[*h1Conn]connState
 	h2active sync.Map // net.Conn -> struct{}
+	// parked counts idle HTTP/1 connections waiting without buffers.
+	parked atomic.Int64
 }
 
 type connState uint8
