@@ -203,6 +203,9 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 		return
 	}
 	st := tc.ConnectionState()
+	if st.Version == ctls.VersionTLS13 {
+		ackNow(c)
+	}
 	if st.NegotiatedProtocol != "h2" {
 		l.serveH1(tc, &st)
 		return
