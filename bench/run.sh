@@ -21,6 +21,15 @@
 #   BENCH_NOISE_PCT=10      flag a row when other processes used this % of a CPU
 #   BENCH_WAIT_QUIET=0      wait up to N s for other processes to go quiet first
 #   BENCH_RETRY_NOISY=2     measure a noisy row again, up to N more times
+# Extra measures (after the two tables above), each skippable:
+#   BENCH_SKIP_ROUTES=1     many routes: wrk on the last of N host+path routes
+#   BENCH_ROUTES="10 1000 10000"  the route counts (the first is the base)
+#   BENCH_SKIP_RELOAD=1     Meshgate reload with the largest route count, under wrk
+#   BENCH_RELOADS=5         how many reloads
+#   BENCH_RELOAD_TIMEOUT=10 seconds to wait for one reload to take effect
+#   BENCH_SKIP_TLS_CONNS=1  new TLS connections per second (ab, no keep-alive)
+#   BENCH_SKIP_MEMORY=1     idle RSS and RSS with many idle keep-alive connections
+#   BENCH_IDLE_CONNS=5000   how many idle connections
 #
 # The report goes to bench/results/YYYY-MM-DD.md (overwritten on the same day).
 # A run with non-default durations is a smoke run and goes to
@@ -40,6 +49,14 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 RETRY_NOISY=${BENCH_RETRY_NOISY:-2}
+SKIP_ROUTES=${BENCH_SKIP_ROUTES:-0}
+SKIP_RELOAD=${BENCH_SKIP_RELOAD:-0}
+SKIP_TLS_CONNS=${BENCH_SKIP_TLS_CONNS:-0}
+SKIP_MEMORY=${BENCH_SKIP_MEMORY:-0}
+read -r -a ROUTE_COUNTS <<<"${BENCH_ROUTES:-10 1000 10000}"
+RELOADS=${BENCH_RELOADS:-5}
+RELOAD_TIMEOUT=${BENCH_RELOAD_TIMEOUT:-10}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 
 H1_CONNS=64
 H2_CLIENTS=16
@@ -54,6 +71,11 @@ BACKEND_TLS_PORT=9443
 declare -A H1_PORT=([ceiling]=$BACKEND_PORT [nginx]=8081 [haproxy]=8082 [meshgate]=8083 [caddy]=8084)
 declare -A H2_PORT=([ceiling]=$BACKEND_TLS_PORT [nginx]=8444 [haproxy]=8445 [meshgate]=8446 [caddy]=8447)
 MESHGATE_ADMIN=127.0.0.1:9902
+# The extra measures (many routes, reload, new TLS connections, memory) start
+# their own instances, one at a time, on these ports.
+declare -A X_PORT=([nginx]=8091 [haproxy]=8092 [meshgate]=8093)
+declare -A X_TLS_PORT=([nginx]=8491 [haproxy]=8492 [meshgate]=8493)
+X_MESHGATE_ADMIN=127.0.0.1:9903
 
 declare -A LABEL=(
   [ceiling]="no proxy (ceiling: backend direct)"
@@ -73,6 +95,13 @@ is_uint "${BENCH_NOISE_PCT:-10}" || die "BENCH_NOISE_PCT must be a non-negative 
 is_uint "$RETRY_NOISY" || die "BENCH_RETRY_NOISY must be a non-negative integer, got '$RETRY_NOISY'"
 is_uint "$WAIT_QUIET" || die "BENCH_WAIT_QUIET must be a non-negative integer (seconds), got '$WAIT_QUIET'"
 is_uint "$READY_TIMEOUT" && ((READY_TIMEOUT > 0)) || die "BENCH_READY_TIMEOUT must be a positive integer, got '$READY_TIMEOUT'"
+((${#ROUTE_COUNTS[@]} > 0)) || die "BENCH_ROUTES must list at least one route count"
+for n in "${ROUTE_COUNTS[@]}"; do
+  is_uint "$n" && ((n > 0 && n <= 100000)) || die "BENCH_ROUTES must be route counts between 1 and 100000, got '$n'"
+done
+is_uint "$RELOADS" && ((RELOADS > 0 && RELOADS <= 100)) || die "BENCH_RELOADS must be between 1 and 100, got '$RELOADS'"
+is_uint "$RELOAD_TIMEOUT" && ((RELOAD_TIMEOUT > 0 && RELOAD_TIMEOUT <= 120)) || die "BENCH_RELOAD_TIMEOUT must be between 1 and 120, got '$RELOAD_TIMEOUT'"
+is_uint "$IDLE_CONNS" && ((IDLE_CONNS > 0)) || die "BENCH_IDLE_CONNS must be a positive integer, got '$IDLE_CONNS'"
 
 DATE=$(date +%F)
 if [[ -n ${BENCH_RESULT_FILE:-} ]]; then
@@ -152,8 +181,33 @@ else
   NOTES+=("Caddy column skipped on request (BENCH_CADDY=0).")
 fi
 
-# Raise the soft fd limit to the hard one (10k idle conns later; haproxy sizes by maxconn).
+# ab (Debian apache2-utils) for new TLS connections per second.
+HAVE_AB=0
+if [[ $SKIP_TLS_CONNS != 1 ]]; then
+  if ! command -v ab >/dev/null 2>&1 && ((NO_INSTALL == 0)); then
+    apt_install apache2-utils || log "Debian package 'apache2-utils' (ab) could not be installed; skipping new TLS connections per second"
+  fi
+  if command -v ab >/dev/null 2>&1; then
+    HAVE_AB=1
+  else
+    NOTES+=("New TLS connections per second skipped: \`ab\` (Debian package \`apache2-utils\`) is not installed.")
+  fi
+fi
+
+# Raise the soft fd limit to the hard one (idle connections later; haproxy sizes by maxconn).
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [[ $SKIP_MEMORY != 1 ]]; then
+  NOFILE=$(ulimit -n)
+  if [[ $NOFILE != unlimited ]] && ((IDLE_CONNS + 1024 > NOFILE)); then
+    ulimit -n $((IDLE_CONNS + 1024)) 2>/dev/null || true
+    NOFILE=$(ulimit -n)
+    if [[ $NOFILE != unlimited ]] && ((IDLE_CONNS + 1024 > NOFILE)); then
+      NOTES+=("Idle connections lowered from $IDLE_CONNS to $((NOFILE - 1024)): the open-file limit is $NOFILE.")
+      IDLE_CONNS=$((NOFILE - 1024))
+      ((IDLE_CONNS > 0)) || die "open-file limit $NOFILE is too low for the idle-connection measure (set BENCH_SKIP_MEMORY=1)"
+    fi
+  fi
+fi
 
 NPROC=$(nproc)
 if ((NPROC < 2)); then
@@ -234,6 +288,7 @@ port_in_use() {
 all_ports=("$BACKEND_PORT" "$BACKEND_TLS_PORT" "${H1_PORT[nginx]}" "${H2_PORT[nginx]}" "${H1_PORT[haproxy]}"
   "${H2_PORT[haproxy]}" "${H1_PORT[meshgate]}" "${H2_PORT[meshgate]}" "${MESHGATE_ADMIN##*:}")
 ((HAVE_CADDY)) && all_ports+=("${H1_PORT[caddy]}" "${H2_PORT[caddy]}")
+all_ports+=("${X_PORT[@]}" "${X_TLS_PORT[@]}" "${X_MESHGATE_ADMIN##*:}")
 for p in "${all_ports[@]}"; do
   port_in_use "$p" && die "TCP port 127.0.0.1:$p is already in use (a previous run still alive?)"
 done
@@ -255,6 +310,27 @@ openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 30 \
   -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local" >/dev/null 2>&1 ||
   die "openssl could not create the self-signed certificate"
 cat "$T/cert.pem" "$T/key.pem" >"$T/combined.pem"
+
+# New TLS connections per second: an ECDSA P-256 certificate, the same for every proxy.
+if [[ $SKIP_TLS_CONNS != 1 ]] && ((HAVE_AB)); then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -sha256 -days 30 \
+    -keyout "$T/ecdsa-key.pem" -out "$T/ecdsa-cert.pem" \
+    -subj "/CN=bench.local" -addext "subjectAltName=DNS:bench.local" >/dev/null 2>&1 ||
+    die "openssl could not create the ECDSA P-256 certificate"
+  cat "$T/ecdsa-cert.pem" "$T/ecdsa-key.pem" >"$T/ecdsa-combined.pem"
+fi
+
+# Memory: bench/tools/idleconns holds many idle keep-alive connections open.
+HAVE_IDLECONNS=0
+if [[ $SKIP_MEMORY != 1 ]]; then
+  if ! command -v go >/dev/null 2>&1; then
+    NOTES+=("Memory measure skipped: \`go\` is not installed (it builds bench/tools/idleconns).")
+  elif timeout 300 go build -o "$T/idleconns" ./bench/tools/idleconns >"$T/idleconns-build.log" 2>&1; then
+    HAVE_IDLECONNS=1
+  else
+    NOTES+=("Memory measure skipped: go build ./bench/tools/idleconns failed: $(grep -v '^$' "$T/idleconns-build.log" | tail -n 1 | cut -c1-200 || true)")
+  fi
+fi
 
 # Commands as run, for the report.
 CMDS=()
@@ -734,6 +810,682 @@ for key in "${ORDER[@]}"; do
 done
 
 # ---------------------------------------------------------------------------
+# 5b. Extra measures: many routes, reload under load, new TLS connections per
+# second, memory. Each starts its own instances, one at a time, on X_PORT /
+# X_TLS_PORT, pinned like the others; the backend stays up.
+# ---------------------------------------------------------------------------
+
+now_us() { local t=${EPOCHREALTIME//[!0-9]/}; echo "${t:-$(($(date +%s%N) / 1000))}"; }
+secs_since() { awk -v a="$1" -v b="$(now_us)" 'BEGIN { printf "%.3f", (b - a) / 1e6 }'; }
+
+is_alive() { # PID -> 0 while it runs (a zombie does not count)
+  local st
+  st=$(sed 's/^.*) //' /proc/"$1"/stat 2>/dev/null) || return 1
+  [[ -n $st && ${st%% *} != Z ]]
+}
+
+tree_jiffies() { # utime+stime (jiffies) of a process and its descendants
+  local total=0 p v
+  for p in $(descendants "$1"); do
+    v=$(sed 's/^.*) //' /proc/"$p"/stat 2>/dev/null | awk '{ print $12 + $13 }' || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+forget_pid() { # PID: no longer ours to stop in cleanup
+  local p keep=()
+  for p in "${PIDS[@]}"; do
+    if [[ $p != "$1" ]]; then keep+=("$p"); fi
+  done
+  PIDS=("${keep[@]}")
+}
+
+stop_server() { # KEY: stop a server started with start_bg (TERM; KILL after 5 s)
+  local key=$1 pid=${PID[$1]:-} all=() i alive p
+  [[ -n $pid ]] || return 0
+  mapfile -t all < <(descendants "$pid")
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 50; i++)); do
+    alive=0
+    for p in "${all[@]}"; do
+      if is_alive "$p"; then alive=1; fi
+    done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${all[@]}"; do
+    if is_alive "$p"; then kill -KILL "$p" 2>/dev/null || true; fi
+  done
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+  unset 'PID[$key]'
+  return 0
+}
+
+# start_x KEY LOG URL HOST CMD...: start an instance and wait until GET URL
+# (with "Host: HOST" when HOST is set) returns the backend's answer. Sets
+# READY_MS (start to first routed answer) or START_ERR.
+start_x() {
+  local key=$1 logf=$2 url=$3 host=$4 t0 deadline body
+  shift 4
+  local -a hdr=()
+  [[ -n $host ]] && hdr=(-H "Host: $host")
+  START_ERR="" READY_MS=""
+  log "starting $key (CPU $PROXY_CPU)"
+  t0=$(now_us)
+  deadline=$((t0 + READY_TIMEOUT * 1000000))
+  start_bg "$key" "$logf" "$@"
+  while (($(now_us) < deadline)); do
+    if ! is_alive "${PID[$key]}"; then
+      START_ERR="exited during start-up: $(grep -v '^$' "$logf" 2>/dev/null | tail -n 1 | cut -c1-200 || true)"
+      break
+    fi
+    if body=$(curl -ksS --max-time 1 "${hdr[@]}" "$url" 2>/dev/null) && [[ $body == *"hello from backend"* ]]; then
+      READY_MS=$((($(now_us) - t0) / 1000))
+      return 0
+    fi
+    sleep 0.02
+  done
+  [[ -n $START_ERR ]] || START_ERR="no routed answer from $url within ${READY_TIMEOUT}s"
+  log "ERROR: $key: $START_ERR"
+  tail_log "$logf"
+  stop_server "$key"
+  return 1
+}
+
+# retry_noisy OTHER_ARRAY FAIL_ARRAY KEY FN ARGS...: like measure_with_retry,
+# for the extra measures. Sets LAST_TRIES.
+retry_noisy() {
+  local -n _other=$1 _fail=$2
+  local key=$3 try
+  shift 3
+  for ((try = 0; ; try++)); do
+    "$@"
+    if [[ -z ${_fail[$key]:-} ]] && ((${_other[$key]:-0} >= NOISE_PCT && try < RETRY_NOISY)); then
+      log "$key: other processes used ${_other[$key]}% of a CPU during the measurement; measuring again"
+      wait_quiet 30
+      continue
+    fi
+    break
+  done
+  LAST_TRIES=$((try + 1))
+}
+
+pct_cpu() { # jiffies_before jiffies_after start_us -> % of one CPU
+  awk -v a="$1" -v b="$2" -v s="$(secs_since "$3")" -v hz="$CLK_TCK" 'BEGIN { if (s <= 0) s = 1; printf "%.0f", 100 * (b - a) / (hz * s) }'
+}
+
+# --- configs -----------------------------------------------------------------
+
+# Meshgate: Gateway with one listener (http on X_PORT, or https on X_TLS_PORT
+# with the ECDSA certificate), and the Backend.
+meshgate_x_head() { # http | https CRT_B64 KEY_B64
+  cat <<EOF
+apiVersion: gateway.networking.k8s.io/v1
+kind: GatewayClass
+metadata: {name: meshgate}
+spec: {controllerName: gateway.meshgate.dev/controller}
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: bench, namespace: default}
+spec:
+  gatewayClassName: meshgate
+  addresses: [{type: IPAddress, value: 127.0.0.1}]
+  listeners:
+EOF
+  if [[ $1 == https ]]; then
+    cat <<EOF
+  - name: https
+    protocol: HTTPS
+    port: ${X_TLS_PORT[meshgate]}
+    tls: {mode: Terminate, certificateRefs: [{name: bench-ecdsa}]}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: bench-ecdsa, namespace: default}
+type: kubernetes.io/tls
+data: {tls.crt: $2, tls.key: $3}
+EOF
+  else
+    echo "  - {name: http, protocol: HTTP, port: ${X_PORT[meshgate]}}"
+  fi
+  cat <<EOF
+---
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: Backend
+metadata: {name: origin, namespace: default}
+spec:
+  endpoints: [{address: 127.0.0.1, port: $BACKEND_PORT}]
+EOF
+}
+meshgate_catchall_route() { # the one route of the main config
+  cat <<EOF
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: all, namespace: default}
+spec:
+  parentRefs: [{name: bench}]
+  rules:
+  - backendRefs: [{group: gateway.meshgate.dev, kind: Backend, name: origin}]
+EOF
+}
+# N HTTPRoutes, as one would write one per site: hostname h<i>.bench.local,
+# PathPrefix /p<i>, all to the same Backend.
+meshgate_host_routes() { # N
+  awk -v n="$1" 'BEGIN {
+    for (i = 0; i < n; i++)
+      printf "---\napiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r%d, namespace: default}\nspec:\n  parentRefs: [{name: bench}]\n  hostnames: [h%d.bench.local]\n  rules:\n  - matches: [{path: {type: PathPrefix, value: /p%d}}]\n    backendRefs: [{group: gateway.meshgate.dev, kind: Backend, name: origin}]\n", i, i, i
+  }'
+}
+
+nginx_upstream() {
+  cat <<EOF
+    upstream backend {
+        server 127.0.0.1:$BACKEND_PORT;
+        keepalive 128;
+        keepalive_requests 1000000;
+    }
+EOF
+}
+# nginx: one server block per host (server_name h<i>.bench.local) with
+# location /p<i>; unknown hosts hit a default server that returns 404.
+nginx_routes_conf() { # DIR N
+  local d=$1 n=$2
+  nginx_common "$d"
+  cat <<EOF
+http {
+    access_log off;
+$(nginx_temp_paths "$d")
+    keepalive_requests 1000000;
+    server_names_hash_max_size $((n * 4 + 1024));
+    server_names_hash_bucket_size 128;
+    proxy_http_version 1.1;
+    proxy_set_header Connection "";
+$(nginx_upstream)
+    server {
+        listen 127.0.0.1:${X_PORT[nginx]} default_server;
+        return 404;
+    }
+EOF
+  awk -v n="$n" -v port="${X_PORT[nginx]}" 'BEGIN {
+    for (i = 0; i < n; i++)
+      printf "    server {\n        listen 127.0.0.1:%d;\n        server_name h%d.bench.local;\n        location /p%d { proxy_pass http://backend; }\n    }\n", port, i, i
+  }'
+  echo "}"
+}
+# haproxy: host+path in a map file (base = Host header + path), looked up
+# with map_beg, the way haproxy's docs route many sites; unknown -> 404.
+haproxy_routes_map() { # N
+  awk -v n="$1" 'BEGIN { for (i = 0; i < n; i++) printf "h%d.bench.local/p%d be\n", i, i }'
+}
+haproxy_routes_cfg() { # DIR MAPFILE
+  cat <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    pidfile $1/haproxy.pid
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:${X_PORT[haproxy]}
+    use_backend %[base,map_beg($2)]
+    default_backend notfound
+
+backend be
+    http-reuse always
+    server origin 127.0.0.1:$BACKEND_PORT
+
+backend notfound
+    http-request return status 404
+EOF
+}
+
+# New TLS connections: a TLS listener with the ECDSA certificate, proxying
+# to the backend as in the main configs.
+nginx_tls_conf() { # DIR
+  local d=$1
+  nginx_common "$d"
+  cat <<EOF
+http {
+    access_log off;
+$(nginx_temp_paths "$d")
+    keepalive_requests 1000000;
+$(nginx_upstream)
+    server {
+        listen 127.0.0.1:${X_TLS_PORT[nginx]} ssl http2;
+        ssl_certificate $T/ecdsa-cert.pem;
+        ssl_certificate_key $T/ecdsa-key.pem;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+haproxy_tls_cfg() { # DIR
+  cat <<EOF
+global
+    nbthread 1
+    maxconn 4096
+    pidfile $1/haproxy.pid
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:${X_TLS_PORT[haproxy]} ssl crt $T/ecdsa-combined.pem alpn h2,http/1.1
+    default_backend be
+
+backend be
+    http-reuse always
+    server origin 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+# Memory: the main HTTP/1.1 configs, sized for the idle connections, with
+# keep-alive timeouts longer than the measurement.
+MEM_MAXCONN=$((IDLE_CONNS + 1024))
+nginx_mem_conf() { # DIR
+  local d=$1
+  nginx_common "$d" | sed "s/worker_connections 8192;/worker_connections $((MEM_MAXCONN > 8192 ? MEM_MAXCONN : 8192));/"
+  cat <<EOF
+http {
+    access_log off;
+$(nginx_temp_paths "$d")
+    keepalive_requests 1000000;
+    keepalive_timeout 120s;
+$(nginx_upstream)
+    server {
+        listen 127.0.0.1:${X_PORT[nginx]};
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+EOF
+}
+haproxy_mem_cfg() { # DIR
+  cat <<EOF
+global
+    nbthread 1
+    maxconn $MEM_MAXCONN
+    pidfile $1/haproxy.pid
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 30s
+    timeout http-keep-alive 120s
+    http-reuse always
+
+frontend fe
+    bind 127.0.0.1:${X_PORT[haproxy]}
+    default_backend be
+
+backend be
+    http-reuse always
+    server origin 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+# x_cmd KIND PROXY DIR: the command that starts PROXY with the config in DIR.
+x_cmd() {
+  local d=$3
+  case $2 in
+    nginx) X_CMD=(taskset -c "$PROXY_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf") ;;
+    haproxy) X_CMD=(taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg") ;;
+    meshgate) X_CMD=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$d/meshgate.yaml" --admin-addr "$X_MESHGATE_ADMIN") ;;
+  esac
+}
+
+X_PROXIES=(nginx haproxy)
+((MESHGATE_WANTED)) && X_PROXIES+=(meshgate)
+declare -A X_LABEL=([nginx]="nginx" [haproxy]="haproxy" [meshgate]="Meshgate")
+X_MESHGATE_FAILS=()
+ROUTE_CMDS=() RELOAD_CMDS=() TLS_CMDS=() MEM_CMDS=()
+tcmd() { # a command for the report: args quoted for sh only where needed, $T for the temp dir
+  local a out="" plain='^[-A-Za-z0-9_./:=@%+,$]+$'
+  for a in "$@"; do
+    a=${a//$T/\$T}
+    if [[ $a =~ $plain ]]; then out+="$a "; else out+="'${a//\'/\'\\\'\'}' "; fi
+  done
+  echo "${out% }"
+}
+
+RELOAD_N=${ROUTE_COUNTS[0]}
+for n in "${ROUTE_COUNTS[@]}"; do ((n > RELOAD_N)) && RELOAD_N=$n; done
+
+if [[ $SKIP_ROUTES != 1 || $SKIP_RELOAD != 1 || $SKIP_TLS_CONNS != 1 || $SKIP_MEMORY != 1 ]]; then
+  # The main instances have been measured; stop them (the backend stays).
+  for key in nginx haproxy caddy meshgate; do stop_server "$key"; done
+fi
+
+# --- many routes ---------------------------------------------------------------
+
+declare -A RT_RPS RT_P50 RT_P99 RT_ERR RT_REQS RT_RSS RT_START RT_OTHER RT_FAIL RT_TRIES RT_NEG
+
+measure_route_row() { # PROXY N
+  local p=$1 n=$2 key=$1:$2 pid=${PID[x-$1]} out=$T/wrk-routes-$1-$2.txt f0 f1 t0
+  local host="h$(($2 - 1)).bench.local" url="http://127.0.0.1:${X_PORT[$1]}/p$(($2 - 1))"
+  local -a warm=(taskset -c "$LOAD_CPU" wrk -t1 -c"$H1_CONNS" -d"${WARMUP}s" -H "Host: $host" "$url")
+  local -a run=(taskset -c "$LOAD_CPU" wrk -t1 -c"$H1_CONNS" -d"${DURATION}s" --latency -H "Host: $host" "$url")
+  unset 'RT_FAIL[$key]'
+  log "routes    $p, $n routes: warm-up ${WARMUP}s, measure ${DURATION}s"
+  if ((WARMUP > 0)); then
+    timeout $((WARMUP + 30)) "${warm[@]}" >"$T/wrk-routes-$p-$n-warmup.txt" 2>&1 || true
+  fi
+  if [[ -z ${RT_TRIES[$key]:-} ]]; then
+    ((WARMUP > 0)) && ROUTE_CMDS+=("$(tcmd "${warm[@]}")   # warm-up, $p, $n routes")
+    ROUTE_CMDS+=("$(tcmd "${run[@]}")   # measure, $p, $n routes")
+    RT_TRIES[$key]=0
+  fi
+  f0=$(foreign_jiffies); t0=$(now_us)
+  if ! timeout $((DURATION + 30)) "${run[@]}" >"$out" 2>&1; then
+    RT_FAIL[$key]="wrk failed: $(tail -n 1 "$out")"
+  fi
+  f1=$(foreign_jiffies)
+  RT_OTHER[$key]=$(foreign_pct "$f0" "$f1" "$(secs_since "$t0")")
+  read -r "RT_RPS[$key]" "RT_P50[$key]" "RT_P99[$key]" "RT_ERR[$key]" "RT_REQS[$key]" < <(parse_wrk "$out")
+  RT_RSS[$key]=$(rss_kb "$pid")
+  if [[ ${RT_RPS[$key]} == - && -z ${RT_FAIL[$key]:-} ]]; then RT_FAIL[$key]="no result in wrk output"; fi
+}
+
+if [[ $SKIP_ROUTES != 1 ]]; then
+  for p in "${X_PROXIES[@]}"; do
+    for n in "${ROUTE_COUNTS[@]}"; do
+      key=$p:$n d=$T/routes-$p-$n
+      mkdir -p "$d"
+      case $p in
+        nginx) nginx_routes_conf "$d" "$n" >"$d/nginx.conf" ;;
+        haproxy)
+          haproxy_routes_map "$n" >"$d/routes.map"
+          haproxy_routes_cfg "$d" "$d/routes.map" >"$d/haproxy.cfg"
+          ;;
+        meshgate) { meshgate_x_head http; meshgate_host_routes "$n"; } >"$d/meshgate.yaml" ;;
+      esac
+      x_cmd routes "$p" "$d"
+      ROUTE_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p with $n routes")
+      if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
+        RT_FAIL[$key]="$GATEWAY_BIN not found or not executable"
+      elif ! start_x "x-$p" "$d/stdout.log" "http://127.0.0.1:${X_PORT[$p]}/p$((n - 1))" "h$((n - 1)).bench.local" "${X_CMD[@]}"; then
+        RT_FAIL[$key]="did not come up: $START_ERR"
+      else
+        RT_START[$key]=$READY_MS
+        # Host and path both select the route: the last host with the first
+        # route's path must not reach the backend.
+        if ((n > 1)); then
+          RT_NEG[$key]=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' -H "Host: h$((n - 1)).bench.local" \
+            "http://127.0.0.1:${X_PORT[$p]}/p0" 2>/dev/null || true)
+        fi
+        retry_noisy RT_OTHER RT_FAIL "$key" measure_route_row "$p" "$n"
+        RT_TRIES[$key]=$LAST_TRIES
+        stop_server "x-$p"
+      fi
+      if [[ -n ${RT_FAIL[$key]:-} ]]; then
+        log "ERROR: routes $key: ${RT_FAIL[$key]}"
+        [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("many routes, $n routes: ${RT_FAIL[$key]}")
+      fi
+    done
+  done
+fi
+
+# --- reload with many routes, under load (Meshgate) ---------------------------
+
+declare -A RL_MS RL_POLLS RL_APPLY RL_GEN RL_RPS RL_ERR RL_REQS RL_OTHER
+RELOAD_FAIL="" RELOAD_START_MS=""
+
+reload_once() { # K: add route number RELOAD_N+K-1 by renaming a new file into place
+  local k=$1 d=$T/reload out=$T/wrk-reload-$1.txt wpid t0 ta f0 f1 code polls=0 last
+  local new=$((RELOAD_N + k - 1))
+  local host_old="h$((RELOAD_N - 1)).bench.local" url_old="http://127.0.0.1:${X_PORT[meshgate]}/p$((RELOAD_N - 1))"
+  local host_new="h$new.bench.local" url_new="http://127.0.0.1:${X_PORT[meshgate]}/p$new"
+  local -a run=(taskset -c "$LOAD_CPU" wrk -t1 -c"$H1_CONNS" -d"$((RELOAD_TIMEOUT + 5))s" -H "Host: $host_old" "$url_old")
+  { meshgate_x_head http; meshgate_host_routes $((RELOAD_N + k)); } >"$T/reload-next.yaml"
+  if ((k == 1)); then
+    RELOAD_CMDS+=("$(tcmd "${run[@]}") &   # load during each reload, stopped with SIGINT 0.5 s after the new route answers")
+    RELOAD_CMDS+=("mv -f \$T/reload-next.yaml \$T/reload/meshgate.yaml   # 1 s after wrk starts; the new file has one more HTTPRoute (h$new.bench.local /p$new, then h$((new + 1)) ...)")
+    RELOAD_CMDS+=("$(tcmd curl -s -o /dev/null --max-time 1 -w '%{http_code}' -H "Host: $host_new" "$url_new")   # every 10 ms until 200, at most ${RELOAD_TIMEOUT}s")
+  fi
+  log "reload    $k of $RELOADS: $((RELOAD_N + k)) routes"
+  f0=$(foreign_jiffies); ta=$(now_us)
+  "${run[@]}" >"$out" 2>&1 &
+  wpid=$!
+  PIDS+=("$wpid")
+  sleep 1
+  t0=$(now_us)
+  mv -f "$T/reload-next.yaml" "$d/meshgate.yaml"
+  RL_MS[$k]="not within ${RELOAD_TIMEOUT}s"
+  while :; do
+    polls=$((polls + 1))
+    code=$(curl -s -o /dev/null --max-time 1 -w '%{http_code}' -H "Host: $host_new" "$url_new" 2>/dev/null || true)
+    if [[ $code == 200 ]]; then
+      RL_MS[$k]=$((($(now_us) - t0) / 1000))
+      break
+    fi
+    if (($(now_us) - t0 > RELOAD_TIMEOUT * 1000000)); then break; fi
+    sleep 0.01
+  done
+  RL_POLLS[$k]=$polls
+  sleep 0.5
+  kill -INT "$wpid" 2>/dev/null || true
+  wait "$wpid" 2>/dev/null || true # bounded by wrk -d
+  forget_pid "$wpid"
+  f1=$(foreign_jiffies)
+  RL_OTHER[$k]=$(foreign_pct "$f0" "$f1" "$(secs_since "$ta")")
+  read -r "RL_RPS[$k]" _ _ "RL_ERR[$k]" "RL_REQS[$k]" < <(parse_wrk "$out")
+  last=$(grep '"config applied"' "$d/meshgate.log" 2>/dev/null | tail -n 1 || true)
+  RL_APPLY[$k]=$(sed -n 's/.*"duration":"\([^"]*\)".*/\1/p' <<<"$last")
+  RL_GEN[$k]=$(sed -n 's/.*"generation":\([0-9]*\).*/\1/p' <<<"$last")
+}
+
+if [[ $SKIP_RELOAD != 1 ]] && ((MESHGATE_WANTED)); then
+  d=$T/reload
+  mkdir -p "$d"
+  { meshgate_x_head http; meshgate_host_routes "$RELOAD_N"; } >"$d/meshgate.yaml"
+  x_cmd reload meshgate "$d"
+  RELOAD_CMDS=("$(tcmd "${X_CMD[@]}")   # Meshgate with $RELOAD_N routes")
+  if [[ ! -x $GATEWAY_BIN ]]; then
+    RELOAD_FAIL="$GATEWAY_BIN not found or not executable"
+  elif ! start_x x-meshgate "$d/meshgate.log" "http://127.0.0.1:${X_PORT[meshgate]}/p$((RELOAD_N - 1))" \
+    "h$((RELOAD_N - 1)).bench.local" "${X_CMD[@]}"; then
+    RELOAD_FAIL="did not come up: $START_ERR"
+  else
+    RELOAD_START_MS=$READY_MS
+    for ((k = 1; k <= RELOADS; k++)); do
+      reload_once "$k"
+      if ! is_alive "${PID[x-meshgate]}"; then
+        RELOAD_FAIL="Meshgate exited during reload $k: $(grep -v '^$' "$d/meshgate.log" | tail -n 1 | cut -c1-200 || true)"
+        break
+      fi
+    done
+    stop_server x-meshgate
+  fi
+  if [[ -n $RELOAD_FAIL ]]; then
+    log "ERROR: reload: $RELOAD_FAIL"
+    X_MESHGATE_FAILS+=("reload: $RELOAD_FAIL")
+  fi
+fi
+
+# --- new TLS connections per second (ab, one request per connection) ----------
+
+declare -A TC_RPS TC_P50 TC_P99 TC_DONE TC_FAILED TC_NON2XX TC_PROTO TC_CIPHER TC_KX TC_CPU TC_OTHER TC_FAIL TC_TRIES
+TLS_CLIENTS=16
+
+# ab output -> "rps done failed non2xx proto cipher kx p50 p99"
+parse_ab() {
+  awk '
+    /^Complete requests:/ { done = $3 }
+    /^Failed requests:/ { failed = $3 }
+    /^Non-2xx responses:/ { non2xx = $3 }
+    /^Requests per second:/ { rps = $4 }
+    /^SSL\/TLS Protocol:/ { split($3, a, ","); proto = a[1]; cipher = a[2] }
+    /^Server Temp Key:/ { kx = $4 }
+    $1 == "50%" { p50 = $2 }
+    $1 == "99%" { p99 = $2 }
+    END {
+      printf "%s %s %d %d %s %s %s %s %s\n", (rps == "" ? "-" : rps), (done == "" ? "-" : done), failed, non2xx,
+        (proto == "" ? "-" : proto), (cipher == "" ? "-" : cipher), (kx == "" ? "-" : kx),
+        (p50 == "" ? "-" : p50), (p99 == "" ? "-" : p99)
+    }' "$1"
+}
+
+# Two variants: ab's default (TLS 1.3), and TLS 1.2 (ab -f TLS1.2). ab does
+# not set TCP_NODELAY; in TLS 1.3 its HTTP request follows its Finished
+# message, so with a server that sends nothing after the client's Finished
+# (Go's crypto/tls sends its session tickets earlier) the request waits for
+# the server's delayed ACK (40 ms on Linux). OpenSSL servers send their
+# session tickets then, so nginx and haproxy do not wait. In TLS 1.2 the
+# server speaks last in the handshake, so no variant of server waits there.
+TLS_VARIANTS=(tls13 tls12)
+declare -A TLS_VLABEL=([tls13]="TLS 1.3 (ab default)" [tls12]="TLS 1.2 (ab -f TLS1.2)")
+declare -A TLS_VFLAGS=([tls13]="" [tls12]="-f TLS1.2")
+
+measure_tls_row() { # PROXY VARIANT
+  local p=$1 v=$2 key=$1:$2 pid=${PID[x-$1]} url="https://127.0.0.1:${X_TLS_PORT[$1]}/" out=$T/ab-$1-$2.txt f0 f1 c0 c1 t0
+  local -a vf=()
+  read -r -a vf <<<"${TLS_VFLAGS[$v]}"
+  local -a warm=(taskset -c "$LOAD_CPU" ab -q -r "${vf[@]}" -c "$TLS_CLIENTS" -t "$WARMUP" -n 1000000 "$url")
+  local -a run=(taskset -c "$LOAD_CPU" ab -q -r "${vf[@]}" -c "$TLS_CLIENTS" -t "$DURATION" -n 1000000 "$url")
+  unset 'TC_FAIL[$key]'
+  log "TLS conns $p, ${TLS_VLABEL[$v]}: warm-up ${WARMUP}s, measure ${DURATION}s"
+  if ((WARMUP > 0)); then
+    timeout $((WARMUP + 40)) "${warm[@]}" >"$T/ab-$p-$v-warmup.txt" 2>&1 || true
+  fi
+  if [[ -z ${TC_TRIES[$key]:-} ]]; then
+    ((WARMUP > 0)) && TLS_CMDS+=("$(tcmd "${warm[@]}")   # warm-up, $p")
+    TLS_CMDS+=("$(tcmd "${run[@]}")   # measure, $p")
+    TC_TRIES[$key]=0
+  fi
+  f0=$(foreign_jiffies); c0=$(tree_jiffies "$pid"); t0=$(now_us)
+  if ! timeout $((DURATION + 40)) "${run[@]}" >"$out" 2>&1; then
+    TC_FAIL[$key]="ab failed: $(grep -v '^$' "$out" | tail -n 1 | cut -c1-200 || true)"
+  fi
+  c1=$(tree_jiffies "$pid"); f1=$(foreign_jiffies)
+  TC_CPU[$key]=$(pct_cpu "$c0" "$c1" "$t0")
+  TC_OTHER[$key]=$(foreign_pct "$f0" "$f1" "$(secs_since "$t0")")
+  read -r "TC_RPS[$key]" "TC_DONE[$key]" "TC_FAILED[$key]" "TC_NON2XX[$key]" "TC_PROTO[$key]" "TC_CIPHER[$key]" "TC_KX[$key]" \
+    "TC_P50[$key]" "TC_P99[$key]" < <(parse_ab "$out")
+  if [[ ${TC_RPS[$key]} == - && -z ${TC_FAIL[$key]:-} ]]; then TC_FAIL[$key]="no result in ab output"; fi
+}
+
+if [[ $SKIP_TLS_CONNS != 1 ]] && ((HAVE_AB)); then
+  ECDSA_CRT_B64=$(base64 -w0 "$T/ecdsa-cert.pem")
+  ECDSA_KEY_B64=$(base64 -w0 "$T/ecdsa-key.pem")
+  for p in "${X_PROXIES[@]}"; do
+    d=$T/tls-$p
+    mkdir -p "$d"
+    case $p in
+      nginx) nginx_tls_conf "$d" >"$d/nginx.conf" ;;
+      haproxy) haproxy_tls_cfg "$d" >"$d/haproxy.cfg" ;;
+      meshgate) { meshgate_x_head https "$ECDSA_CRT_B64" "$ECDSA_KEY_B64"; meshgate_catchall_route; } >"$d/meshgate.yaml" ;;
+    esac
+    x_cmd tls "$p" "$d"
+    TLS_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p, TLS listener with the ECDSA P-256 certificate")
+    start_err=""
+    if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
+      start_err="$GATEWAY_BIN not found or not executable"
+    elif ! start_x "x-$p" "$d/stdout.log" "https://127.0.0.1:${X_TLS_PORT[$p]}/" "" "${X_CMD[@]}"; then
+      start_err="did not come up: $START_ERR"
+    else
+      for v in "${TLS_VARIANTS[@]}"; do
+        retry_noisy TC_OTHER TC_FAIL "$p:$v" measure_tls_row "$p" "$v"
+        TC_TRIES[$p:$v]=$LAST_TRIES
+      done
+      stop_server "x-$p"
+    fi
+    for v in "${TLS_VARIANTS[@]}"; do
+      [[ -n $start_err ]] && TC_FAIL[$p:$v]=$start_err
+      if [[ -n ${TC_FAIL[$p:$v]:-} ]]; then
+        log "ERROR: TLS conns $p:$v: ${TC_FAIL[$p:$v]}"
+        [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("new TLS connections, ${TLS_VLABEL[$v]}: ${TC_FAIL[$p:$v]}")
+      fi
+    done
+  done
+fi
+
+# --- memory: idle RSS, and RSS with many idle keep-alive connections ----------
+
+declare -A MEM_IDLE MEM_WITH MEM_OPEN MEM_CLIENT MEM_SECS MEM_FAIL MEM_WARN
+
+measure_mem() { # PROXY
+  local p=$1 pid=${PID[x-$1]} out=$T/idleconns-$1.out errf=$T/idleconns-$1.err ipid t0 deadline line=""
+  local -a run=(taskset -c "$LOAD_CPU" "$T/idleconns" -addr "127.0.0.1:${X_PORT[$1]}" -n "$IDLE_CONNS" -host bench.local -path / -hold 120s)
+  log "memory    $p: idle RSS, then $IDLE_CONNS idle keep-alive connections"
+  sleep 1
+  MEM_IDLE[$p]=$(rss_kb "$pid")
+  MEM_CMDS+=("$(tcmd "${run[@]}") &   # $p; RSS read after it prints 'ready', then it gets SIGTERM")
+  t0=$(now_us)
+  "${run[@]}" >"$out" 2>"$errf" &
+  ipid=$!
+  PIDS+=("$ipid")
+  deadline=$((t0 + 90 * 1000000))
+  while (($(now_us) < deadline)); do
+    line=$(grep -m1 '^ready ' "$out" 2>/dev/null || true)
+    [[ -n $line ]] && break
+    is_alive "$ipid" || break
+    sleep 0.1
+  done
+  if [[ -z $line ]]; then
+    MEM_FAIL[$p]="idleconns did not finish: $(grep -v '^$' "$errf" | tail -n 1 | cut -c1-200 || true)"
+  else
+    MEM_SECS[$p]=$(secs_since "$t0")
+    MEM_CLIENT[$p]=${line#ready }
+    sleep 1
+    MEM_WITH[$p]=$(rss_kb "$pid")
+    MEM_OPEN[$p]=$(ss -Htn state established "( sport = :${X_PORT[$p]} )" 2>/dev/null | wc -l || echo "-")
+    if grep -q 'failed' "$errf"; then MEM_WARN[$p]=$(grep -m1 'failed' "$errf" | sed 's/^idleconns: //' | cut -c1-200); fi
+  fi
+  kill -TERM "$ipid" 2>/dev/null || true
+  wait "$ipid" 2>/dev/null || true # exits on SIGTERM, or after -hold
+  forget_pid "$ipid"
+}
+
+if [[ $SKIP_MEMORY != 1 ]] && ((HAVE_IDLECONNS)); then
+  for p in "${X_PROXIES[@]}"; do
+    d=$T/mem-$p
+    mkdir -p "$d"
+    case $p in
+      nginx) nginx_mem_conf "$d" >"$d/nginx.conf" ;;
+      haproxy) haproxy_mem_cfg "$d" >"$d/haproxy.cfg" ;;
+      meshgate) { meshgate_x_head http; meshgate_catchall_route; } >"$d/meshgate.yaml" ;;
+    esac
+    x_cmd mem "$p" "$d"
+    MEM_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p, HTTP/1.1 listener, one catch-all route")
+    if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
+      MEM_FAIL[$p]="$GATEWAY_BIN not found or not executable"
+    elif ! start_x "x-$p" "$d/stdout.log" "http://127.0.0.1:${X_PORT[$p]}/" "" "${X_CMD[@]}"; then
+      MEM_FAIL[$p]="did not come up: $START_ERR"
+    else
+      measure_mem "$p"
+      stop_server "x-$p"
+    fi
+    if [[ -n ${MEM_FAIL[$p]:-} ]]; then
+      log "ERROR: memory $p: ${MEM_FAIL[$p]}"
+      [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("memory: ${MEM_FAIL[$p]}")
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------------------
 # 6. Report.
 # ---------------------------------------------------------------------------
 
@@ -836,7 +1588,197 @@ if [[ -n $NOISY ]]; then
 fi
 
 H1_TABLE=$(h1_table)
+details() { # TITLE LANG CMD...: a collapsed config in the report
+  local title=$1 lang=$2
+  shift 2
+  echo "<details><summary>$title</summary>"
+  echo
+  echo "\`\`\`$lang"
+  "$@" 2>/dev/null | sed "s#$T#\$T#g" || true
+  echo '```'
+  echo "</details>"
+  echo
+}
+meshgate_routes_example() { meshgate_x_head http; meshgate_host_routes 2; }
+meshgate_tls_example() { meshgate_x_head https "<base64 of \$T/ecdsa-cert.pem>" "<base64 of \$T/ecdsa-key.pem>"; meshgate_catchall_route; }
+meshgate_mem_example() { meshgate_x_head http; meshgate_catchall_route; }
 H2_TABLE=$(h2_table)
+
+# Extra measures' tables.
+total_kb() { local v=${1:-}; echo "${v%%:*}"; } # "TOTAL:WORKER" -> TOTAL
+fmt_ms_int() { [[ ${1:-} =~ ^[0-9]+$ ]] && awk -v v="$1" 'BEGIN { printf "%.2f", v / 1000 }' || echo "-"; }
+met() { # CONDITION_AWK_EXPR -> "met" / "**NOT met**"
+  if awk "BEGIN { exit !($1) }"; then echo "met"; else echo "**NOT met**"; fi
+}
+X_NOISY=""
+note_noisy() { # LABEL OTHER_PCT
+  if [[ -n ${2:-} ]] && (($2 >= NOISE_PCT)); then X_NOISY+="$1, "; fi
+  return 0
+}
+
+ROUTE_BASE=${ROUTE_COUNTS[0]}
+routes_table() {
+  echo "| proxy | routes | start-up s | rps | p50 ms | p99 ms | errors | last host + /p0 | RSS after MB | vs $ROUTE_BASE routes | other CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local p n key errs
+  for p in "${X_PROXIES[@]}"; do
+    for n in "${ROUTE_COUNTS[@]}"; do
+      key=$p:$n
+      if [[ -z ${RT_RPS[$key]:-} ]]; then
+        echo "| ${X_LABEL[$p]} | $n | not run: ${RT_FAIL[$key]:-?} | | | | | | | | |"
+        continue
+      fi
+      errs=${RT_ERR[$key]}
+      [[ $errs != 0 && ${RT_REQS[$key]} != - ]] && errs="$errs of ${RT_REQS[$key]}"
+      [[ -n ${RT_FAIL[$key]:-} ]] && errs="$errs (${RT_FAIL[$key]})"
+      echo "| ${X_LABEL[$p]} | $n | $(fmt_ms_int "${RT_START[$key]:-}") | $(fmt_rps "${RT_RPS[$key]}") | $(fmt_ms "${RT_P50[$key]}")" \
+        "| $(fmt_ms "${RT_P99[$key]}") | $errs | ${RT_NEG[$key]:--} | $(fmt_mb "${RT_RSS[$key]:-}")" \
+        "| $(ratio "${RT_RPS[$key]}" "${RT_RPS[$p:$ROUTE_BASE]:-}") | $(fmt_other "${RT_OTHER[$key]:-}") |"
+    done
+  done
+}
+routes_target() {
+  local b=${RT_RPS[meshgate:$ROUTE_BASE]:-} m=${RT_RPS[meshgate:$RELOAD_N]:-} r
+  if ! ((MESHGATE_WANTED)); then echo "Target (Meshgate at $RELOAD_N routes at most 10% below $ROUTE_BASE routes): Meshgate not run."; return; fi
+  if ((RELOAD_N == ROUTE_BASE)); then echo "Target (10,000 routes at most 10% below 10 routes): not checked, only one route count ($ROUTE_BASE) was run."; return; fi
+  if [[ -z $b || -z $m || $b == - || $m == - ]]; then echo "Target (Meshgate at $RELOAD_N routes at most 10% below $ROUTE_BASE routes): no figure."; return; fi
+  r=$(ratio "$m" "$b")
+  echo "Target: Meshgate at $RELOAD_N routes at most 10% below $ROUTE_BASE routes (ratio >= 0.90x): $(met "$m / $b >= 0.90") ($r: $(fmt_rps "$m") vs $(fmt_rps "$b") rps)."
+}
+
+reload_table() {
+  echo "| reload | routes after | rename -> new route answers, ms | curl polls | Meshgate \"config applied\" (generation, apply duration) | wrk requests | wrk rps | wrk errors | other CPU % |"
+  echo "|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+  local k
+  for ((k = 1; k <= RELOADS; k++)); do
+    [[ -n ${RL_POLLS[$k]:-} ]] || continue
+    echo "| $k | $((RELOAD_N + k)) | ${RL_MS[$k]} | ${RL_POLLS[$k]} | ${RL_GEN[$k]:--}, ${RL_APPLY[$k]:--} | ${RL_REQS[$k]:--}" \
+      "| $(fmt_rps "${RL_RPS[$k]:-}") | ${RL_ERR[$k]:--} | $(fmt_other "${RL_OTHER[$k]:-}") |"
+  done
+}
+RELOAD_MAX="" RELOAD_ERRS=0 RELOAD_REQS=0 RELOAD_DONE=0 RELOAD_TIMEOUTS=0
+reload_summary() {
+  local k
+  for ((k = 1; k <= RELOADS; k++)); do
+    [[ -n ${RL_POLLS[$k]:-} ]] || continue
+    RELOAD_DONE=$((RELOAD_DONE + 1))
+    if [[ ${RL_MS[$k]} =~ ^[0-9]+$ ]]; then
+      if [[ -z $RELOAD_MAX ]] || ((RL_MS[$k] > RELOAD_MAX)); then RELOAD_MAX=${RL_MS[$k]}; fi
+    else
+      RELOAD_TIMEOUTS=$((RELOAD_TIMEOUTS + 1))
+    fi
+    RELOAD_ERRS=$((RELOAD_ERRS + ${RL_ERR[$k]:-0}))
+    [[ ${RL_REQS[$k]:-} =~ ^[0-9]+$ ]] && RELOAD_REQS=$((RELOAD_REQS + RL_REQS[$k]))
+  done
+  return 0
+}
+reload_target() {
+  if [[ -n $RELOAD_FAIL ]] && ((RELOAD_DONE == 0)); then echo "Target (reload of $RELOAD_N routes in under 1 s, no failed request): not measured: $RELOAD_FAIL"; return; fi
+  local slowest=${RELOAD_MAX:--}
+  ((RELOAD_TIMEOUTS > 0)) && slowest="$RELOAD_TIMEOUTS reload(s) not within ${RELOAD_TIMEOUT}s"
+  echo "Slowest: $slowest ms; wrk errors over all $RELOAD_DONE reloads: $RELOAD_ERRS of $RELOAD_REQS requests."
+  echo
+  local ok_time=0
+  [[ -n $RELOAD_MAX ]] && ((RELOAD_TIMEOUTS == 0 && RELOAD_MAX < 1000)) && ok_time=1
+  echo "Target: a reload of $RELOAD_N routes in under 1 s: $( ((ok_time)) && echo met || echo '**NOT met**') (slowest $slowest ms);" \
+    "no failed request during reloads: $( ((RELOAD_ERRS == 0)) && echo met || echo '**NOT met**') ($RELOAD_ERRS errors)."
+}
+
+per_cpu() { # rps cpu% -> rps per CPU-second of the proxy, or -
+  if [[ $1 == - || -z $1 || -z ${2:-} || ${2:-0} == 0 ]]; then echo "-"; return; fi
+  awk -v r="$1" -v c="$2" 'BEGIN { printf "%.0f\n", r * 100 / c }'
+}
+tls_table() {
+  echo "| proxy | TLS as offered | new conns/s | p50 ms | p99 ms | completed | failed | non-2xx | negotiated | cipher | key exchange | proxy CPU % | conns per proxy CPU-s | ratio vs nginx | ratio vs haproxy | other CPU % |"
+  echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|---|---:|---:|---:|---:|---:|"
+  local p v key failed
+  for v in "${TLS_VARIANTS[@]}"; do
+    for p in "${X_PROXIES[@]}"; do
+      key=$p:$v
+      if [[ -z ${TC_RPS[$key]:-} ]]; then
+        echo "| ${X_LABEL[$p]} | ${TLS_VLABEL[$v]} | not run: ${TC_FAIL[$key]:-?} | | | | | | | | | | | | | |"
+        continue
+      fi
+      failed=${TC_FAILED[$key]}
+      [[ -n ${TC_FAIL[$key]:-} ]] && failed="$failed (${TC_FAIL[$key]})"
+      echo "| ${X_LABEL[$p]} | ${TLS_VLABEL[$v]} | $(fmt_rps "${TC_RPS[$key]}") | ${TC_P50[$key]} | ${TC_P99[$key]} | ${TC_DONE[$key]} | $failed | ${TC_NON2XX[$key]}" \
+        "| ${TC_PROTO[$key]} | ${TC_CIPHER[$key]} | ${TC_KX[$key]} | ${TC_CPU[$key]:--} | $(per_cpu "${TC_RPS[$key]}" "${TC_CPU[$key]:-}")" \
+        "| $(ratio "${TC_RPS[$key]}" "${TC_RPS[nginx:$v]:-}") | $(ratio "${TC_RPS[$key]}" "${TC_RPS[haproxy:$v]:-}") | $(fmt_other "${TC_OTHER[$key]:-}") |"
+    done
+  done
+}
+tls_target() {
+  local v m n out=""
+  for v in "${TLS_VARIANTS[@]}"; do
+    m=${TC_RPS[meshgate:$v]:-} n=${TC_RPS[nginx:$v]:-}
+    if [[ -z $m || -z $n || $m == - || $n == - ]]; then out+="${TLS_VLABEL[$v]}: no figure; "
+    else out+="${TLS_VLABEL[$v]}: $(ratio "$m" "$n") ($(fmt_rps "$m") vs $(fmt_rps "$n")/s, p50 ${TC_P50[meshgate:$v]:-?} vs ${TC_P50[nginx:$v]:-?} ms); "; fi
+  done
+  echo "Target: docs/performance.md sets none for new TLS connections (it asks for the figure). Meshgate vs nginx in this run: ${out%; }."
+}
+
+mem_kb_per_conn() { # PROXY -> KB per idle connection, or -
+  local p=$1 i w c
+  i=$(total_kb "${MEM_IDLE[$p]:-}") w=$(total_kb "${MEM_WITH[$p]:-}") c=${MEM_CLIENT[$p]:-}
+  if [[ -z $i || -z $w || ! $c =~ ^[0-9]+$ ]] || ((c == 0)); then echo "-"; return; fi
+  awk -v i="$i" -v w="$w" -v c="$c" 'BEGIN { printf "%.1f", (w - i) / c }'
+}
+mem_table() {
+  echo "| proxy | idle RSS MB | RSS with $IDLE_CONNS idle conns MB | conns open (client / server side) | KB per idle conn | time to open s | note |"
+  echo "|---|---:|---:|---:|---:|---:|---|"
+  local p
+  for p in "${X_PROXIES[@]}"; do
+    if [[ -z ${MEM_WITH[$p]:-} ]]; then
+      echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]:-}") | not run: ${MEM_FAIL[$p]:-?} | | | | |"
+      continue
+    fi
+    echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]}") | $(fmt_mb "${MEM_WITH[$p]}") | ${MEM_CLIENT[$p]} / ${MEM_OPEN[$p]}" \
+      "| $(mem_kb_per_conn "$p") | ${MEM_SECS[$p]} | ${MEM_WARN[$p]:-} |"
+  done
+}
+mem_target() {
+  local i=${MEM_IDLE[meshgate]:-} k
+  if [[ -z $i ]]; then echo "Target (idle RSS under 20 MB, under 10 KB per idle HTTP/1.1 connection): Meshgate not measured."; return; fi
+  k=$(mem_kb_per_conn meshgate)
+  echo -n "Target: Meshgate idle RSS under 20 MB: $(met "$(total_kb "$i") < 20 * 1024") ($(fmt_mb "$i") MB); "
+  if [[ $k == - ]]; then
+    echo "under 10 KB per idle HTTP/1.1 connection: no figure."
+  else
+    echo "under 10 KB per idle HTTP/1.1 connection: $(met "$k < 10") ($k KB)."
+  fi
+}
+
+ROUTES_TABLE="" RELOAD_TABLE="" TLS_TABLE="" MEM_TABLE=""
+[[ $SKIP_ROUTES != 1 ]] && ROUTES_TABLE=$(routes_table)
+if [[ $SKIP_RELOAD != 1 ]] && ((MESHGATE_WANTED)); then
+  reload_summary
+  if ((RELOAD_DONE > 0)); then RELOAD_TABLE=$(reload_table); fi
+fi
+[[ $SKIP_TLS_CONNS != 1 ]] && ((HAVE_AB)) && TLS_TABLE=$(tls_table)
+[[ $SKIP_MEMORY != 1 ]] && ((HAVE_IDLECONNS)) && MEM_TABLE=$(mem_table)
+for p in "${X_PROXIES[@]}"; do
+  for n in "${ROUTE_COUNTS[@]}"; do note_noisy "many routes ${X_LABEL[$p]} $n" "${RT_OTHER[$p:$n]:-}"; done
+  for v in "${TLS_VARIANTS[@]}"; do note_noisy "new TLS connections ${X_LABEL[$p]} ${TLS_VLABEL[$v]}" "${TC_OTHER[$p:$v]:-}"; done
+done
+for ((k = 1; k <= RELOADS; k++)); do note_noisy "reload $k" "${RL_OTHER[$k]:-}"; done
+if [[ -n $X_NOISY ]]; then
+  NOTES+=("Other processes used ${NOISE_PCT}% or more of a CPU during: ${X_NOISY%, }. Those rows are unreliable: rerun when the machine is quiet.")
+fi
+X_RETRIED=""
+for p in "${X_PROXIES[@]}"; do
+  for n in "${ROUTE_COUNTS[@]}"; do
+    if ((${RT_TRIES[$p:$n]:-1} > 1)); then X_RETRIED+="many routes ${X_LABEL[$p]} $n (${RT_TRIES[$p:$n]} times), "; fi
+  done
+  for v in "${TLS_VARIANTS[@]}"; do
+    if ((${TC_TRIES[$p:$v]:-1} > 1)); then X_RETRIED+="new TLS connections ${X_LABEL[$p]} ${TLS_VLABEL[$v]} (${TC_TRIES[$p:$v]} times), "; fi
+  done
+done
+if [[ -n $X_RETRIED ]]; then
+  NOTES+=("Measured again because other processes disturbed the first try: ${X_RETRIED%, }. The tables show the last try.")
+fi
+if ((${#X_MESHGATE_FAILS[@]})); then
+  for f in "${X_MESHGATE_FAILS[@]}"; do NOTES+=("Meshgate failed in $f"); done
+fi
 
 mkdir -p "$(dirname "$RESULT_FILE")"
 {
@@ -874,6 +1816,76 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo
   echo "errored includes h2load timeouts. RSS is measured right after the h2 run."
   echo
+  if [[ -n $ROUTES_TABLE ]]; then
+    echo "## Many routes: wrk -t1 -c$H1_CONNS -d${DURATION}s --latency on the last of N host+path routes (after ${WARMUP}s warm-up)"
+    echo
+    echo "Route i (i = 0 .. N-1) is host \`h<i>.bench.local\` with path prefix \`/p<i>\`, all to the same backend; wrk sends \`Host: h<N-1>.bench.local\` and \`GET /p<N-1>\`."
+    echo "Meshgate: one HTTPRoute per host (\`hostnames\` + a PathPrefix match). nginx: one \`server\` block per host (\`server_name\` + \`location /p<i>\`) and a default server answering 404."
+    echo "haproxy: a map file of \`h<i>.bench.local/p<i> be\` lines, \`use_backend %[base,map_beg(FILE)]\`, a default backend answering 404. Each proxy and route count is a fresh instance, pinned as above."
+    echo
+    echo "$ROUTES_TABLE"
+    echo
+    echo "start-up s = from starting the process to the first GET of the last route that reaches the backend (config load included)."
+    echo "last host + /p0 = status of \`GET /p0\` with \`Host: h<N-1>.bench.local\` (must not be 200: host and path both select the route)."
+    echo "vs $ROUTE_BASE routes = rps / the same proxy's rps with $ROUTE_BASE routes in this run. errors and other CPU % as above."
+    echo
+    routes_target
+    echo
+    echo '```sh'
+    for c in "${ROUTE_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+  fi
+  if [[ $SKIP_RELOAD != 1 ]] && ((MESHGATE_WANTED)); then
+    echo "## Config reload with $RELOAD_N routes under load (Meshgate)"
+    echo
+    echo "Meshgate serves the $RELOAD_N routes above (first routed answer $(fmt_ms_int "$RELOAD_START_MS") s after start) while wrk -t1 -c$H1_CONNS loads an existing route (\`h$((RELOAD_N - 1)).bench.local/p$((RELOAD_N - 1))\`)."
+    echo "Each reload writes a new file with one more HTTPRoute, renames it over the config file, and polls the new route with curl every 10 ms (at most ${RELOAD_TIMEOUT} s)."
+    echo "The time is from the rename to the first 200 from the new route. wrk runs from 1 s before the rename to 0.5 s after the new route answers; errors = socket errors + non-2xx, as above."
+    echo
+    if [[ -n $RELOAD_TABLE ]]; then
+      echo "$RELOAD_TABLE"
+      echo
+    fi
+    reload_target
+    echo
+    echo '```sh'
+    for c in "${RELOAD_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+  fi
+  if [[ -n $TLS_TABLE ]]; then
+    echo "## New TLS connections per second: ab -c$TLS_CLIENTS -t$DURATION, one request per connection (after ${WARMUP}s warm-up)"
+    echo
+    echo "ab without -k: every request opens a new TLS connection (full handshake, no session resumption) to a TLS listener with the same ECDSA P-256 certificate on every proxy (nginx with \`ssl_protocols TLSv1.2 TLSv1.3\`, as the others default to)."
+    echo "The proxy forwards each request to the backend over its keep-alive pool. proxy CPU % = CPU time of the proxy during the run in % of one CPU: near 100 means the proxy is the limit; well below, ab (one thread, doing the client half of every handshake on CPU $LOAD_CPU with the backend) or a wait is. conns per proxy CPU-s = new conns/s / (proxy CPU % / 100): a rough per-core capacity when the proxy is not the limit."
+    echo "Two runs per proxy: ab's default, which negotiates TLS 1.3, and \`ab -f TLS1.2\`. ab does not set TCP_NODELAY, and in TLS 1.3 it sends its request right after its Finished message; a server that sends nothing after the client's Finished (Go's crypto/tls sends its session tickets before it) leaves that request waiting for the server's delayed ACK, 40 ms on Linux. nginx and haproxy (OpenSSL) send their session tickets after the client's Finished, which acknowledges it. A p50 near 40 ms in the TLS 1.3 rows is that wait, not CPU; the TLS 1.2 rows, where the server speaks last, show handshake capacity without it."
+    echo
+    echo "$TLS_TABLE"
+    echo
+    tls_target
+    echo
+    echo '```sh'
+    for c in "${TLS_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+  fi
+  if [[ -n $MEM_TABLE ]]; then
+    echo "## Memory: idle RSS, and $IDLE_CONNS idle HTTP/1.1 keep-alive connections"
+    echo
+    echo "Each proxy starts fresh with the simple HTTP/1.1 config (one catch-all route; nginx and haproxy sized for the connections, keep-alive timeouts 120 s; Meshgate with its defaults)."
+    echo "idle RSS = VmRSS 1 s after start (after the readiness request). Then bench/tools/idleconns opens $IDLE_CONNS connections, sends one GET on each, reads the response and keeps them open; RSS is read 1 s after all are open."
+    echo "KB per idle conn = (RSS with - idle RSS) / connections the client holds open; server side = established connections on the proxy's port (\`ss\`) at that moment. For nginx RSS is master + worker."
+    echo
+    echo "$MEM_TABLE"
+    echo
+    mem_target
+    echo
+    echo '```sh'
+    for c in "${MEM_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+  fi
   if ((${#NOTES[@]})) || ((${#FAIL[@]})); then
     echo "## Notes"
     echo
@@ -927,6 +1939,24 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   meshgate_yaml "<base64 of \$T/cert.pem>" "<base64 of \$T/key.pem>"
   echo '```'
   echo "</details>"
+  if [[ -n $ROUTES_TABLE || -n $RELOAD_TABLE ]]; then
+    echo
+    mkdir -p "$T/routes-example"
+    details "many routes, nginx (N = 2 shown; N routes = the same server block for i = 0 .. N-1, server_names_hash_max_size 4N+1024)" nginx nginx_routes_conf "$T/routes-example" 2
+    details "many routes, haproxy (\$DIR/routes.map for N = 2 below)" "" haproxy_routes_cfg "\$DIR" "\$DIR/routes.map"
+    details "many routes, haproxy routes.map (N = 2)" "" haproxy_routes_map 2
+    details "many routes and reload, Meshgate (N = 2 shown; one HTTPRoute per i = 0 .. N-1)" yaml meshgate_routes_example
+  fi
+  if [[ -n $TLS_TABLE ]]; then
+    details "new TLS connections, nginx" nginx cat "$T/tls-nginx/nginx.conf"
+    details "new TLS connections, haproxy" "" cat "$T/tls-haproxy/haproxy.cfg"
+    details "new TLS connections, Meshgate" yaml meshgate_tls_example
+  fi
+  if [[ -n $MEM_TABLE ]]; then
+    details "memory, nginx" nginx cat "$T/mem-nginx/nginx.conf"
+    details "memory, haproxy" "" cat "$T/mem-haproxy/haproxy.cfg"
+    details "memory, Meshgate" yaml meshgate_mem_example
+  fi
 } >"$RESULT_FILE"
 
 echo
@@ -936,9 +1966,36 @@ echo
 echo "HTTP/2 over TLS (h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DURATION):"
 echo "$H2_TABLE"
 echo
+if [[ -n $ROUTES_TABLE ]]; then
+  echo "Many routes (wrk -t1 -c$H1_CONNS -d${DURATION}s on the last of N host+path routes):"
+  echo "$ROUTES_TABLE"
+  routes_target
+  echo
+fi
+if [[ $SKIP_RELOAD != 1 ]] && ((MESHGATE_WANTED)); then
+  echo "Reload with $RELOAD_N routes under wrk (Meshgate):"
+  [[ -n $RELOAD_TABLE ]] && echo "$RELOAD_TABLE"
+  reload_target
+  echo
+fi
+if [[ -n $TLS_TABLE ]]; then
+  echo "New TLS connections per second (ab -c$TLS_CLIENTS -t$DURATION, ECDSA P-256):"
+  echo "$TLS_TABLE"
+  tls_target
+  echo
+fi
+if [[ -n $MEM_TABLE ]]; then
+  echo "Memory ($IDLE_CONNS idle HTTP/1.1 keep-alive connections):"
+  echo "$MEM_TABLE"
+  mem_target
+  echo
+fi
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo "report: ${RESULT_FILE#"$ROOT"/}"
 
 if ((MESHGATE_WANTED)) && [[ -n ${FAIL[meshgate]:-} ]]; then
   die "Meshgate was not measured: ${FAIL[meshgate]}"
+fi
+if ((${#X_MESHGATE_FAILS[@]})); then
+  die "Meshgate failed in the extra measures: ${X_MESHGATE_FAILS[*]}"
 fi
