@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/bufpool"
 )
 
 // H1Client forwards requests to HTTP/1.1 upstreams over pooled keep-alive
@@ -91,8 +93,6 @@ type upConn struct {
 	body     io.LimitedReader // reused for Content-Length bodies
 }
 
-var bufioReaderPool, bufioWriterPool sync.Pool
-
 func (c *H1Client) pool(addr string) *pool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -138,20 +138,7 @@ func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	uc := &upConn{Conn: conn}
-	if br, ok := bufioReaderPool.Get().(*bufio.Reader); ok {
-		br.Reset(conn)
-		uc.br = br
-	} else {
-		uc.br = bufio.NewReaderSize(conn, 4096)
-	}
-	if bw, ok := bufioWriterPool.Get().(*bufio.Writer); ok {
-		bw.Reset(conn)
-		uc.bw = bw
-	} else {
-		uc.bw = bufio.NewWriterSize(conn, 4096)
-	}
-	return uc, nil
+	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn)}, nil
 }
 
 func (c *H1Client) put(p *pool, uc *upConn) {
@@ -172,10 +159,8 @@ func (c *H1Client) put(p *pool, uc *upConn) {
 
 func (uc *upConn) close() {
 	uc.Conn.Close()
-	uc.br.Reset(nil)
-	bufioReaderPool.Put(uc.br)
-	uc.bw.Reset(nil)
-	bufioWriterPool.Put(uc.bw)
+	bufpool.PutReader(uc.br)
+	bufpool.PutWriter(uc.bw)
 }
 
 // CloseIdle closes every idle pooled connection, for shutdown and for

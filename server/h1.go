@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/meshgate/meshgate/internal/bufpool"
 )
 
 // h1Conn serves HTTP/1.x on one connection. It is Meshgate's own HTTP/1.1
@@ -49,26 +51,13 @@ type h1Conn struct {
 	pre prefixReader
 }
 
-var h1ReaderPool, h1WriterPool sync.Pool
-
 // h2Preface is the client connection preface of HTTP/2 with prior knowledge.
 const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // serveH1 runs the request loop on c until it closes.
 func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}, remote: c.RemoteAddr().String()}
-	if br, ok := h1ReaderPool.Get().(*bufio.Reader); ok {
-		br.Reset(c)
-		hc.br = br
-	} else {
-		hc.br = bufio.NewReaderSize(c, 4096)
-	}
-	if bw, ok := h1WriterPool.Get().(*bufio.Writer); ok {
-		bw.Reset(c)
-		hc.bw = bw
-	} else {
-		hc.bw = bufio.NewWriterSize(c, 4096)
-	}
+	hc.br, hc.bw = bufpool.Reader(c), bufpool.Writer(c)
 	// The request context is never canceled: this loop does not read the
 	// connection while a handler runs (no background reader), so a client
 	// going away shows as a failed write. Its nil Done channel tells the
@@ -89,10 +78,8 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 			// br when ServeConn returns: leave the buffer to the GC.
 			return
 		}
-		hc.br.Reset(nil)
-		h1ReaderPool.Put(hc.br)
-		hc.bw.Reset(nil)
-		h1WriterPool.Put(hc.bw)
+		bufpool.PutReader(hc.br)
+		bufpool.PutWriter(hc.bw)
 	}()
 	hc.loop()
 }
@@ -159,28 +146,15 @@ const idleShrinkAfter = 2 * time.Second
 // byte straight from the socket, then takes buffers again with that byte in
 // front. It reports whether a request is starting.
 func (hc *h1Conn) waitIdle(deadline time.Time) bool {
-	hc.br.Reset(nil)
-	h1ReaderPool.Put(hc.br)
-	hc.bw.Reset(nil)
-	h1WriterPool.Put(hc.bw)
+	bufpool.PutReader(hc.br)
+	bufpool.PutWriter(hc.bw)
 	hc.br, hc.bw = nil, nil
 	hc.c.SetReadDeadline(deadline)
 	hc.l.parked.Add(1)
 	n, err := hc.c.Read(hc.pre.b[:])
 	hc.l.parked.Add(-1)
 	hc.pre.c, hc.pre.has = hc.c, n == 1
-	if br, ok := h1ReaderPool.Get().(*bufio.Reader); ok {
-		br.Reset(&hc.pre)
-		hc.br = br
-	} else {
-		hc.br = bufio.NewReaderSize(&hc.pre, 4096)
-	}
-	if bw, ok := h1WriterPool.Get().(*bufio.Writer); ok {
-		bw.Reset(hc.c)
-		hc.bw = bw
-	} else {
-		hc.bw = bufio.NewWriterSize(hc.c, 4096)
-	}
+	hc.br, hc.bw = bufpool.Reader(&hc.pre), bufpool.Writer(hc.c)
 	return err == nil && n == 1
 }
 
