@@ -21,8 +21,8 @@ type respHead struct {
 	// contentLengthRaw is the header's value as sent, reused downstream.
 	contentLengthRaw string
 	// upgrade is the Upgrade field of a 101 response.
-	upgrade string
-	bytesRead        int
+	upgrade   string
+	bytesRead int
 }
 
 func (r *respHead) reset() { *r = respHead{contentLength: -1} }
