@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -179,7 +180,7 @@ func parseInto(s *Snapshot, seen map[string]string, file string, data []byte) er
 		}
 		pos := fmt.Sprintf("%s:%d", file, doc.line)
 		var h header
-		if err := yaml.Unmarshal(doc.data, &h); err != nil {
+		if err := json.Unmarshal(js, &h); err != nil {
 			if bytes.HasPrefix(bytes.TrimSpace(js), []byte("{")) {
 				s.Rejected = append(s.Rejected, Problem{Position: pos, Reason: "metadata: " + cleanDecodeError(err)})
 				continue
