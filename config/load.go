@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,15 +49,19 @@ func LoadPath(path string) (*Snapshot, error) {
 	}
 	s := &Snapshot{}
 	seen := map[string]string{}
+	digest := sha256.New()
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("read manifests: %w", err)
 		}
+		fmt.Fprintf(digest, "%s\x00%d\x00", f, len(data))
+		digest.Write(data)
 		if err := parseInto(s, seen, f, data); err != nil {
 			return nil, err
 		}
 	}
+	digest.Sum(s.Digest[:0])
 	return s, nil
 }
 

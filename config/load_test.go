@@ -144,6 +144,15 @@ func TestLoadPathFolder(t *testing.T) {
 		t.Errorf("namespaces = %s, want a,c,b (lexical file order, recursive, yaml/yml/json only)", got)
 	}
 
+	// The loader's digest of the source bytes stands in for the hash.
+	again, _ := LoadPath(dir)
+	if s.Hash() != again.Hash() || s.Digest == ([32]byte{}) {
+		t.Error("same files, different or missing digest")
+	}
+	write("a.yaml", ns("a2"))
+	if changed, _ := LoadPath(dir); changed.Hash() == s.Hash() {
+		t.Error("changed file, same hash")
+	}
 	write("sub/broken.yaml", "kind: [\n")
 	if _, err := LoadPath(dir); err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "sub/broken.yaml")+":1") {
 		t.Errorf("broken file: err = %v, want file:line", err)

@@ -39,6 +39,10 @@ type Snapshot struct {
 	Rejected []Problem
 	// Ignored are objects of kinds Meshgate does not handle.
 	Ignored []Problem
+
+	// Digest, when set by the loader, is a hash of the source bytes, so
+	// Hash need not serialise every object (40 ms for 10,000 routes).
+	Digest [32]byte `json:"-"`
 }
 
 // Problem is an object the loader reported instead of loading.
@@ -70,6 +74,9 @@ func (p Problem) String() string {
 // Hash returns a digest of the snapshot's content, so a reconciler can skip
 // a snapshot identical to the one it applied last.
 func (s *Snapshot) Hash() [32]byte {
+	if s.Digest != ([32]byte{}) {
+		return s.Digest
+	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		// Every field is plain JSON-encodable data; an error here is a

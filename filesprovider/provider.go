@@ -32,7 +32,7 @@ type Provider struct {
 	// Path is a manifest file or a folder read recursively.
 	Path string
 	// Settle is how long the files must stay unchanged before they are
-	// read; 200 ms when zero.
+	// read; 150 ms when zero.
 	Settle time.Duration
 	// Log receives watch errors.
 	Log *slog.Logger
@@ -44,7 +44,7 @@ type Provider struct {
 func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 	settle := p.Settle
 	if settle <= 0 {
-		settle = 200 * time.Millisecond
+		settle = 150 * time.Millisecond
 	}
 	log := p.Log
 	if log == nil {
