@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -45,18 +46,9 @@ spec:
 
 func snapshot(t *testing.T, port string) *config.Snapshot {
 	t.Helper()
-	s, err := config.Parse("t.yaml", []byte(replace(gateway, "PORT", port)))
+	s, err := config.Parse("t.yaml", []byte(strings.Replace(gateway, "PORT", port, 1)))
 	if err != nil {
 		t.Fatal(err)
-	}
-	return s
-}
-
-func replace(s, old, repl string) string {
-	for i := 0; i+len(old) <= len(s); i++ {
-		if s[i:i+len(old)] == old {
-			return s[:i] + repl + s[i+len(old):]
-		}
 	}
 	return s
 }

@@ -127,7 +127,6 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			d.listeners[p.l.Address] = ll
 		}
 		ll.handler.table.Store(p.table)
-		ll.handler.tls.Store(p.certs != nil)
 		if p.certs != nil {
 			ll.certs.Store(p.certs)
 			ll.srv.SetTLS(mgtls.ServerConfig(ll.certs.Load))

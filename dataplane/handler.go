@@ -18,7 +18,6 @@ import (
 // current when the request arrived.
 type listenerHandler struct {
 	table     atomic.Pointer[router.Table]
-	tls       atomic.Bool
 	forwarder *proxy.Forwarder
 	balancer  *upstream.Balancer
 	forwarded *proxy.ForwardedPolicy
@@ -49,10 +48,6 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		route.Redirect.Serve(w, r, prefix)
 		return
 	}
-	tlsConn := r.TLS != nil
-	if ci := server.ConnInfoFrom(r.Context()); ci != nil && ci.TLS != nil {
-		tlsConn = true
-	}
 
 	// Order matters: hop-by-hop fields go first, so a client cannot name a
 	// gateway-set header in Connection and have it removed.
@@ -64,7 +59,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	proxy.RemoveHopByHop(r.Header)
 	host := r.Host
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, tlsConn)
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil)
 	for _, f := range route.RequestHeaders {
 		f.Apply(r.Header)
 	}

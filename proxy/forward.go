@@ -22,11 +22,10 @@ const DefaultUpstreamTimeout = 15 * time.Second
 // Forwarder sends requests to upstream endpoints with the client each
 // backend's protocol needs.
 //
-// The zero value is usable: HTTP/1.1 through a default H1Client, h2c through
-// a default HTTP/2 transport.
+// Build it with NewForwarder: the zero value has no h2c transport and would
+// send h2c backends HTTP/1.1.
 type Forwarder struct {
-	H1 H1Client
-	// h2c is built on first use.
+	H1  H1Client
 	h2c *http2.Transport
 }
 
@@ -54,7 +53,7 @@ func (f *Forwarder) Close() {
 // Forward sends out to ep of backend b and writes the response to w via
 // writeHeader. See H1Client.Forward for the error contract.
 func (f *Forwarder) Forward(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
-	if b.Protocol == ir.BackendH2C && f.h2c != nil {
+	if b.Protocol == ir.BackendH2C {
 		return f.forwardH2C(ctx, ep.Address, out, w, writeHeader)
 	}
 	return f.H1.Forward(ctx, ep.Address, out, w, writeHeader)

@@ -37,8 +37,7 @@ type H1Client struct {
 	// 64 KiB when zero. Upstreams are untrusted too.
 	MaxResponseHeaderBytes int
 
-	mu    sync.Mutex
-	pools map[string]*pool
+	pools sync.Map // endpoint address -> *pool; read on every request
 }
 
 // UpstreamError is a failure talking to an upstream, classified so the caller
@@ -94,17 +93,11 @@ type upConn struct {
 }
 
 func (c *H1Client) pool(addr string) *pool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	p := c.pools[addr]
-	if p == nil {
-		if c.pools == nil {
-			c.pools = map[string]*pool{}
-		}
-		p = &pool{addr: addr}
-		c.pools[addr] = p
+	if p, ok := c.pools.Load(addr); ok {
+		return p.(*pool)
 	}
-	return p
+	p, _ := c.pools.LoadOrStore(addr, &pool{addr: addr})
+	return p.(*pool)
 }
 
 func (c *H1Client) idleTimeout() time.Duration {
@@ -129,16 +122,21 @@ func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
 		uc.close()
 	}
 	p.mu.Unlock()
+	conn, err := c.dial(ctx, p.addr)
+	if err != nil {
+		return nil, err
+	}
+	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn)}, nil
+}
+
+// dial opens a new connection to addr within DialTimeout.
+func (c *H1Client) dial(ctx context.Context, addr string) (net.Conn, error) {
 	timeout := c.DialTimeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	conn, err := d.DialContext(ctx, "tcp", p.addr)
-	if err != nil {
-		return nil, err
-	}
-	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn)}, nil
+	return d.DialContext(ctx, "tcp", addr)
 }
 
 func (c *H1Client) put(p *pool, uc *upConn) {
@@ -166,18 +164,17 @@ func (uc *upConn) close() {
 // CloseIdle closes every idle pooled connection, for shutdown and for
 // endpoints that left the config.
 func (c *H1Client) CloseIdle() {
-	c.mu.Lock()
-	pools := c.pools
-	c.pools = nil
-	c.mu.Unlock()
-	for _, p := range pools {
+	c.pools.Range(func(addr, v any) bool {
+		c.pools.Delete(addr)
+		p := v.(*pool)
 		p.mu.Lock()
 		for _, uc := range p.idle {
 			uc.close()
 		}
 		p.idle = nil
 		p.mu.Unlock()
-	}
+		return true
+	})
 }
 
 // Outbound is the request as it is sent upstream. Header must already be
@@ -284,43 +281,50 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 		return false, false, &UpstreamError{Kind: ErrProtocol, Err: errors.New("unexpected 101 Switching Protocols")}
 	}
 
+	keep, err := relayResponse(uc.br, &uc.body, &resp, out.Method, w, writeHeader)
+	return keep && !resp.close && resp.proto11, false, err
+}
+
+// relayResponse sends the response whose head is in resp: headers through
+// writeHeader, then the body framed as the upstream framed it (lr is a
+// reusable reader for Content-Length bodies). It reports whether the body
+// ended cleanly with the connection still usable for another exchange.
+func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, method string, w http.ResponseWriter, writeHeader func(int)) (bool, error) {
 	h := w.Header()
-	noBody := out.Method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified
 	var body io.Reader
-	keep := !resp.close && resp.proto11
+	keep := true
 	switch {
-	case noBody:
-		body = nil
+	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified:
 		if resp.contentLength >= 0 {
 			h["Content-Length"] = []string{resp.contentLengthRaw}
 		}
 	case resp.chunked:
-		body = httputil.NewChunkedReader(uc.br)
+		body = httputil.NewChunkedReader(br)
 	case resp.contentLength >= 0:
 		h["Content-Length"] = []string{resp.contentLengthRaw}
-		uc.body = io.LimitedReader{R: uc.br, N: resp.contentLength}
-		body = &uc.body
+		*lr = io.LimitedReader{R: br, N: resp.contentLength}
+		body = lr
 	default:
-		body = uc.br
+		body = br // delimited by the upstream closing
 		keep = false
 	}
 	writeHeader(resp.status)
 	if body == nil {
-		return keep, false, nil
+		return keep, nil
 	}
 	n, err := copyResponse(w, body, resp.contentLength < 0)
 	if err != nil {
-		return false, false, fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
+		return false, fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
 	}
 	if resp.contentLength >= 0 && n != resp.contentLength {
-		return false, false, fmt.Errorf("%w: upstream sent %d of %d body bytes", errResponseStarted, n, resp.contentLength)
+		return false, fmt.Errorf("%w: upstream sent %d of %d body bytes", errResponseStarted, n, resp.contentLength)
 	}
 	if resp.chunked {
-		if err := skipTrailer(uc.br); err != nil {
-			return false, false, fmt.Errorf("%w: chunked trailer: %w", errResponseStarted, err)
+		if err := skipTrailer(br); err != nil {
+			return false, fmt.Errorf("%w: chunked trailer: %w", errResponseStarted, err)
 		}
 	}
-	return keep, false, nil
+	return keep, nil
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

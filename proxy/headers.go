@@ -24,18 +24,37 @@ var hopHeaders = []string{
 // its own: otherwise a client sending "Connection: X-Gw-Header" could delete a
 // gateway-set header (the Traefik CVE-2021-32813 class).
 func RemoveHopByHop(h http.Header) {
-	for _, v := range h["Connection"] {
-		for len(v) > 0 {
-			var tok string
-			tok, v, _ = strings.Cut(v, ",")
-			if tok = textproto.TrimString(tok); tok != "" {
-				delete(h, textproto.CanonicalMIMEHeaderKey(tok))
-			}
-		}
-	}
+	eachToken(h["Connection"], func(tok string) bool {
+		delete(h, textproto.CanonicalMIMEHeaderKey(tok))
+		return true
+	})
 	for _, k := range hopHeaders {
 		delete(h, k)
 	}
+}
+
+// eachToken calls f with each non-empty token of comma-separated field
+// values, without allocating, until f returns false.
+func eachToken(values []string, f func(tok string) bool) {
+	for _, v := range values {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = textproto.TrimString(tok); tok != "" && !f(tok) {
+				return
+			}
+		}
+	}
+}
+
+// hasToken reports whether the field values list tok (case-insensitive).
+func hasToken(values []string, tok string) bool {
+	found := false
+	eachToken(values, func(t string) bool {
+		found = strings.EqualFold(t, tok)
+		return !found
+	})
+	return found
 }
 
 // ForwardedPolicy decides what to do with a client's X-Forwarded-* and

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/textproto"
 	"strings"
 	"sync"
 	"time"
@@ -19,15 +17,7 @@ import (
 // ("websocket"), or "" when it asks for none. It must be read before the
 // hop-by-hop headers are removed, since both fields it needs are hop-by-hop.
 func UpgradeType(h http.Header) string {
-	hasToken := false
-	for _, v := range h["Connection"] {
-		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(textproto.TrimString(t), "upgrade") {
-				hasToken = true
-			}
-		}
-	}
-	if !hasToken {
+	if !hasToken(h["Connection"], "upgrade") {
 		return ""
 	}
 	return h.Get("Upgrade")
@@ -43,12 +33,7 @@ func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbou
 	if !ok {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("downstream connection cannot be upgraded (HTTP/2)")}
 	}
-	timeout := c.DialTimeout
-	if timeout <= 0 {
-		timeout = 5 * time.Second
-	}
-	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	up, err := d.DialContext(ctx, "tcp", addr)
+	up, err := c.dial(ctx, addr)
 	if err != nil {
 		return classify(ctx, ErrConnect, err)
 	}
@@ -79,7 +64,9 @@ func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbou
 	}
 	if resp.status != http.StatusSwitchingProtocols {
 		// Refused: relay the answer, then this connection is done.
-		return c.relayRefusal(up, br, &resp, out, w, writeHeader)
+		var lr io.LimitedReader
+		_, err := relayResponse(br, &lr, &resp, out.Method, w, writeHeader)
+		return err
 	}
 	if !strings.EqualFold(resp.upgrade, upType) {
 		clear(w.Header())
@@ -102,30 +89,6 @@ func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbou
 		return fmt.Errorf("%w: write 101: %w", errResponseStarted, err)
 	}
 	tunnel(down, dbuf.Reader, up, br)
-	return nil
-}
-
-// relayRefusal copies a non-101 answer to an upgrade request.
-func (c *H1Client) relayRefusal(up net.Conn, br *bufio.Reader, resp *respHead, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
-	h := w.Header()
-	var body io.Reader
-	switch {
-	case out.Method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified:
-	case resp.chunked:
-		body = httputil.NewChunkedReader(br)
-	case resp.contentLength >= 0:
-		h["Content-Length"] = []string{resp.contentLengthRaw}
-		body = io.LimitReader(br, resp.contentLength)
-	default:
-		body = br
-	}
-	writeHeader(resp.status)
-	if body == nil {
-		return nil
-	}
-	if _, err := copyResponse(w, body, resp.contentLength < 0); err != nil {
-		return fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
-	}
 	return nil
 }
 

@@ -284,15 +284,7 @@ func (w *h1Response) writeTrailers(bw *bufio.Writer) {
 }
 
 // Flush sends what is buffered, committing the headers.
-func (w *h1Response) Flush() {
-	if !w.committed {
-		if w.status == 0 {
-			w.WriteHeader(http.StatusOK)
-		}
-		w.commit(false)
-	}
-	w.conn.bw.Flush()
-}
+func (w *h1Response) Flush() { w.FlushError() }
 
 // FlushError is Flush reporting a write failure (http.ResponseController).
 func (w *h1Response) FlushError() error {

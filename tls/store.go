@@ -26,10 +26,14 @@ type Store struct {
 // certificate the fallback for names nothing else matches.
 func NewStore(certs []*ir.Certificate) (*Store, error) {
 	s := &Store{exact: map[string]*ctls.Certificate{}, wildcard: map[string]*ctls.Certificate{}}
+	var first *ctls.Certificate
 	for _, c := range certs {
 		pair, err := ctls.X509KeyPair(c.CertPEM, c.KeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", c.Name, err)
+		}
+		if first == nil {
+			first = &pair
 		}
 		if len(c.Hostnames) == 0 && s.fallback == nil {
 			s.fallback = &pair
@@ -45,11 +49,10 @@ func NewStore(certs []*ir.Certificate) (*Store, error) {
 			}
 		}
 	}
-	if s.fallback == nil && len(certs) > 0 {
+	if s.fallback == nil {
 		// Clients without SNI (or with a name no listener has) still get
-		// a handshake; the Host check then answers 404/421.
-		pair, _ := ctls.X509KeyPair(certs[0].CertPEM, certs[0].KeyPEM)
-		s.fallback = &pair
+		// a handshake; routing then answers 404.
+		s.fallback = first
 	}
 	return s, nil
 }
