@@ -23,8 +23,25 @@ type Protocol string
 const (
 	// ProtocolHTTP is cleartext HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
 	ProtocolHTTP Protocol = "HTTP"
-	// ProtocolHTTPS terminates TLS and serves HTTP/1.1 and HTTP/2 (ALPN).
+	// ProtocolHTTPS terminates TLS and serves HTTP/1.1 and HTTP/2 (ALPN),
+	// and HTTP/3 on the UDP port of the same number.
 	ProtocolHTTPS Protocol = "HTTPS"
+	// ProtocolTCP relays TCP streams to the backends of its L4 routes.
+	ProtocolTCP Protocol = "TCP"
+	// ProtocolTLS routes TLS connections by SNI: passed through untouched
+	// (ListenerHost.TLSMode Passthrough) or terminated and relayed as TCP.
+	ProtocolTLS Protocol = "TLS"
+	// ProtocolUDP relays datagrams, one upstream session per client address.
+	ProtocolUDP Protocol = "UDP"
+)
+
+// TLSMode says what a TLS listener does with the connection.
+type TLSMode string
+
+// TLS modes, as in Gateway API.
+const (
+	TLSPassthrough TLSMode = "Passthrough"
+	TLSTerminate   TLSMode = "Terminate"
 )
 
 // Listener is one bound socket and the virtual hosts served on it.
@@ -69,7 +86,32 @@ type ListenerHost struct {
 	Hostname string `json:"hostname,omitempty"`
 	// Routes are every route rule match attached to this listener, in no
 	// particular order: the router sorts them by Gateway API precedence.
+	// Only HTTP and HTTPS listeners have them.
 	Routes []*Route `json:"routes,omitempty"`
+	// TLSMode is set on TLS listeners only.
+	TLSMode TLSMode `json:"tlsMode,omitempty"`
+	// L4Routes are the TCPRoute, TLSRoute or UDPRoute rules attached to a
+	// TCP, TLS or UDP listener, sorted by name.
+	L4Routes []*L4Route `json:"l4Routes,omitempty"`
+}
+
+// L4Route is one rule of a TCPRoute, TLSRoute or UDPRoute.
+type L4Route struct {
+	// Name is "namespace/name" of the route object.
+	Name string `json:"name"`
+	// RuleIndex locates the rule within the route.
+	RuleIndex int `json:"ruleIndex"`
+	// CreationTimestamp breaks ties between routes claiming the same
+	// connections (oldest wins), then Name.
+	CreationTimestamp time.Time `json:"creationTimestamp,omitzero"`
+	// Hostnames are the SNI names a TLSRoute serves, intersected with the
+	// listener's hostname; empty means any name the listener accepts.
+	// Always empty for TCP and UDP.
+	Hostnames []string `json:"hostnames,omitempty"`
+	// Backends receive connections, chosen by weight per connection (per
+	// client session for UDP). A nil Target is an invalid backendRef: its
+	// share of connections is closed at once.
+	Backends []WeightedBackend `json:"backends,omitempty"`
 }
 
 // Route is one match of one rule of one route, flattened so the router can
@@ -233,6 +275,19 @@ type Backend struct {
 	Protocol BackendProtocol `json:"protocol"`
 	// Endpoints are ready addresses. Empty means no healthy upstream: 503.
 	Endpoints []Endpoint `json:"endpoints,omitempty"`
+	// TLS, when set, means the endpoints are spoken to over TLS (HTTP/1.1
+	// or HTTP/2 chosen by ALPN for HTTP backends).
+	TLS *UpstreamTLS `json:"tls,omitempty"`
+}
+
+// UpstreamTLS is how the gateway verifies a backend's certificate.
+type UpstreamTLS struct {
+	// ServerName is the SNI sent and the name the certificate must carry.
+	ServerName string `json:"serverName"`
+	// CAPEM are the trusted roots; empty means the system roots.
+	CAPEM []byte `json:"-"`
+	// CAName says where CAPEM came from, for golden files and logs.
+	CAName string `json:"ca,omitempty"`
 }
 
 // BackendProtocol is the upstream protocol.
@@ -240,8 +295,15 @@ type BackendProtocol string
 
 // Upstream protocols.
 const (
+	// BackendHTTP1 is HTTP/1.1 (ALPN "http/1.1" when Backend.TLS is set).
 	BackendHTTP1 BackendProtocol = "HTTP/1.1"
-	BackendH2C   BackendProtocol = "H2C"
+	// BackendH2C is HTTP/2 only: prior knowledge in cleartext, ALPN "h2"
+	// when Backend.TLS is set. GRPCRoute backends always use it.
+	BackendH2C BackendProtocol = "H2C"
+	// BackendTCP is a raw stream (TCPRoute, TLSRoute backends).
+	BackendTCP BackendProtocol = "TCP"
+	// BackendUDP is datagrams (UDPRoute backends).
+	BackendUDP BackendProtocol = "UDP"
 )
 
 // Endpoint is one upstream address.
