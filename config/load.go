@@ -251,6 +251,21 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		group = ""
 	}
 	switch {
+	case apiVersion == gwapiv1.GroupName+"/v1alpha2" || apiVersion == gwapiv1.GroupName+"/v1alpha3":
+		// TCPRoute, TLSRoute and UDPRoute were experimental under these
+		// versions with the same fields; manifests written then still
+		// load, into the v1 types.
+		switch kind {
+		case "TCPRoute":
+			o := &gwapiv1.TCPRoute{}
+			return o, func() { s.TCPRoutes = append(s.TCPRoutes, o) }
+		case "TLSRoute":
+			o := &gwapiv1.TLSRoute{}
+			return o, func() { s.TLSRoutes = append(s.TLSRoutes, o) }
+		case "UDPRoute":
+			o := &gwapiv1.UDPRoute{}
+			return o, func() { s.UDPRoutes = append(s.UDPRoutes, o) }
+		}
 	case group == gwapiv1.GroupName && (apiVersion == gwapiv1.GroupName+"/v1" || apiVersion == gwapiv1.GroupName+"/v1beta1"):
 		switch kind {
 		case "GatewayClass":
@@ -262,6 +277,18 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case "HTTPRoute":
 			o := &gwapiv1.HTTPRoute{}
 			return o, func() { s.HTTPRoutes = append(s.HTTPRoutes, o) }
+		case "GRPCRoute":
+			o := &gwapiv1.GRPCRoute{}
+			return o, func() { s.GRPCRoutes = append(s.GRPCRoutes, o) }
+		case "TCPRoute":
+			o := &gwapiv1.TCPRoute{}
+			return o, func() { s.TCPRoutes = append(s.TCPRoutes, o) }
+		case "TLSRoute":
+			o := &gwapiv1.TLSRoute{}
+			return o, func() { s.TLSRoutes = append(s.TLSRoutes, o) }
+		case "UDPRoute":
+			o := &gwapiv1.UDPRoute{}
+			return o, func() { s.UDPRoutes = append(s.UDPRoutes, o) }
 		case "ReferenceGrant":
 			o := &gwapiv1.ReferenceGrant{}
 			return o, func() { s.ReferenceGrants = append(s.ReferenceGrants, o) }

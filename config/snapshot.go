@@ -27,6 +27,10 @@ type Snapshot struct {
 	GatewayClasses  []*gwapiv1.GatewayClass
 	Gateways        []*gwapiv1.Gateway
 	HTTPRoutes      []*gwapiv1.HTTPRoute
+	GRPCRoutes      []*gwapiv1.GRPCRoute
+	TCPRoutes       []*gwapiv1.TCPRoute
+	TLSRoutes       []*gwapiv1.TLSRoute
+	UDPRoutes       []*gwapiv1.UDPRoute
 	ReferenceGrants []*gwapiv1.ReferenceGrant
 	Services        []*corev1.Service
 	EndpointSlices  []*discoveryv1.EndpointSlice

@@ -92,7 +92,7 @@ func validateBackend(b *mgv1alpha1.Backend) ([]ir.Endpoint, ir.BackendProtocol, 
 // backendRef resolves one backendRef. It returns the weighted backend (with
 // a nil Target when unresolvable), the reference problem if any (for
 // ResolvedRefs) and a value problem that makes the whole rule invalid.
-func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBackendRef) (ir.WeightedBackend, *refProblem, string) {
+func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.BackendRef) (ir.WeightedBackend, *refProblem, string) {
 	wb := ir.WeightedBackend{Weight: 1}
 	if br.Weight != nil {
 		if *br.Weight < 0 || *br.Weight > 1000000 {
@@ -107,7 +107,7 @@ func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBac
 	if br.Kind != nil {
 		kind = string(*br.Kind)
 	}
-	routeNS := rs.r.Namespace
+	routeNS := rs.key.ns
 	ns := routeNS
 	if br.Namespace != nil && *br.Namespace != "" {
 		ns = string(*br.Namespace)
@@ -124,18 +124,18 @@ func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBac
 	if !isService && !isBackend {
 		return fail(gwapiv1.RouteReasonInvalidKind, "%s is not a supported backend kind; use a core Service or a %s Backend", groupKind(group, kind), mgv1alpha1.GroupName)
 	}
-	if !t.refGranted(gatewayGroup, kindHTTPRoute, routeNS, group, kind, ns, name) {
-		return fail(gwapiv1.RouteReasonRefNotPermitted, "%s %s/%s is in another namespace and no ReferenceGrant there allows HTTPRoutes from %s", kind, ns, name, routeNS)
+	if !t.refGranted(gatewayGroup, rs.kind, routeNS, group, kind, ns, name) {
+		return fail(gwapiv1.RouteReasonRefNotPermitted, "%s %s/%s is in another namespace and no ReferenceGrant there allows %ss from %s", kind, ns, name, rs.kind, routeNS)
 	}
 	if isService {
 		if br.Port == nil {
 			return failPort("required for a Service backend")
 		}
-		target, reason, msg := t.serviceBackend(ns, name, *br.Port)
+		target, reason, msg := t.serviceBackend(ns, name, *br.Port, wantProtocol(rs.kind))
 		if target == nil {
 			return fail(reason, "%s", msg)
 		}
-		wb.Target = target
+		wb.Target = t.withProtocol(target, wantProtocol(rs.kind))
 		return wb, nil, ""
 	}
 	bs := t.backends[nsName{ns, name}]
@@ -154,7 +154,7 @@ func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBac
 			}
 		}
 	}
-	wb.Target = bs.target
+	wb.Target = t.withProtocol(bs.target, wantProtocol(rs.kind))
 	return wb, nil, ""
 }
 
@@ -165,7 +165,7 @@ func (t *translator) backendRef(rs *routeState, path string, br *gwapiv1.HTTPBac
 // condition is false are left out; an unknown condition counts as ready, as
 // the EndpointSlice API says. One *ir.Backend is shared by every route that
 // uses the same Service port.
-func (t *translator) serviceBackend(ns, name string, port int32) (*ir.Backend, gwapiv1.RouteConditionReason, string) {
+func (t *translator) serviceBackend(ns, name string, port int32, want ir.BackendProtocol) (*ir.Backend, gwapiv1.RouteConditionReason, string) {
 	svc := t.services[nsName{ns, name}]
 	if svc == nil {
 		return nil, gwapiv1.RouteReasonBackendNotFound, t.notFound(kindService, ns, name)
@@ -185,7 +185,9 @@ func (t *translator) serviceBackend(ns, name string, port int32) (*ir.Backend, g
 		app = *sp.AppProtocol
 	}
 	proto, err := appProtocol(app)
-	if err != nil {
+	if err != nil && want != ir.BackendTCP && want != ir.BackendUDP {
+		// A TCPRoute or TLSRoute passes bytes through, so the port's
+		// application protocol does not matter to it.
 		return nil, gwapiv1.RouteReasonUnsupportedProtocol, fmt.Sprintf("Service %s/%s port %d: %v", ns, name, port, err)
 	}
 	bname := fmt.Sprintf("service/%s/%s:%d", ns, name, port)
@@ -234,4 +236,38 @@ func (t *translator) serviceEndpoints(ns, name string, sp *corev1.ServicePort) [
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })
 	return eps
+}
+
+// wantProtocol is the upstream protocol a route kind imposes on its
+// backends, or "" when the backend's appProtocol decides (HTTPRoute).
+func wantProtocol(routeKind string) ir.BackendProtocol {
+	switch routeKind {
+	case kindGRPCRoute:
+		// gRPC is HTTP/2 only; the spec makes GRPCRoute backends h2c
+		// whatever the Service port's appProtocol says.
+		return ir.BackendH2C
+	case kindTCPRoute, kindTLSRoute:
+		return ir.BackendTCP
+	case kindUDPRoute:
+		return ir.BackendUDP
+	}
+	return ""
+}
+
+// withProtocol returns b spoken in protocol p: b itself when it already is
+// (or p is empty), otherwise one shared copy per name and protocol. The copy
+// keeps b's Name, so runtime state such as the round-robin position is
+// shared by every route using the same endpoints.
+func (t *translator) withProtocol(b *ir.Backend, p ir.BackendProtocol) *ir.Backend {
+	if p == "" || b.Protocol == p {
+		return b
+	}
+	key := b.Name + "|" + string(p)
+	if c := t.irBackends[key]; c != nil {
+		return c
+	}
+	c := *b
+	c.Protocol = p
+	t.irBackends[key] = &c
+	return &c
 }

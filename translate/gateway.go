@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,10 @@ const (
 	kindGatewayClass = "GatewayClass"
 	kindGateway      = "Gateway"
 	kindHTTPRoute    = "HTTPRoute"
+	kindGRPCRoute    = "GRPCRoute"
+	kindTCPRoute     = "TCPRoute"
+	kindTLSRoute     = "TLSRoute"
+	kindUDPRoute     = "UDPRoute"
 	kindService      = "Service"
 	kindSecret       = "Secret"
 	gatewayGroup     = gwapiv1.GroupName
@@ -45,6 +50,8 @@ type listenerState struct {
 	l        *gwapiv1.Listener
 	hostname string
 	protocol ir.Protocol
+	// tlsMode is set for TLS listeners.
+	tlsMode ir.TLSMode
 
 	// Accepted=False when acceptReason is set.
 	acceptReason gwapiv1.ListenerConditionReason
@@ -57,10 +64,11 @@ type listenerState struct {
 	// overlap is set for OverlappingTLSConfig=True.
 	overlap string
 
-	supportedKinds  []gwapiv1.RouteGroupKind
-	allowsHTTPRoute bool
-	from            gwapiv1.FromNamespaces
-	selector        labels.Selector
+	supportedKinds []gwapiv1.RouteGroupKind
+	// kinds are the route kinds that may attach, by kind name.
+	kinds    map[string]bool
+	from     gwapiv1.FromNamespaces
+	selector labels.Selector
 
 	certs []*ir.Certificate
 	// hosts are this listener's share of each socket it is bound on.
@@ -87,10 +95,15 @@ func (l *listenerState) name() string {
 func (l *listenerState) accepted() bool { return l.acceptReason == "" }
 
 // programmed reports whether the listener is bound: the Gateway and the
-// listener are accepted, it conflicts with nothing and, for HTTPS, it has a
-// certificate.
+// listener are accepted, it conflicts with nothing and, when it terminates
+// TLS, it has a certificate.
 func (l *listenerState) programmed() bool {
-	return l.gs.accepted() && l.accepted() && (l.protocol != ir.ProtocolHTTPS || len(l.certs) > 0)
+	return l.gs.accepted() && l.accepted() && (!l.terminatesTLS() || len(l.certs) > 0)
+}
+
+// terminatesTLS reports whether the listener needs certificates.
+func (l *listenerState) terminatesTLS() bool {
+	return l.protocol == ir.ProtocolHTTPS || (l.protocol == ir.ProtocolTLS && l.tlsMode == ir.TLSTerminate)
 }
 
 func (l *listenerState) reject(reason gwapiv1.ListenerConditionReason, format string, args ...any) {
@@ -278,12 +291,22 @@ func (t *translator) validateListener(ls *listenerState) {
 		ls.protocol = ir.ProtocolHTTP
 	case gwapiv1.HTTPSProtocolType:
 		ls.protocol = ir.ProtocolHTTPS
+	case gwapiv1.TLSProtocolType:
+		ls.protocol = ir.ProtocolTLS
+	case gwapiv1.TCPProtocolType:
+		ls.protocol = ir.ProtocolTCP
+	case gwapiv1.UDPProtocolType:
+		ls.protocol = ir.ProtocolUDP
 	default:
-		ls.reject(gwapiv1.ListenerReasonUnsupportedProtocol, "protocol: %q is not supported; Meshgate serves HTTP and HTTPS", l.Protocol)
+		ls.reject(gwapiv1.ListenerReasonUnsupportedProtocol, "protocol: %q is not supported; Meshgate serves HTTP, HTTPS, TLS, TCP and UDP", l.Protocol)
 		ls.supportedKinds = []gwapiv1.RouteGroupKind{}
 		return
 	}
-	if l.Hostname != nil && *l.Hostname != "" {
+	if (ls.protocol == ir.ProtocolTCP || ls.protocol == ir.ProtocolUDP) && l.Hostname != nil && *l.Hostname != "" {
+		// A TCP or UDP connection carries no name to match against, so a
+		// hostname could only be silently ignored.
+		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "hostname: must not be set for protocol %s", l.Protocol)
+	} else if l.Hostname != nil && *l.Hostname != "" {
 		h := string(*l.Hostname)
 		if err := checkHostname(h, true); err != nil {
 			ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "hostname: %v", err)
@@ -296,32 +319,58 @@ func (t *translator) validateListener(ls *listenerState) {
 		if l.TLS != nil {
 			ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls: must not be set for protocol HTTP")
 		}
-	case ir.ProtocolHTTPS:
+	case ir.ProtocolHTTPS, ir.ProtocolTLS:
 		t.listenerTLS(ls)
+	case ir.ProtocolTCP, ir.ProtocolUDP:
+		if l.TLS != nil {
+			ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls: must not be set for protocol %s", l.Protocol)
+		}
 	}
 }
 
+// routeKindsFor are the route kinds a listener protocol serves; all of them
+// are allowed when allowedRoutes.kinds is empty, as the spec asks.
+func routeKindsFor(p ir.Protocol) []string {
+	switch p {
+	case ir.ProtocolHTTP, ir.ProtocolHTTPS:
+		return []string{kindHTTPRoute, kindGRPCRoute}
+	case ir.ProtocolTLS:
+		return []string{kindTLSRoute}
+	case ir.ProtocolTCP:
+		return []string{kindTCPRoute}
+	case ir.ProtocolUDP:
+		return []string{kindUDPRoute}
+	}
+	return nil
+}
+
 // allowedRoutes evaluates spec.listeners[].allowedRoutes: the route kinds
-// (only HTTPRoute is served) and the namespaces routes may come from.
+// (those the protocol serves, see routeKindsFor) and the namespaces routes
+// may come from.
 func (t *translator) allowedRoutes(ls *listenerState) {
 	ar := ls.l.AllowedRoutes
-	httpRoute := gwapiv1.RouteGroupKind{Group: ptrTo(gwapiv1.Group(gatewayGroup)), Kind: kindHTTPRoute}
 	ls.from = gwapiv1.NamespacesFromSame
+	ls.kinds = map[string]bool{}
+	ls.supportedKinds = []gwapiv1.RouteGroupKind{}
+	serves := routeKindsFor(ls.protocol)
+	add := func(kind string) {
+		if !ls.kinds[kind] {
+			ls.kinds[kind] = true
+			ls.supportedKinds = append(ls.supportedKinds, gwapiv1.RouteGroupKind{Group: ptrTo(gwapiv1.Group(gatewayGroup)), Kind: gwapiv1.Kind(kind)})
+		}
+	}
 	if ar == nil || len(ar.Kinds) == 0 {
-		ls.supportedKinds = []gwapiv1.RouteGroupKind{httpRoute}
-		ls.allowsHTTPRoute = true
+		for _, k := range serves {
+			add(k)
+		}
 	} else {
-		ls.supportedKinds = []gwapiv1.RouteGroupKind{}
 		for i, k := range ar.Kinds {
 			g := gatewayGroup
 			if k.Group != nil {
 				g = string(*k.Group)
 			}
-			if g == gatewayGroup && k.Kind == kindHTTPRoute {
-				if !ls.allowsHTTPRoute {
-					ls.supportedKinds = append(ls.supportedKinds, httpRoute)
-				}
-				ls.allowsHTTPRoute = true
+			if g == gatewayGroup && slices.Contains(serves, string(k.Kind)) {
+				add(string(k.Kind))
 				continue
 			}
 			ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidRouteKinds),
@@ -371,15 +420,31 @@ func (t *translator) allowsNamespace(ls *listenerState, ns string) bool {
 func (t *translator) listenerTLS(ls *listenerState) {
 	cfg := ls.l.TLS
 	if cfg == nil {
-		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), "tls: required for protocol HTTPS"})
+		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("tls: required for protocol %s", ls.l.Protocol)})
+		if ls.protocol == ir.ProtocolTLS {
+			ls.tlsMode = ir.TLSTerminate
+		}
 		return
 	}
-	if cfg.Mode != nil && *cfg.Mode != gwapiv1.TLSModeTerminate {
-		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls.mode: %q is not supported for protocol HTTPS; use Terminate", *cfg.Mode)
+	if ls.protocol == ir.ProtocolTLS {
+		ls.tlsMode = ir.TLSTerminate
+		if cfg != nil && cfg.Mode != nil && *cfg.Mode == gwapiv1.TLSModePassthrough {
+			// The gateway never sees the certificate: the backend
+			// presents its own.
+			ls.tlsMode = ir.TLSPassthrough
+			return
+		}
+	}
+	if cfg.Mode != nil && *cfg.Mode != gwapiv1.TLSModeTerminate && *cfg.Mode != gwapiv1.TLSModePassthrough {
+		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls.mode: %q is not one of Terminate, Passthrough", *cfg.Mode)
+		return
+	}
+	if cfg.Mode != nil && *cfg.Mode == gwapiv1.TLSModePassthrough {
+		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls.mode: Passthrough is not supported for protocol HTTPS; use a TLS listener with TLSRoutes")
 		return
 	}
 	if len(cfg.CertificateRefs) == 0 {
-		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), "tls.certificateRefs: at least one certificate is required for protocol HTTPS"})
+		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("tls.certificateRefs: at least one certificate is required for protocol %s in Terminate mode", ls.l.Protocol)})
 		return
 	}
 	gwNS := ls.gs.gw.Namespace

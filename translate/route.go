@@ -11,13 +11,16 @@ import (
 	"github.com/meshgate/meshgate/ir"
 )
 
-// routeState is one HTTPRoute compiled independently of where it attaches:
-// its rules and reference problems are the same for every parent.
+// routeState is one route object of any kind, compiled independently of
+// where it attaches: its rules and reference problems are the same for
+// every parent.
 type routeState struct {
-	r   *gwapiv1.HTTPRoute
-	key nsName
+	kind       string
+	meta       *metav1.ObjectMeta
+	parentRefs []gwapiv1.ParentReference
+	key        nsName
 	// hostnames are spec.hostnames; hostProblem is set when one is
-	// invalid, which rejects the route.
+	// invalid, which rejects the route. TCPRoutes and UDPRoutes have none.
 	hostnames   []string
 	hostProblem string
 	rules       []*ruleResult
@@ -30,27 +33,51 @@ type routeState struct {
 type installKey struct {
 	host  *ir.ListenerHost
 	route nsName
+	kind  string
 }
 
 func (t *translator) translateRoutes() {
-	routes := make([]*gwapiv1.HTTPRoute, 0, len(t.s.HTTPRoutes))
+	var routes []*routeState
 	for _, r := range t.s.HTTPRoutes {
 		if r != nil {
-			routes = append(routes, r)
+			routes = append(routes, t.compileHTTPRoute(r))
+		}
+	}
+	for _, r := range t.s.GRPCRoutes {
+		if r != nil {
+			routes = append(routes, t.compileGRPCRoute(r))
+		}
+	}
+	for _, r := range t.s.TCPRoutes {
+		if r != nil {
+			routes = append(routes, t.compileL4Route(kindTCPRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, nil, tcpRules(r.Spec.Rules)))
+		}
+	}
+	for _, r := range t.s.TLSRoutes {
+		if r != nil {
+			routes = append(routes, t.compileL4Route(kindTLSRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames, tlsRules(r.Spec.Rules)))
+		}
+	}
+	for _, r := range t.s.UDPRoutes {
+		if r != nil {
+			routes = append(routes, t.compileL4Route(kindUDPRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, nil, udpRules(r.Spec.Rules)))
 		}
 	}
 	sort.SliceStable(routes, func(i, j int) bool {
-		if routes[i].Namespace != routes[j].Namespace {
-			return routes[i].Namespace < routes[j].Namespace
+		a, b := routes[i], routes[j]
+		if a.kind != b.kind {
+			return a.kind < b.kind
 		}
-		return routes[i].Name < routes[j].Name
+		if a.key.ns != b.key.ns {
+			return a.key.ns < b.key.ns
+		}
+		return a.key.name < b.key.name
 	})
 	installed := map[installKey]bool{}
-	for _, r := range routes {
-		rs := t.compileRoute(r)
-		st := ObjectStatus{Kind: kindHTTPRoute, Namespace: r.Namespace, Name: r.Name}
-		for j := range r.Spec.ParentRefs {
-			pr := r.Spec.ParentRefs[j]
+	for _, rs := range routes {
+		st := ObjectStatus{Kind: rs.kind, Namespace: rs.key.ns, Name: rs.key.name}
+		for j := range rs.parentRefs {
+			pr := rs.parentRefs[j]
 			group, kind := gatewayGroup, kindGateway
 			if pr.Group != nil {
 				group = string(*pr.Group)
@@ -62,7 +89,7 @@ func (t *translator) translateRoutes() {
 				// Services (mesh) and other parents are not ours.
 				continue
 			}
-			ns := r.Namespace
+			ns := rs.key.ns
 			if pr.Namespace != nil && *pr.Namespace != "" {
 				ns = string(*pr.Namespace)
 			}
@@ -111,15 +138,20 @@ func routeSummary(rs *routeState, parents []gwapiv1.RouteParentStatus) (bool, st
 	return partial == "", partial
 }
 
-func (t *translator) compileRoute(r *gwapiv1.HTTPRoute) *routeState {
-	rs := &routeState{r: r, key: nsName{r.Namespace, r.Name}}
-	for i, h := range r.Spec.Hostnames {
+func (t *translator) newRouteState(kind string, meta *metav1.ObjectMeta, common gwapiv1.CommonRouteSpec, hostnames []gwapiv1.Hostname) *routeState {
+	rs := &routeState{kind: kind, meta: meta, parentRefs: common.ParentRefs, key: nsName{meta.Namespace, meta.Name}}
+	for i, h := range hostnames {
 		if err := checkHostname(string(h), true); err != nil {
 			rs.hostProblem = fmt.Sprintf("spec.hostnames[%d]: %v", i, err)
 			break
 		}
 		rs.hostnames = append(rs.hostnames, string(h))
 	}
+	return rs
+}
+
+func (t *translator) compileHTTPRoute(r *gwapiv1.HTTPRoute) *routeState {
+	rs := t.newRouteState(kindHTTPRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, r.Spec.Hostnames)
 	rules := r.Spec.Rules
 	if len(rules) == 0 {
 		// The API server defaults an empty rule list to one rule
@@ -139,7 +171,7 @@ func (t *translator) compileRoute(r *gwapiv1.HTTPRoute) *routeState {
 // installed on every selected listener that is programmed; the listener's
 // attachedRoutes counts the route only when it is accepted.
 func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReference, gs *gatewayState, installed map[installKey]bool) gwapiv1.RouteParentStatus {
-	gen := rs.r.Generation
+	gen := rs.meta.Generation
 	path := fmt.Sprintf("spec.parentRefs[%d]", j)
 	ps := gwapiv1.RouteParentStatus{ParentRef: pr, ControllerName: gwapiv1.GatewayController(t.opts.ControllerName)}
 	resolved := t.resolvedRefsCondition(rs, gen)
@@ -150,7 +182,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 		}
 		return ps
 	}
-	ns := rs.r.Namespace
+	ns := rs.key.ns
 	if pr.Namespace != nil && *pr.Namespace != "" {
 		ns = string(*pr.Namespace)
 	}
@@ -185,16 +217,16 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 	var allowed []*listenerState
 	kindAllowed := false
 	for _, ls := range candidates {
-		kindAllowed = kindAllowed || ls.allowsHTTPRoute
-		if ls.allowsHTTPRoute && t.allowsNamespace(ls, rs.r.Namespace) {
+		kindAllowed = kindAllowed || ls.kinds[rs.kind]
+		if ls.kinds[rs.kind] && t.allowsNamespace(ls, rs.key.ns) {
 			allowed = append(allowed, ls)
 		}
 	}
 	if !kindAllowed {
-		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s accepts the HTTPRoute kind (see their protocol and allowedRoutes.kinds)", gs.key))
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s accepts the %s kind (see their protocol and allowedRoutes.kinds)", gs.key, rs.kind))
 	}
 	if len(allowed) == 0 {
-		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s allows routes from namespace %s (see allowedRoutes.namespaces)", gs.key, rs.r.Namespace))
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s allows routes from namespace %s (see allowedRoutes.namespaces)", gs.key, rs.key.ns))
 	}
 	if rs.hostProblem != "" {
 		ps.Conditions = []metav1.Condition{
@@ -236,7 +268,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 			a.ls.attached[rs.key] = true
 		}
 		for _, h := range a.ls.hosts {
-			k := installKey{h, rs.key}
+			k := installKey{h, rs.key, rs.kind}
 			if installed[k] {
 				continue
 			}
@@ -246,6 +278,11 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 					c := *r
 					c.Hostnames = a.hosts
 					h.Routes = append(h.Routes, &c)
+				}
+				if rr.l4 != nil {
+					c := *rr.l4
+					c.Hostnames = a.hosts
+					h.L4Routes = append(h.L4Routes, &c)
 				}
 			}
 		}

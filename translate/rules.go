@@ -16,6 +16,9 @@ type ruleResult struct {
 	// routes are one per match, without Hostnames (those depend on the
 	// listener). Empty when the rule is dropped.
 	routes []*ir.Route
+	// l4 is the rule of a TCPRoute, TLSRoute or UDPRoute, without
+	// Hostnames.
+	l4 *ir.L4Route
 	// reason and problem say why the rule is invalid (a
 	// RouteConditionReason and "spec.rules[i]...: what is wrong"); empty
 	// when it is valid. An invalid rule whose matches could be built
@@ -34,14 +37,7 @@ func (r *ruleResult) valid() bool { return r.problem == "" }
 // error. Unresolvable backendRefs are not rule problems: their share of
 // traffic gets 500 and ResolvedRefs says why.
 func (t *translator) compileRule(rs *routeState, i int, rule *gwapiv1.HTTPRouteRule) *ruleResult {
-	rr := &ruleResult{}
 	path := fmt.Sprintf("spec.rules[%d]", i)
-	invalid := func(reason gwapiv1.RouteConditionReason, msg string) {
-		if rr.problem == "" {
-			rr.reason, rr.problem = string(reason), msg
-		}
-	}
-
 	matches := rule.Matches
 	if len(matches) == 0 {
 		matches = []gwapiv1.HTTPRouteMatch{{}}
@@ -50,11 +46,27 @@ func (t *translator) compileRule(rs *routeState, i int, rule *gwapiv1.HTTPRouteR
 	for j, m := range matches {
 		im, err := buildMatch(m)
 		if err != nil {
-			invalid(gwapiv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.matches[%d].%v", path, j, err))
-			rr.dropped = true
-			return rr
+			return droppedRule(fmt.Sprintf("%s.matches[%d].%v", path, j, err))
 		}
 		irMatches = append(irMatches, im)
+	}
+	return t.compileRuleWith(rs, i, rule, irMatches)
+}
+
+// droppedRule is a rule whose matches cannot be built.
+func droppedRule(problem string) *ruleResult {
+	return &ruleResult{reason: string(gwapiv1.RouteReasonUnsupportedValue), problem: problem, dropped: true}
+}
+
+// compileRuleWith compiles a rule whose matches are already built; GRPCRoute
+// rules come here too, converted to the HTTPRoute shape.
+func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRouteRule, irMatches []ir.Match) *ruleResult {
+	rr := &ruleResult{}
+	path := fmt.Sprintf("spec.rules[%d]", i)
+	invalid := func(reason gwapiv1.RouteConditionReason, msg string) {
+		if rr.problem == "" {
+			rr.reason, rr.problem = string(reason), msg
+		}
 	}
 
 	timeouts, err := buildTimeouts(rule.Timeouts)
@@ -76,7 +88,7 @@ func (t *translator) compileRule(rs *routeState, i int, rule *gwapiv1.HTTPRouteR
 	for k := range rule.BackendRefs {
 		br := &rule.BackendRefs[k]
 		bpath := fmt.Sprintf("%s.backendRefs[%d]", path, k)
-		wb, ref, problem := t.backendRef(rs, bpath, br)
+		wb, ref, problem := t.backendRef(rs, bpath, &br.BackendRef)
 		if problem != "" {
 			invalid(gwapiv1.RouteReasonUnsupportedValue, problem)
 		}
@@ -107,7 +119,7 @@ func (t *translator) compileRule(rs *routeState, i int, rule *gwapiv1.HTTPRouteR
 			RuleIndex:         i,
 			MatchIndex:        j,
 			RuleName:          ruleName,
-			CreationTimestamp: rs.r.CreationTimestamp.Time,
+			CreationTimestamp: rs.meta.CreationTimestamp.Time,
 			Match:             im,
 		}
 		if rr.valid() && !direct500 {

@@ -190,8 +190,15 @@ func (t *translator) buildConfig() *ir.Config {
 		sort.Slice(l.Hosts, func(i, j int) bool { return l.Hosts[i].Name < l.Hosts[j].Name })
 		for _, h := range l.Hosts {
 			sortRoutes(h.Routes)
+			sort.SliceStable(h.L4Routes, func(i, j int) bool {
+				a, b := h.L4Routes[i], h.L4Routes[j]
+				if a.Name != b.Name {
+					return a.Name < b.Name
+				}
+				return a.RuleIndex < b.RuleIndex
+			})
 		}
-		if sock.protocol == ir.ProtocolHTTPS {
+		if len(sock.certs) > 0 {
 			l.Certificates = sock.certs
 			sortCertificates(l.Certificates)
 		}
