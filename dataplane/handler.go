@@ -90,16 +90,32 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel = context.WithTimeout(ctx, timeouts.Request)
 		defer cancel()
 	}
+	grpc := proxy.IsGRPC(r.Header)
 	attempt := timeouts.BackendRequest
-	if attempt == 0 && timeouts.Request == 0 {
+	if attempt == 0 && timeouts.Request == 0 && !grpc {
+		// gRPC streams may rightly last for hours; their bound is the
+		// client's grpc-timeout, below.
 		attempt = proxy.DefaultUpstreamTimeout
 	}
+	now := time.Now()
 	var deadline time.Time
 	if attempt > 0 {
-		deadline = time.Now().Add(attempt)
+		deadline = now.Add(attempt)
+	}
+	if grpc {
+		if d, ok := proxy.GRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
+			if dl := now.Add(d); deadline.IsZero() || dl.Before(deadline) {
+				deadline = dl
+			}
+		}
 	}
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
+	}
+	if grpc && !deadline.IsZero() {
+		// The upstream learns the time actually left, so it can give up
+		// when the gateway will.
+		r.Header["Grpc-Timeout"] = []string{proxy.FormatGRPCTimeout(time.Until(deadline))}
 	}
 
 	out := proxy.Outbound{

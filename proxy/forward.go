@@ -93,11 +93,22 @@ func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, 
 		h.Add("Trailer", k)
 	}
 	writeHeader(resp.StatusCode)
+	if resp.ContentLength != 0 && IsGRPC(h) {
+		// A gRPC client may wait for the response headers (metadata)
+		// before any message; a trailers-only response (no body) is not
+		// flushed, so it goes out as one HEADERS frame that ends the
+		// stream, as gRPC requires.
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
+	}
 	if _, err := copyResponse(w, resp.Body, true); err != nil {
 		return errors.Join(errResponseStarted, err)
 	}
+	// Trailers the upstream did not announce (gRPC servers never do) can
+	// only be sent under http.TrailerPrefix.
 	for k, vs := range resp.Trailer {
-		h[k] = vs
+		h[http.TrailerPrefix+k] = vs
 	}
 	return nil
 }
@@ -147,6 +158,10 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status
 	}
 	if status == 499 {
 		return // nobody is listening
+	}
+	if IsGRPC(r.Header) {
+		writeGRPCError(w, status, reason)
+		return
 	}
 	h := w.Header()
 	// Whatever an upstream or a filter put in the header goes, except a
