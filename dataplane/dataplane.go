@@ -31,6 +31,8 @@ type Options struct {
 	// DrainTimeout bounds how long a removed listener lets in-flight
 	// requests finish; 10 s when zero.
 	DrainTimeout time.Duration
+	// Tunnels bound WebSocket tunnels.
+	Tunnels TunnelLimits
 	// Log receives request failures and listener events.
 	Log *slog.Logger
 }
@@ -43,6 +45,7 @@ type Dataplane struct {
 
 	mu        sync.Mutex // serializes Apply and Shutdown
 	listeners map[string]*liveListener
+	tunnels   tunnelSet
 	applied   atomic.Bool
 	draining  sync.WaitGroup
 }
@@ -60,6 +63,9 @@ func New(opts Options) *Dataplane {
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Tunnels.RemovedRouteGrace <= 0 {
+		opts.Tunnels.RemovedRouteGrace = 30 * time.Second
 	}
 	return &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}}
 }
@@ -102,8 +108,8 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			continue
 		}
 		ll := &liveListener{handler: &listenerHandler{
-			forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			log: d.opts.Log,
+			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {
@@ -154,6 +160,17 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			d.opts.Log.Info("listener stopped", "address", addr)
 		}()
 	}
+	routes := map[string]map[string]bool{}
+	for _, p := range preps {
+		names := map[string]bool{}
+		for _, h := range p.l.Hosts {
+			for _, r := range h.Routes {
+				names[r.Name] = true
+			}
+		}
+		routes[p.l.Address] = names
+	}
+	d.tunnels.reconcile(routes, d.opts.Tunnels.RemovedRouteGrace, d.opts.Log)
 	d.applied.Store(true)
 	return nil
 }

@@ -17,11 +17,14 @@ import (
 // listenerHandler serves every request of one socket from the route table
 // current when the request arrived.
 type listenerHandler struct {
-	table     atomic.Pointer[router.Table]
-	forwarder *proxy.Forwarder
-	balancer  *upstream.Balancer
-	forwarded *proxy.ForwardedPolicy
-	log       *slog.Logger
+	addr         string
+	table        atomic.Pointer[router.Table]
+	forwarder    *proxy.Forwarder
+	balancer     *upstream.Balancer
+	forwarded    *proxy.ForwardedPolicy
+	tunnels      *tunnelSet
+	tunnelLimits TunnelLimits
+	log          *slog.Logger
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -144,7 +147,14 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if upType != "" {
-		err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader)
+		routeName := route.IR.Name
+		err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, proxy.TunnelOptions{
+			IdleTimeout: h.tunnelLimits.IdleTimeout,
+			MaxLifetime: h.tunnelLimits.MaxLifetime,
+			Track: func(stop func()) func() {
+				return h.tunnels.add(h.addr, routeName, stop)
+			},
+		})
 	} else {
 		err = h.forwarder.Forward(ctx, target, ep, &out, w, writeHeader)
 	}

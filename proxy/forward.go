@@ -115,11 +115,11 @@ func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, 
 
 // Upgrade forwards a protocol-switch request (WebSocket) to ep; see
 // H1Client.Upgrade. Only HTTP/1.1 upstreams can be upgraded.
-func (f *Forwarder) Upgrade(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+func (f *Forwarder) Upgrade(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
 	if b.Protocol != ir.BackendHTTP1 {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("upgrade to a " + string(b.Protocol) + " backend is not supported")}
 	}
-	return f.H1.Upgrade(ctx, ep.Address, upType, out, w, writeHeader)
+	return f.H1.Upgrade(ctx, ep.Address, upType, out, w, writeHeader, opts)
 }
 
 // StatusFor maps a forwarding failure to the status the client gets and a

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -28,7 +29,8 @@ func UpgradeType(h http.Header) string {
 // the downstream connection is taken over and bytes are copied both ways
 // until either side closes; otherwise the upstream's answer is relayed like
 // any response. Errors before anything was sent are *UpstreamError.
-func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+// opts bound the tunnel's life once established.
+func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("downstream connection cannot be upgraded (HTTP/2)")}
@@ -88,9 +90,25 @@ func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbou
 	if err := dbuf.Flush(); err != nil {
 		return fmt.Errorf("%w: write 101: %w", errResponseStarted, err)
 	}
-	tunnel(down, dbuf.Reader, up, br)
+	tunnel(down, dbuf.Reader, up, br, opts)
 	return nil
 }
+
+// TunnelOptions bound an established tunnel (a WebSocket after its 101).
+type TunnelOptions struct {
+	// IdleTimeout closes a tunnel that carried no byte in either direction
+	// for this long; 0 means never.
+	IdleTimeout time.Duration
+	// MaxLifetime closes a tunnel this long after it opened, whatever it
+	// carries, so long-lived connections rebalance; 0 means never.
+	MaxLifetime time.Duration
+	// Track, when set, is called once the tunnel is open with a function
+	// that closes it; the function Track returns is called when the tunnel
+	// ends. The data plane uses it to close tunnels whose route was
+	// removed.
+	Track func(stop func()) (untrack func())
+}
+
 
 // tunnelLinger bounds how long a tunnel waits for its second direction to
 // end after the first one did.
@@ -99,16 +117,58 @@ const tunnelLinger = 30 * time.Second
 // tunnel copies bytes both ways, one goroutine per direction for the life of
 // the connection (not per message). When one side stops sending, the other
 // side's write half is closed so it sees the end; the tunnel ends when both
-// directions are done.
-func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Reader) {
+// directions are done, when it was idle for opts.IdleTimeout, when it
+// reaches opts.MaxLifetime, or when the function given to opts.Track is
+// called.
+func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Reader, opts TunnelOptions) {
 	var wg sync.WaitGroup
-	var once sync.Once
+	var once, stopOnce sync.Once
+	var lastActive atomic.Int64 // unix nanoseconds of the last byte either way
+	lastActive.Store(time.Now().UnixNano())
+	stop := func() {
+		stopOnce.Do(func() {
+			down.Close()
+			up.Close()
+		})
+	}
+	if opts.MaxLifetime > 0 {
+		t := time.AfterFunc(opts.MaxLifetime, stop)
+		defer t.Stop()
+	}
+	if opts.Track != nil {
+		untrack := opts.Track(stop)
+		defer untrack()
+	}
 	wg.Add(2)
-	pipe := func(dst net.Conn, src io.Reader) {
+	pipe := func(dst net.Conn, srcConn net.Conn, src io.Reader) {
 		defer wg.Done()
-		buf := copyBufPool.Get().(*[]byte)
-		defer copyBufPool.Put(buf)
-		io.CopyBuffer(dst, src, *buf)
+		bp := copyBufPool.Get().(*[]byte)
+		defer copyBufPool.Put(bp)
+		buf := *bp
+		for {
+			if opts.IdleTimeout > 0 {
+				srcConn.SetReadDeadline(time.Unix(0, lastActive.Load()).Add(opts.IdleTimeout))
+			}
+			n, err := src.Read(buf)
+			if n > 0 {
+				lastActive.Store(time.Now().UnixNano())
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					break
+				}
+			}
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() && opts.IdleTimeout > 0 {
+					// This direction was quiet; the tunnel is idle only
+					// if the other one was too.
+					if time.Since(time.Unix(0, lastActive.Load())) < opts.IdleTimeout {
+						continue
+					}
+					stop()
+				}
+				break
+			}
+		}
 		if cw, ok := dst.(interface{ CloseWrite() error }); ok {
 			cw.CloseWrite()
 		} else {
@@ -118,11 +178,14 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 		// a peer that never closes cannot hold the tunnel forever.
 		once.Do(func() {
 			limit := time.Now().Add(tunnelLinger)
+			if opts.IdleTimeout > 0 && opts.IdleTimeout < tunnelLinger {
+				limit = time.Now().Add(opts.IdleTimeout)
+			}
 			down.SetReadDeadline(limit)
 			up.SetReadDeadline(limit)
 		})
 	}
-	go pipe(up, downBuf)
-	pipe(down, upBuf)
+	go pipe(up, down, downBuf)
+	pipe(down, up, upBuf)
 	wg.Wait()
 }

@@ -108,6 +108,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	readHeader := fs.Duration("read-header-timeout", 10*time.Second, "time allowed to read request headers")
 	idle := fs.Duration("idle-timeout", 60*time.Second, "keep-alive connections idle this long are closed")
+	wsIdle := fs.Duration("websocket-idle-timeout", time.Hour, "WebSocket connections with no traffic either way for this long are closed (0: never)")
+	wsLife := fs.Duration("websocket-max-lifetime", 0, "WebSocket connections are closed this long after they opened (0: never)")
+	wsGrace := fs.Duration("websocket-removed-route-grace", 30*time.Second, "after a reload removes a route, its open WebSocket connections are closed after this long")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	var tf translateFlags
 	tf.register(fs)
@@ -138,6 +141,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		DrainTimeout: *drain,
 		Log:          log,
 		Limits:       server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle},
+		Tunnels:      dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
 	})
 	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log}
 

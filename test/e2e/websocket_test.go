@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -154,8 +156,8 @@ spec:
 		}
 	})
 
-	t.Run("connections survive reloads", func(t *testing.T) {
-		const n = 20
+	t.Run("100 connections survive 10 reloads", func(t *testing.T) {
+		const n = 100
 		conns := make([]*websocket.Conn, n)
 		for i := range conns {
 			c, _, err := wsDial(t, url)
@@ -165,7 +167,7 @@ spec:
 			defer c.Close()
 			conns[i] = c
 		}
-		for reload := 0; reload < 3; reload++ {
+		for reload := 0; reload < 10; reload++ {
 			// Alternate between two configs that keep the WebSocket route.
 			extra := ""
 			if reload%2 == 0 {
@@ -197,6 +199,165 @@ spec:
 			for err := range errs {
 				t.Error(err)
 			}
+		}
+	})
+}
+
+// wsRoute is an HTTPRoute sending path prefix to a Backend.
+func wsRoute(name, prefix, backendName string) string {
+	return fmt.Sprintf(`---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata:
+  name: %s
+  namespace: default
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: %s}}]
+    backendRefs: [%s]
+`, name, prefix, ref(backendName))
+}
+
+// waitClosed reads from c until it fails, which must happen within limit.
+func waitClosed(t *testing.T, c *websocket.Conn, limit time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(limit))
+	for {
+		if _, _, err := c.ReadMessage(); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("connection still open after %v", limit)
+			}
+			return
+		}
+	}
+}
+
+// TestWebSocketLimits covers the tunnel bounds: a reload that removes a
+// route closes its WebSockets after the grace while those of kept routes
+// stay; idle tunnels close and busy ones do not; a maximum lifetime closes
+// even busy ones; and a truncated frame or a vanished client leaves the
+// gateway serving everybody else.
+func TestWebSocketLimits(t *testing.T) {
+	t.Parallel()
+	wsPort := wsEchoBackend(t)
+
+	t.Run("removed route closes after grace, kept route stays", func(t *testing.T) {
+		t.Parallel()
+		ip := newLoopbackIP(t)
+		port := freePort(t, ip)
+		base := gatewayYAML(ip, listener{name: "http", port: port}) + backendYAML("ws", wsPort)
+		g := startGateway(t, ip, base+wsRoute("keep", "/keep", "ws")+wsRoute("gone", "/gone", "ws"),
+			"--websocket-removed-route-grace=300ms")
+		keep, _, err := wsDial(t, "ws://"+g.addr(port)+"/keep")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer keep.Close()
+		gone, _, err := wsDial(t, "ws://"+g.addr(port)+"/gone")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer gone.Close()
+		echoOnce(t, gone, websocket.TextMessage, []byte("before"))
+		g.reload(base + wsRoute("keep", "/keep", "ws"))
+		waitClosed(t, gone, 10*time.Second)
+		echoOnce(t, keep, websocket.TextMessage, []byte("still here"))
+		if e := g.findLog("tunnels of removed routes will close", nil); e == nil || e["count"] != float64(1) {
+			t.Errorf("log line for the doomed tunnel: %v", e)
+		}
+	})
+
+	t.Run("idle tunnel closes, busy tunnel stays", func(t *testing.T) {
+		t.Parallel()
+		ip := newLoopbackIP(t)
+		port := freePort(t, ip)
+		g := startGateway(t, ip, gatewayYAML(ip, listener{name: "http", port: port})+backendYAML("ws", wsPort)+wsRoute("ws", "/", "ws"),
+			"--websocket-idle-timeout=1s")
+		idle, _, err := wsDial(t, "ws://"+g.addr(port)+"/idle")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close()
+		busy, _, err := wsDial(t, "ws://"+g.addr(port)+"/busy")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			waitClosed(t, idle, 10*time.Second)
+		}()
+		// Keep the busy one talking, in one direction at a time, until
+		// the idle one is gone.
+		for i := 0; i < 200; i++ {
+			select {
+			case <-done:
+				echoOnce(t, busy, websocket.TextMessage, []byte("still busy"))
+				return
+			case <-time.After(100 * time.Millisecond):
+				echoOnce(t, busy, websocket.TextMessage, []byte(fmt.Sprint("tick ", i)))
+			}
+		}
+		t.Fatal("idle tunnel never closed")
+	})
+
+	t.Run("max lifetime closes a busy tunnel", func(t *testing.T) {
+		t.Parallel()
+		ip := newLoopbackIP(t)
+		port := freePort(t, ip)
+		g := startGateway(t, ip, gatewayYAML(ip, listener{name: "http", port: port})+backendYAML("ws", wsPort)+wsRoute("ws", "/", "ws"),
+			"--websocket-max-lifetime=500ms")
+		c, _, err := wsDial(t, "ws://"+g.addr(port)+"/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for i := 0; i < 200; i++ {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+				return
+			}
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, _, err := c.ReadMessage(); err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					t.Fatal("read timed out instead of the tunnel closing")
+				}
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatal("tunnel still open after 200 exchanges over its 500ms lifetime")
+	})
+
+	t.Run("truncated frame and vanished client hurt nobody else", func(t *testing.T) {
+		t.Parallel()
+		ip := newLoopbackIP(t)
+		port := freePort(t, ip)
+		g := startGateway(t, ip, gatewayYAML(ip, listener{name: "http", port: port})+backendYAML("ws", wsPort)+wsRoute("ws", "/", "ws"))
+		good, _, err := wsDial(t, "ws://"+g.addr(port)+"/good")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer good.Close()
+		for i := 0; i < 20; i++ {
+			raw := rawDial(t, g.addr(port))
+			fmt.Fprintf(raw, "GET /bad HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"+
+				"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+			br := bufio.NewReader(raw)
+			line, err := br.ReadString('\n')
+			if err != nil || !strings.Contains(line, "101") {
+				t.Fatalf("handshake: %q %v", line, err)
+			}
+			// A masked binary frame header announcing 1000 bytes, then 3.
+			raw.Write([]byte{0x82, 0xFE, 0x03, 0xE8, 1, 2, 3, 4, 'a', 'b', 'c'})
+			raw.Close()
+			echoOnce(t, good, websocket.TextMessage, []byte(fmt.Sprint("good ", i)))
+		}
+		if !g.running() {
+			t.Fatal("gateway exited")
 		}
 	})
 }
