@@ -27,6 +27,7 @@ const DefaultUpstreamTimeout = 15 * time.Second
 type Forwarder struct {
 	H1  H1Client
 	h2c *http2.Transport
+	tls upstreamTLS
 }
 
 // NewForwarder returns a Forwarder with its h2c transport set up.
@@ -48,18 +49,30 @@ func (f *Forwarder) Close() {
 	if f.h2c != nil {
 		f.h2c.CloseIdleConnections()
 	}
+	f.tls.closeIdle()
 }
 
 // Forward sends out to ep of backend b and writes the response to w via
 // writeHeader. See H1Client.Forward for the error contract.
 func (f *Forwarder) Forward(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+	if b.TLS != nil {
+		e, err := f.tls.entry(b.TLS)
+		if err != nil {
+			return &UpstreamError{Kind: ErrConnect, Err: err}
+		}
+		if b.Protocol == ir.BackendH2C {
+			return f.forwardH2(ctx, e.h2, "https://", ep.Address, out, w, writeHeader)
+		}
+		return f.H1.ForwardTLS(ctx, ep.Address, e.h1, e.key, out, w, writeHeader)
+	}
 	if b.Protocol == ir.BackendH2C {
-		return f.forwardH2C(ctx, ep.Address, out, w, writeHeader)
+		return f.forwardH2(ctx, f.h2c, "http://", ep.Address, out, w, writeHeader)
 	}
 	return f.H1.Forward(ctx, ep.Address, out, w, writeHeader)
 }
 
-func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
+// forwardH2 sends out over HTTP/2 with rt (h2c, or TLS with ALPN h2).
+func (f *Forwarder) forwardH2(ctx context.Context, rt roundTripper, scheme, addr string, out *Outbound, w http.ResponseWriter, writeHeader func(int)) error {
 	if !out.Deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, out.Deadline)
@@ -69,7 +82,7 @@ func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, 
 	if body == nil {
 		body = http.NoBody
 	}
-	req, err := http.NewRequestWithContext(ctx, out.Method, "http://"+addr+out.RequestURI, body)
+	req, err := http.NewRequestWithContext(ctx, out.Method, scheme+addr+out.RequestURI, body)
 	if err != nil {
 		return &UpstreamError{Kind: ErrProtocol, Err: err}
 	}
@@ -79,7 +92,7 @@ func (f *Forwarder) forwardH2C(ctx context.Context, addr string, out *Outbound, 
 	if body == http.NoBody {
 		req.ContentLength = 0
 	}
-	resp, err := f.h2c.RoundTrip(req)
+	resp, err := rt.RoundTrip(req)
 	if err != nil {
 		return classify(ctx, ErrConnect, err)
 	}
@@ -119,7 +132,15 @@ func (f *Forwarder) Upgrade(ctx context.Context, b *ir.Backend, ep *ir.Endpoint,
 	if b.Protocol != ir.BackendHTTP1 {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("upgrade to a " + string(b.Protocol) + " backend is not supported")}
 	}
-	return f.H1.Upgrade(ctx, ep.Address, upType, out, w, writeHeader, opts)
+	var cfg *tls.Config
+	if b.TLS != nil {
+		e, err := f.tls.entry(b.TLS)
+		if err != nil {
+			return &UpstreamError{Kind: ErrConnect, Err: err}
+		}
+		cfg = e.h1
+	}
+	return f.H1.Upgrade(ctx, ep.Address, cfg, upType, out, w, writeHeader, opts)
 }
 
 // StatusFor maps a forwarding failure to the status the client gets and a

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -79,6 +80,7 @@ var errResponseStarted = errors.New("response already started")
 
 type pool struct {
 	addr string
+	tls  *tls.Config // nil: cleartext
 	mu   sync.Mutex
 	idle []*upConn
 }
@@ -97,6 +99,18 @@ func (c *H1Client) pool(addr string) *pool {
 		return p.(*pool)
 	}
 	p, _ := c.pools.LoadOrStore(addr, &pool{addr: addr})
+	return p.(*pool)
+}
+
+// tlsPool is the pool of TLS connections to addr made with cfg; key names
+// cfg (server name and roots), so a reload with the same settings reuses
+// the pooled connections.
+func (c *H1Client) tlsPool(addr string, cfg *tls.Config, key string) *pool {
+	k := addr + "|" + key
+	if p, ok := c.pools.Load(k); ok {
+		return p.(*pool)
+	}
+	p, _ := c.pools.LoadOrStore(k, &pool{addr: addr, tls: cfg})
 	return p.(*pool)
 }
 
@@ -125,6 +139,11 @@ func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
 	conn, err := c.dial(ctx, p.addr)
 	if err != nil {
 		return nil, err
+	}
+	if p.tls != nil {
+		if conn, err = tlsHandshake(ctx, conn, p.tls); err != nil {
+			return nil, err
+		}
 	}
 	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn)}, nil
 }
@@ -197,7 +216,15 @@ type Outbound struct {
 // writeHeader ran is an *UpstreamError; after it, the response is partial
 // and the error wraps errResponseStarted.
 func (c *H1Client) Forward(ctx context.Context, addr string, out *Outbound, w http.ResponseWriter, writeHeader func(status int)) error {
-	p := c.pool(addr)
+	return c.forward(ctx, c.pool(addr), out, w, writeHeader)
+}
+
+// ForwardTLS is Forward over TLS made with cfg, whose identity is key.
+func (c *H1Client) ForwardTLS(ctx context.Context, addr string, cfg *tls.Config, key string, out *Outbound, w http.ResponseWriter, writeHeader func(status int)) error {
+	return c.forward(ctx, c.tlsPool(addr, cfg, key), out, w, writeHeader)
+}
+
+func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.ResponseWriter, writeHeader func(status int)) error {
 	bodyless := out.Body == nil || out.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
 		uc, err := c.get(ctx, p)

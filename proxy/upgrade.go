@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -29,13 +30,17 @@ func UpgradeType(h http.Header) string {
 // the downstream connection is taken over and bytes are copied both ways
 // until either side closes; otherwise the upstream's answer is relayed like
 // any response. Errors before anything was sent are *UpstreamError.
-// opts bound the tunnel's life once established.
-func (c *H1Client) Upgrade(ctx context.Context, addr, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
+// cfg, when set, is the TLS client config for the upstream connection; opts
+// bound the tunnel's life once established.
+func (c *H1Client) Upgrade(ctx context.Context, addr string, cfg *tls.Config, upType string, out *Outbound, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("downstream connection cannot be upgraded (HTTP/2)")}
 	}
 	up, err := c.dial(ctx, addr)
+	if err == nil && cfg != nil {
+		up, err = tlsHandshake(ctx, up, cfg)
+	}
 	if err != nil {
 		return classify(ctx, ErrConnect, err)
 	}
@@ -108,7 +113,6 @@ type TunnelOptions struct {
 	// removed.
 	Track func(stop func()) (untrack func())
 }
-
 
 // tunnelLinger bounds how long a tunnel waits for its second direction to
 // end after the first one did.

@@ -1,10 +1,12 @@
 package translate
 
 import (
+	"crypto/x509"
 	"fmt"
 	"net"
 	"net/netip"
 	"sort"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -39,6 +41,10 @@ func (t *translator) translateBackends() {
 		}
 		bs := &backendState{b: b}
 		eps, proto, problem := validateBackend(b)
+		var upTLS *ir.UpstreamTLS
+		if problem == "" && b.Spec.TLS != nil {
+			upTLS, problem = t.backendTLS(b)
+		}
 		st := ObjectStatus{Kind: kindBackend, Namespace: b.Namespace, Name: b.Name}
 		if problem != "" {
 			bs.problem = problem
@@ -46,7 +52,7 @@ func (t *translator) translateBackends() {
 			st.Conditions = append(st.Conditions, condition("Accepted", false, "Invalid", problem, b.Generation))
 		} else {
 			name := "backend/" + b.Namespace + "/" + b.Name
-			bs.target = &ir.Backend{Name: name, Protocol: proto, Endpoints: eps}
+			bs.target = &ir.Backend{Name: name, Protocol: proto, Endpoints: eps, TLS: upTLS}
 			t.irBackends[name] = bs.target
 			st.Accepted = true
 			st.Conditions = append(st.Conditions, condition("Accepted", true, "Accepted", "Backend is valid", b.Generation))
@@ -58,6 +64,9 @@ func (t *translator) translateBackends() {
 
 func validateBackend(b *mgv1alpha1.Backend) ([]ir.Endpoint, ir.BackendProtocol, string) {
 	proto, err := appProtocol(b.Spec.AppProtocol)
+	if b.Spec.TLS != nil && b.Spec.AppProtocol == "h2" {
+		proto, err = ir.BackendH2C, nil
+	}
 	if err != nil {
 		return nil, "", "spec.appProtocol: " + err.Error()
 	}
@@ -270,4 +279,40 @@ func (t *translator) withProtocol(b *ir.Backend, p ir.BackendProtocol) *ir.Backe
 	c.Protocol = p
 	t.irBackends[key] = &c
 	return &c
+}
+
+// backendTLS validates a Backend's spec.tls and loads its trusted roots.
+func (t *translator) backendTLS(b *mgv1alpha1.Backend) (*ir.UpstreamTLS, string) {
+	spec := b.Spec.TLS
+	out := &ir.UpstreamTLS{ServerName: spec.ServerName}
+	if out.ServerName == "" {
+		for _, e := range b.Spec.Endpoints {
+			if _, err := netip.ParseAddr(e.Address); err == nil {
+				return nil, "spec.tls.serverName: required when an endpoint address is an IP address (the certificate is checked against it)"
+			}
+		}
+		out.ServerName = b.Spec.Endpoints[0].Address
+	} else if err := checkHostname(out.ServerName, false); err != nil {
+		return nil, fmt.Sprintf("spec.tls.serverName: %v", err)
+	}
+	var names []string
+	for i, ref := range spec.CACertificateRefs {
+		sec := t.secrets[nsName{b.Namespace, ref.Name}]
+		if sec == nil {
+			return nil, fmt.Sprintf("spec.tls.caCertificateRefs[%d]: %s", i, t.notFound(kindSecret, b.Namespace, ref.Name))
+		}
+		pem := sec.Data["ca.crt"]
+		pool := x509.NewCertPool()
+		if len(pem) == 0 || !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Sprintf("spec.tls.caCertificateRefs[%d]: Secret %s/%s has no PEM certificate under ca.crt", i, b.Namespace, ref.Name)
+		}
+		out.CAPEM = append(out.CAPEM, pem...)
+		out.CAPEM = append(out.CAPEM, '\n')
+		names = append(names, "secret/"+b.Namespace+"/"+ref.Name)
+	}
+	out.CAName = strings.Join(names, ",")
+	if out.CAName == "" {
+		out.CAName = "system"
+	}
+	return out, ""
 }

@@ -41,8 +41,33 @@ type BackendSpec struct {
 
 	// AppProtocol names the protocol the endpoints speak, with the same
 	// values as a Service port's appProtocol (for example
-	// "kubernetes.io/h2c"). Empty means HTTP/1.1.
+	// "kubernetes.io/h2c"). Empty means HTTP/1.1. With TLS set,
+	// "kubernetes.io/h2c" (or "h2") means HTTP/2 over TLS (ALPN h2).
 	AppProtocol string `json:"appProtocol,omitempty"`
+
+	// TLS, when set, makes the gateway connect to the endpoints over TLS
+	// and verify their certificate.
+	TLS *BackendTLS `json:"tls,omitempty"`
+}
+
+// BackendTLS is how the gateway verifies a Backend's certificate. There is
+// deliberately no way to skip verification: an unverified TLS connection
+// only looks secure.
+type BackendTLS struct {
+	// ServerName is sent as SNI and must be in the endpoints' certificate.
+	// Required when an endpoint address is an IP address; otherwise it
+	// defaults to the endpoint's host name.
+	ServerName string `json:"serverName,omitempty"`
+	// CACertificateRefs name Secrets in the Backend's namespace whose
+	// "ca.crt" key holds PEM certificates to trust. Empty means the
+	// system's roots.
+	CACertificateRefs []LocalSecretReference `json:"caCertificateRefs,omitempty"`
+}
+
+// LocalSecretReference names a Secret in the referrer's namespace.
+type LocalSecretReference struct {
+	// Name is the Secret's name.
+	Name string `json:"name"`
 }
 
 // BackendEndpoint is one upstream address.
