@@ -44,6 +44,8 @@ fuzz:
 	$(GO) test ./translate -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzDecodeText$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
 
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
 bench: build

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/grpcweb"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
@@ -28,6 +29,21 @@ type listenerHandler struct {
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if grpcweb.Is(r) {
+		// Browsers' gRPC-Web becomes plain gRPC here, so routing,
+		// errors and upstreams are the same for both. finish writes the
+		// trailer frame; it is skipped when serve aborts the stream.
+		w, r, finish := grpcweb.Wrap(w, r)
+		h.serve(w, r)
+		if err := finish(); err != nil {
+			h.log.Debug("grpc-web response not finished", "path", r.URL.Path, "error", err.Error())
+		}
+		return
+	}
+	h.serve(w, r)
+}
+
+func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
 		proxy.WriteError(w, r, h.log, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
 		return
@@ -61,6 +77,11 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		upType = proxy.UpgradeType(r.Header)
 	}
 	proxy.RemoveHopByHop(r.Header)
+	if proxy.IsGRPC(r.Header) {
+		// "TE: trailers" is the one TE value HTTP/2 allows, and gRPC
+		// servers may insist on it.
+		r.Header["Te"] = []string{"trailers"}
+	}
 	host := r.Host
 	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil)
 	for _, f := range route.RequestHeaders {

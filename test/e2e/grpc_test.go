@@ -254,6 +254,43 @@ spec:
 			}
 		})
 	}
+	t.Run("malformed gRPC frames get a gRPC error and hurt nobody else", func(t *testing.T) {
+		tr := &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
+		}
+		defer tr.CloseIdleConnections()
+		for _, body := range [][]byte{
+			{0, 0, 0, 3, 0xE8, 1, 2, 3},             // claims 1000 bytes, has 3
+			{9, 0, 0, 0, 1, 0},                      // bad compression flag
+			{0, 0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff}, // not a protobuf Empty
+		} {
+			req, _ := http.NewRequest("POST", "http://"+g.addr(p)+"/grpc.testing.TestService/EmptyCall", bytes.NewReader(body))
+			req.Host = "live.test"
+			req.Header.Set("Content-Type", "application/grpc")
+			req.Header.Set("Te", "trailers")
+			resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			st := resp.Trailer.Get("Grpc-Status")
+			if st == "" {
+				st = resp.Header.Get("Grpc-Status")
+			}
+			if resp.StatusCode != http.StatusOK || st == "" || st == "0" {
+				t.Errorf("body %x: HTTP %d grpc-status %q, want a gRPC error", body, resp.StatusCode, st)
+			}
+			if err := call(t, "live.test", empty); err != nil {
+				t.Fatalf("a good call after a malformed one: %v", err)
+			}
+		}
+	})
+
 	t.Run("expired grpc-timeout is DEADLINE_EXCEEDED", func(t *testing.T) {
 		// A backend that ignores grpc-timeout and stalls: the gateway
 		// itself must end the call when the client's deadline passes.
