@@ -38,7 +38,9 @@ func NewForwarder() *Forwarder {
 			var d net.Dialer
 			return d.DialContext(ctx, network, addr)
 		},
-		StrictMaxConcurrentStreams: true,
+		// A busy backend's stream limit opens another connection rather
+		// than queueing requests behind long-lived streams.
+		StrictMaxConcurrentStreams: false,
 		ReadIdleTimeout:            30 * time.Second,
 	}}
 }

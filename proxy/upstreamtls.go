@@ -53,8 +53,10 @@ func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
 	h2cfg := base.Clone()
 	h2cfg.NextProtos = []string{"h2"}
 	e := &tlsEntry{key: key, h1: h1, h2: &http2.Transport{
-		TLSClientConfig:            h2cfg,
-		StrictMaxConcurrentStreams: true,
+		TLSClientConfig: h2cfg,
+		// A busy backend's stream limit opens another connection rather
+		// than queueing requests behind long-lived streams.
+		StrictMaxConcurrentStreams: false,
 		ReadIdleTimeout:            30 * time.Second,
 		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
 			var d net.Dialer
