@@ -70,6 +70,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 
 	// Order matters: hop-by-hop fields go first, so a client cannot name a
 	// gateway-set header in Connection and have it removed.
+	xconnect := proxy.IsExtendedConnect(r)
 	upType := ""
 	if r.ProtoMajor == 1 && r.ContentLength == 0 {
 		// A protocol switch (WebSocket) tunnels the connection once the
@@ -167,15 +168,20 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(status)
 	}
 	var err error
-	if upType != "" {
+	if upType != "" || xconnect {
 		routeName := route.IR.Name
-		err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, proxy.TunnelOptions{
+		topts := proxy.TunnelOptions{
 			IdleTimeout: h.tunnelLimits.IdleTimeout,
 			MaxLifetime: h.tunnelLimits.MaxLifetime,
 			Track: func(stop func()) func() {
 				return h.tunnels.add(h.addr, routeName, stop)
 			},
-		})
+		}
+		if xconnect {
+			err = h.forwarder.ExtendedConnect(ctx, target, ep, &out, r.Body, w, writeHeader, topts)
+		} else {
+			err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, topts)
+		}
 	} else {
 		err = h.forwarder.Forward(ctx, target, ep, &out, w, writeHeader)
 	}

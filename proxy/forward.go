@@ -96,7 +96,7 @@ func (f *Forwarder) forwardH2(ctx context.Context, rt roundTripper, scheme, addr
 	}
 	resp, err := rt.RoundTrip(req)
 	if err != nil {
-		return classify(ctx, ErrConnect, err)
+		return classifyH2(ctx, out.Deadline, err)
 	}
 	defer resp.Body.Close()
 	h := w.Header()
@@ -134,15 +134,56 @@ func (f *Forwarder) Upgrade(ctx context.Context, b *ir.Backend, ep *ir.Endpoint,
 	if b.Protocol != ir.BackendHTTP1 {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("upgrade to a " + string(b.Protocol) + " backend is not supported")}
 	}
-	var cfg *tls.Config
-	if b.TLS != nil {
-		e, err := f.tls.entry(b.TLS)
-		if err != nil {
-			return &UpstreamError{Kind: ErrConnect, Err: err}
-		}
-		cfg = e.h1
+	cfg, err := f.h1TLS(b)
+	if err != nil {
+		return err
 	}
 	return f.H1.Upgrade(ctx, ep.Address, cfg, upType, out, w, writeHeader, opts)
+}
+
+// ExtendedConnect bridges an HTTP/2 WebSocket (RFC 8441) to ep; see
+// H1Client.ExtendedConnect. Only HTTP/1.1 upstreams can take it.
+func (f *Forwarder) ExtendedConnect(ctx context.Context, b *ir.Backend, ep *ir.Endpoint, out *Outbound, body io.ReadCloser, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
+	if b.Protocol != ir.BackendHTTP1 {
+		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("WebSocket to a " + string(b.Protocol) + " backend is not supported")}
+	}
+	cfg, err := f.h1TLS(b)
+	if err != nil {
+		return err
+	}
+	return f.H1.ExtendedConnect(ctx, ep.Address, cfg, out, body, w, writeHeader, opts)
+}
+
+// deadlineSlack is how close to its deadline a request must be for an
+// upstream's CANCEL to count as the upstream's own timer firing: the
+// upstream got the deadline as grpc-timeout and may act on it a moment
+// before the gateway's timer does.
+const deadlineSlack = 100 * time.Millisecond
+
+// classifyH2 classifies an HTTP/2 round-trip failure: a stream the upstream
+// reset is a protocol failure (502), or a timeout when it cancelled at the
+// deadline it was given; anything else failed to reach it (503).
+func classifyH2(ctx context.Context, deadline time.Time, err error) error {
+	var se http2.StreamError
+	if !errors.As(err, &se) {
+		return classify(ctx, ErrConnect, err)
+	}
+	if se.Code == http2.ErrCodeCancel && !deadline.IsZero() && time.Until(deadline) < deadlineSlack {
+		return &UpstreamError{Kind: ErrTimeout, Err: err}
+	}
+	return classify(ctx, ErrProtocol, err)
+}
+
+// h1TLS is the HTTP/1.1 client TLS config for b, nil for cleartext.
+func (f *Forwarder) h1TLS(b *ir.Backend) (*tls.Config, error) {
+	if b.TLS == nil {
+		return nil, nil
+	}
+	e, err := f.tls.entry(b.TLS)
+	if err != nil {
+		return nil, &UpstreamError{Kind: ErrConnect, Err: err}
+	}
+	return e.h1, nil
 }
 
 // StatusFor maps a forwarding failure to the status the client gets and a

@@ -16,6 +16,10 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	// WebSocket over HTTP/2 (RFC 8441) must be switched on before
+	// x/net/http2 initialises; see the package.
+	_ "github.com/meshgate/meshgate/internal/xconnect"
 )
 
 // MaxHeaderFields is the most request header fields accepted; more gets 431.

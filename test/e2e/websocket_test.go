@@ -3,18 +3,24 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/net/http2"
 )
 
 // wsEchoBackend is a gorilla/websocket echo server; /forbidden refuses the
@@ -360,4 +366,99 @@ func TestWebSocketLimits(t *testing.T) {
 			t.Fatal("gateway exited")
 		}
 	})
+}
+
+// wsFrame is one masked client frame (RFC 6455 §5.2) with a short payload.
+func wsFrame(opcode byte, payload []byte) []byte {
+	mask := []byte{1, 2, 3, 4}
+	f := []byte{0x80 | opcode, 0x80 | byte(len(payload))}
+	f = append(f, mask...)
+	for i, b := range payload {
+		f = append(f, b^mask[i%4])
+	}
+	return f
+}
+
+// readWSFrame reads one unmasked server frame with a short payload.
+func readWSFrame(r io.Reader) (opcode byte, payload []byte, err error) {
+	var h [2]byte
+	if _, err := io.ReadFull(r, h[:]); err != nil {
+		return 0, nil, err
+	}
+	payload = make([]byte, h[1]&0x7f)
+	_, err = io.ReadFull(r, payload)
+	return h[0] & 0x0f, payload, err
+}
+
+// TestWebSocketOverHTTP2 opens WebSockets with HTTP/2 extended CONNECT
+// (RFC 8441), over TLS and over h2c, bridged to an HTTP/1.1 WebSocket
+// backend: messages echo, and the close handshake passes through.
+func TestWebSocketOverHTTP2(t *testing.T) {
+	t.Parallel()
+	ip := newLoopbackIP(t)
+	pTLS, pPlain := freePort(t, ip), freePort(t, ip)
+	cert := newTestCert(t, "ws.test")
+	wsPort := wsEchoBackend(t)
+	g := startGateway(t, ip, gatewayYAML(ip,
+		listener{name: "https", port: pTLS, protocol: "HTTPS", hostname: "ws.test", certs: []string{"ws-tls"}},
+		listener{name: "http", port: pPlain},
+	)+cert.secretYAML("ws-tls")+backendYAML("ws", wsPort)+wsRoute("ws", "/", "ws"))
+	roots := x509.NewCertPool()
+	roots.AddCert(cert.cert)
+
+	for _, tc := range []struct {
+		name, url string
+		tr        *http2.Transport
+	}{
+		{"TLS", "https://ws.test:" + strconv.Itoa(pTLS) + "/chat", &http2.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: "ws.test"},
+			DialTLSContext: func(ctx context.Context, network, _ string, cfg *tls.Config) (net.Conn, error) {
+				return (&tls.Dialer{Config: cfg}).DialContext(ctx, network, g.addr(pTLS))
+			},
+		}},
+		{"h2c", "http://" + g.addr(pPlain) + "/chat", &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			defer tc.tr.CloseIdleConnections()
+			pr, pw := io.Pipe()
+			defer pw.Close()
+			req, _ := http.NewRequest(http.MethodConnect, tc.url, pr)
+			req.Header.Set(":protocol", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := tc.tr.RoundTrip(req.WithContext(ctx))
+			if err != nil {
+				t.Fatalf("extended CONNECT: %v", err)
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %d, want 200", resp.StatusCode)
+			}
+			if resp.Header.Get("Sec-Websocket-Accept") != "" || resp.Header.Get("Upgrade") != "" {
+				t.Errorf("HTTP/1.1 upgrade headers leaked into the HTTP/2 response: %v", resp.Header)
+			}
+			for i := 0; i < 3; i++ {
+				msg := []byte(fmt.Sprint("over h2 ", i))
+				if _, err := pw.Write(wsFrame(1, msg)); err != nil {
+					t.Fatal(err)
+				}
+				op, got, err := readWSFrame(resp.Body)
+				if err != nil || op != 1 || !bytes.Equal(got, msg) {
+					t.Fatalf("echo %d: opcode %d %q %v", i, op, got, err)
+				}
+			}
+			// Close with 4002: the echo server answers with the same code.
+			pw.Write(wsFrame(8, []byte{0x0f, 0xa2, 'b', 'y', 'e'}))
+			op, got, err := readWSFrame(resp.Body)
+			if err != nil || op != 8 || len(got) < 2 || int(got[0])<<8|int(got[1]) != 4002 {
+				t.Fatalf("close: opcode %d payload %x %v, want close 4002", op, got, err)
+			}
+		})
+	}
 }
