@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,6 +34,10 @@ type Options struct {
 	DrainTimeout time.Duration
 	// Tunnels bound WebSocket tunnels.
 	Tunnels TunnelLimits
+	// DisableHTTP3 leaves HTTPS listeners without their UDP HTTP/3 socket.
+	DisableHTTP3 bool
+	// HTTP3 are the HTTP/3 settings (0-RTT).
+	HTTP3 server.H3Options
 	// Log receives request failures and listener events.
 	Log *slog.Logger
 }
@@ -52,6 +57,7 @@ type Dataplane struct {
 
 type liveListener struct {
 	srv     *server.Listener
+	h3      *server.H3Listener // HTTPS only; nil when off or its UDP port was taken
 	handler *listenerHandler
 	certs   atomic.Pointer[mgtls.Store]
 }
@@ -122,6 +128,29 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		bound[p.l.Address] = ll
 	}
 
+	// HTTP/3 rides along with HTTPS. Its UDP socket is an extra: when it
+	// cannot be bound the listener still serves HTTP/1.1 and HTTP/2, and no
+	// Alt-Svc sends clients looking for it.
+	h3s := map[string]*server.H3Listener{}
+	for _, p := range preps {
+		if d.opts.DisableHTTP3 || p.certs == nil {
+			continue
+		}
+		ll := d.listeners[p.l.Address]
+		if ll == nil {
+			ll = bound[p.l.Address]
+		}
+		if ll.h3 != nil {
+			continue
+		}
+		h3, err := server.ListenH3(ll.srv.Addr().String(), ll.handler, d.opts.Limits, d.opts.HTTP3, d.opts.Log)
+		if err != nil {
+			d.opts.Log.Warn("HTTP/3 not served: UDP bind failed", "address", p.l.Address, "error", err.Error())
+			continue
+		}
+		h3s[p.l.Address] = h3
+	}
+
 	// Swap: from here on nothing fails.
 	keep := map[string]bool{}
 	for _, p := range preps {
@@ -138,6 +167,21 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			ll.srv.SetTLS(mgtls.ServerConfig(ll.certs.Load))
 		} else {
 			ll.srv.SetTLS(nil)
+		}
+		if h3 := h3s[p.l.Address]; h3 != nil {
+			ll.h3 = h3
+			h3.SetTLS(mgtls.ServerConfig(ll.certs.Load))
+			h3.Serve()
+			alt := server.AltSvc(h3.Addr().(*net.UDPAddr).Port)
+			ll.handler.altSvc.Store(&alt)
+			d.opts.Log.Info("HTTP/3 listener started", "address", h3.Addr().String())
+		} else if ll.h3 != nil && p.certs != nil {
+			ll.h3.SetTLS(mgtls.ServerConfig(ll.certs.Load))
+		} else if ll.h3 != nil {
+			// The address now serves cleartext HTTP: no more HTTP/3.
+			ll.handler.altSvc.Store(nil)
+			d.stopH3(ll.h3)
+			ll.h3 = nil
 		}
 		if isNew {
 			ll.srv.Serve()
@@ -157,6 +201,9 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			if err := ll.srv.Shutdown(ctx); err != nil {
 				d.opts.Log.Warn("listener drain cut short", "address", addr, "error", err)
 			}
+			if ll.h3 != nil {
+				ll.h3.Shutdown(ctx)
+			}
 			d.opts.Log.Info("listener stopped", "address", addr)
 		}()
 	}
@@ -173,6 +220,17 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	d.tunnels.reconcile(routes, d.opts.Tunnels.RemovedRouteGrace, d.opts.Log)
 	d.applied.Store(true)
 	return nil
+}
+
+// stopH3 drains an HTTP/3 listener that is no longer wanted.
+func (d *Dataplane) stopH3(h3 *server.H3Listener) {
+	d.draining.Add(1)
+	go func() {
+		defer d.draining.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), d.opts.DrainTimeout)
+		defer cancel()
+		h3.Shutdown(ctx)
+	}()
 }
 
 // Ready reports whether a config has been applied; every listener of an
@@ -199,6 +257,17 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 	var mu sync.Mutex
 	var errs []error
 	for addr, ll := range d.listeners {
+		if ll.h3 != nil {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := ll.h3.Shutdown(ctx); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("listener %s HTTP/3: %w", addr, err))
+					mu.Unlock()
+				}
+			}()
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

@@ -18,11 +18,14 @@ import (
 // listenerHandler serves every request of one socket from the route table
 // current when the request arrived.
 type listenerHandler struct {
-	addr         string
-	table        atomic.Pointer[router.Table]
-	forwarder    *proxy.Forwarder
-	balancer     *upstream.Balancer
-	forwarded    *proxy.ForwardedPolicy
+	addr      string
+	table     atomic.Pointer[router.Table]
+	forwarder *proxy.Forwarder
+	balancer  *upstream.Balancer
+	forwarded *proxy.ForwardedPolicy
+	// altSvc is the Alt-Svc value advertising this listener's HTTP/3,
+	// nil when it has none.
+	altSvc       atomic.Pointer[string]
 	tunnels      *tunnelSet
 	tunnelLimits TunnelLimits
 	log          *slog.Logger
@@ -157,8 +160,16 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	respFilters := route.ResponseHeaders
 	backendResp := b.ResponseHeaders
+	alt := h.altSvc.Load()
+	if r.ProtoMajor >= 3 {
+		alt = nil
+	}
 	writeHeader := func(status int) {
 		rh := w.Header()
+		if alt != nil {
+			// The upstream's own Alt-Svc names the upstream, not us.
+			rh["Alt-Svc"] = []string{*alt}
+		}
 		for _, f := range respFilters {
 			f.Apply(rh)
 		}

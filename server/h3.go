@@ -120,9 +120,10 @@ func (l *H3Listener) Addr() net.Addr { return l.pc.LocalAddr() }
 // SetTLS sets the TLS settings for connections accepted from now on (the
 // same *tls.Config the TCP listener gets, e.g. from tls.ServerConfig). It is
 // copied with ALPN "h3" and TLS 1.3 as QUIC requires; certificates still come
-// from cfg's GetCertificate at each handshake. Session tickets are keyed per
-// cfg, so after a swap clients resume with a full handshake once. Its
-// GetConfigForClient, if any, is not consulted. nil refuses new handshakes.
+// from cfg's GetCertificate at each handshake. Each call gets its own
+// session-ticket keys, so after a swap clients resume with one full handshake
+// (and no 0-RTT). cfg's GetConfigForClient, if any, is not consulted. nil
+// refuses new handshakes.
 func (l *H3Listener) SetTLS(cfg *ctls.Config) {
 	if cfg == nil {
 		l.tls.Store(nil)
