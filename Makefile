@@ -45,6 +45,7 @@ fuzz:
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzDecodeText$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./l4 -run '^$$' -fuzz '^FuzzParseClientHello$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
 
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).

@@ -38,6 +38,9 @@ type Options struct {
 	DisableHTTP3 bool
 	// HTTP3 are the HTTP/3 settings (0-RTT).
 	HTTP3 server.H3Options
+	// L4IdleTimeout closes TCP/TLS connections with no traffic for this
+	// long (1 h when zero) and UDP sessions (60 s when zero).
+	L4IdleTimeout time.Duration
 	// Log receives request failures and listener events.
 	Log *slog.Logger
 }
@@ -50,6 +53,7 @@ type Dataplane struct {
 
 	mu        sync.Mutex // serializes Apply and Shutdown
 	listeners map[string]*liveListener
+	l4        map[string]liveL4 // TCP, TLS and UDP sockets by address
 	tunnels   tunnelSet
 	applied   atomic.Bool
 	draining  sync.WaitGroup
@@ -73,7 +77,7 @@ func New(opts Options) *Dataplane {
 	if opts.Tunnels.RemovedRouteGrace <= 0 {
 		opts.Tunnels.RemovedRouteGrace = 30 * time.Second
 	}
-	return &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}}
+	return &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
 }
 
 // prepared is one listener of a new config, fully built but not yet live.
@@ -89,8 +93,37 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
-	preps := make([]prepared, 0, len(cfg.Listeners))
+	var httpLs, l4Ls []*ir.Listener
 	for _, l := range cfg.Listeners {
+		if isL4(l.Protocol) {
+			l4Ls = append(l4Ls, l)
+		} else {
+			httpLs = append(httpLs, l)
+		}
+	}
+	l4Preps, err := prepareL4(l4Ls)
+	if err != nil {
+		return err
+	}
+	// An address that changes between HTTP and a layer-4 protocol would
+	// need its socket closed before the new one can bind, which would
+	// break the "old config keeps serving on failure" rule.
+	for _, l := range httpLs {
+		if _, ok := d.l4[l.Address]; ok {
+			return fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, d.l4[l.Address].protocol)
+		}
+	}
+	for _, l := range l4Ls {
+		if _, ok := d.listeners[l.Address]; ok {
+			return fmt.Errorf("listener %s: %s is serving HTTP; remove that listener in one reload, then add this one", l.Name, l.Address)
+		}
+		if live, ok := d.l4[l.Address]; ok && !sameSocketKind(live.protocol, l.Protocol) {
+			return fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, live.protocol)
+		}
+	}
+
+	preps := make([]prepared, 0, len(httpLs))
+	for _, l := range httpLs {
 		table, err := router.Compile(l)
 		if err != nil {
 			return fmt.Errorf("listener %s: %w", l.Name, err)
@@ -126,6 +159,14 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll.srv = srv
 		bound[p.l.Address] = ll
+	}
+
+	l4Bound, err := d.bindL4(l4Preps)
+	if err != nil {
+		for _, b := range bound {
+			b.srv.Shutdown(context.Background())
+		}
+		return err
 	}
 
 	// HTTP/3 rides along with HTTPS. Its UDP socket is an extra: when it
@@ -207,6 +248,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			d.opts.Log.Info("listener stopped", "address", addr)
 		}()
 	}
+	d.swapL4(l4Preps, l4Bound)
 	routes := map[string]map[string]bool{}
 	for _, p := range preps {
 		names := map[string]bool{}
@@ -278,9 +320,21 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 			}
 		}()
 	}
+	for addr, live := range d.l4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := live.srv.Shutdown(ctx); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("listener %s: %w", addr, err))
+				mu.Unlock()
+			}
+		}()
+	}
 	wg.Wait()
 	d.draining.Wait()
 	d.listeners = map[string]*liveListener{}
+	d.l4 = map[string]liveL4{}
 	d.forwarder.Close()
 	return errors.Join(errs...)
 }

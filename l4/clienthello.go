@@ -199,7 +199,12 @@ func readClientHello(r io.Reader) ([]byte, string, error) {
 	var a helloAssembler
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, min(2*cap(buf), maxClientHelloBytes)-len(buf))...)[:len(buf)]
+			if cap(buf) >= maxClientHelloBytes {
+				return buf, "", errHelloTooLarge
+			}
+			grown := make([]byte, len(buf), min(2*cap(buf), maxClientHelloBytes))
+			copy(grown, buf)
+			buf = grown
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]

@@ -37,10 +37,10 @@ type Stats struct {
 
 // counters are the live values behind Stats.
 type counters struct {
-	accepted, noRoute, noBackend, connectFailed   atomic.Uint64
-	idleTimeouts, sniErrors, handshakeErrors      atomic.Uint64
-	udpExpired, udpDropped                        atomic.Uint64
-	active, udpActive                             atomic.Int64
+	accepted, noRoute, noBackend, connectFailed atomic.Uint64
+	idleTimeouts, sniErrors, handshakeErrors    atomic.Uint64
+	udpExpired, udpDropped                      atomic.Uint64
+	active, udpActive                           atomic.Int64
 }
 
 func (c *counters) snapshot() Stats {

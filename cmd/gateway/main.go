@@ -111,6 +111,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	wsIdle := fs.Duration("websocket-idle-timeout", time.Hour, "WebSocket connections with no traffic either way for this long are closed (0: never)")
 	wsLife := fs.Duration("websocket-max-lifetime", 0, "WebSocket connections are closed this long after they opened (0: never)")
 	wsGrace := fs.Duration("websocket-removed-route-grace", 30*time.Second, "after a reload removes a route, its open WebSocket connections are closed after this long")
+	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
@@ -139,13 +140,14 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer stop()
 
 	dp := dataplane.New(dataplane.Options{
-		Forwarded:    proxy.ForwardedPolicy{Trusted: prefixes},
-		DrainTimeout: *drain,
-		Log:          log,
-		Limits:       server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle},
-		Tunnels:      dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
-		DisableHTTP3: !*http3On,
-		HTTP3:        server.H3Options{Allow0RTT: *http3ZeroRTT},
+		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
+		DrainTimeout:  *drain,
+		Log:           log,
+		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle},
+		Tunnels:       dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
+		DisableHTTP3:  !*http3On,
+		L4IdleTimeout: *l4Idle,
+		HTTP3:         server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
 	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log}
 
