@@ -35,7 +35,8 @@ cat <<'MSG'
 
 Meshgate is running on examples/demo/ (edit the YAML there: it reloads live).
 
-  HTTP   http://127.0.0.1:8080        HTTPS  https://127.0.0.1:8443 (self-signed)
+  HTTP   http://127.0.0.1:8080        HTTPS  https://127.0.0.1:8443 (self-signed; HTTP/3 on UDP 8443)
+  TCP    127.0.0.1:9000 (raw relay to v1)
   admin  http://127.0.0.1:9901/healthz   http://127.0.0.1:9901/ready
 
 Try:
@@ -55,6 +56,12 @@ Try:
   # HTTP/2 over TLS, and cleartext HTTP/2 (prior knowledge)
   curl -sk --http2 https://127.0.0.1:8443/ -o /dev/null -w '%{http_version}\n'
   curl -s --http2-prior-knowledge http://127.0.0.1:8080/ -o /dev/null -w '%{http_version}\n'
+
+  # HTTP/3 is advertised on HTTPS responses
+  curl -skI https://127.0.0.1:8443/ | grep -i alt-svc
+
+  # a TCPRoute: port 9000 relays raw bytes to v1 (here an HTTP request)
+  curl -s http://127.0.0.1:9000/ | grep backend
 
   # validate the config without running it
   ./bin/gateway validate --config examples/demo
