@@ -55,6 +55,7 @@ type Dataplane struct {
 	listeners map[string]*liveListener
 	l4        map[string]liveL4 // TCP, TLS and UDP sockets by address
 	tunnels   tunnelSet
+	mirror    *mirrorer
 	applied   atomic.Bool
 	draining  sync.WaitGroup
 }
@@ -77,7 +78,9 @@ func New(opts Options) *Dataplane {
 	if opts.Tunnels.RemovedRouteGrace <= 0 {
 		opts.Tunnels.RemovedRouteGrace = 30 * time.Second
 	}
-	return &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
+	d := &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
+	d.mirror = newMirrorer(d.forwarder, &d.balancer, opts.Log)
+	return d
 }
 
 // prepared is one listener of a new config, fully built but not yet live.
@@ -148,7 +151,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, log: d.opts.Log,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {

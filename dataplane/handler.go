@@ -26,6 +26,7 @@ type listenerHandler struct {
 	// altSvc is the Alt-Svc value advertising this listener's HTTP/3,
 	// nil when it has none.
 	altSvc       atomic.Pointer[string]
+	mirror       *mirrorer
 	tunnels      *tunnelSet
 	tunnelLimits TunnelLimits
 	log          *slog.Logger
@@ -95,6 +96,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	if route.Rewrite != nil {
 		route.Rewrite.Apply(r, prefix)
 		rewritten = true
+	}
+	var mirror *pendingMirror
+	if len(route.Mirrors) > 0 && upType == "" && !xconnect {
+		mirror = h.mirror.prepare(route, r, requestURI(r, rewritten))
 	}
 	b := route.Pick()
 	if b == nil || b.IR.Target == nil {
@@ -195,6 +200,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	} else {
 		err = h.forwarder.Forward(ctx, target, ep, &out, w, writeHeader)
+		if mirror != nil {
+			h.mirror.send(mirror)
+		}
 	}
 	if err == nil {
 		return

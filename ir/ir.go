@@ -198,6 +198,7 @@ const (
 	FilterResponseHeaderModifier FilterType = "ResponseHeaderModifier"
 	FilterRequestRedirect        FilterType = "RequestRedirect"
 	FilterURLRewrite             FilterType = "URLRewrite"
+	FilterRequestMirror          FilterType = "RequestMirror"
 )
 
 // Filter is one filter; exactly the field for Type is set.
@@ -207,6 +208,17 @@ type Filter struct {
 	ResponseHeaderModifier *HeaderModifier `json:"responseHeaderModifier,omitempty"`
 	RequestRedirect        *Redirect       `json:"requestRedirect,omitempty"`
 	URLRewrite             *URLRewrite     `json:"urlRewrite,omitempty"`
+	RequestMirror          *Mirror         `json:"requestMirror,omitempty"`
+}
+
+// Mirror sends a copy of a share of requests to another backend and ignores
+// its answers.
+type Mirror struct {
+	// Target is where copies go; nil when the reference could not be
+	// resolved, and then nothing is mirrored.
+	Target *Backend `json:"target,omitempty"`
+	// Percent of requests mirrored, 0 to 100.
+	Percent float64 `json:"percent"`
 }
 
 // Header is a name and value.

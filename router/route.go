@@ -26,6 +26,8 @@ type Route struct {
 	Redirect *filters.Redirect
 	// Rewrite is the rule's URLRewrite filter, or nil.
 	Rewrite *filters.URLRewrite
+	// Mirrors are the rule's RequestMirror filters that have a target.
+	Mirrors []*filters.Mirror
 	// Backends parallels IR.Backends: Backends[i].IR == &IR.Backends[i].
 	// Each carries the backendRef's own header filters, which the proxy
 	// applies after the rule's.
@@ -100,6 +102,10 @@ func (rt *Route) addFilter(f ir.Filter, port int, tls bool) error {
 			rt.ResponseHeaders = append(rt.ResponseHeaders, hm)
 		} else {
 			rt.RequestHeaders = append(rt.RequestHeaders, hm)
+		}
+	case ir.FilterRequestMirror:
+		if m := filters.NewMirror(f.RequestMirror); m != nil {
+			rt.Mirrors = append(rt.Mirrors, m)
 		}
 	case ir.FilterRequestRedirect:
 		if rt.Redirect != nil {

@@ -74,11 +74,12 @@ func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRo
 		invalid(gwapiv1.RouteReasonUnsupportedValue, path+".timeouts."+err.Error())
 	}
 
-	fr := t.buildFilters(path+".filters", rule.Filters, irMatches)
+	fr := t.buildFilters(rs, path+".filters", rule.Filters, irMatches)
 	if fr.problem != "" {
 		invalid(gwapiv1.RouteConditionReason(fr.reason), fr.problem)
 	}
 	rs.refs = append(rs.refs, fr.refs...)
+	rs.refs = append(rs.refs, fr.mirrorRefs...)
 	direct500 := len(fr.refs) > 0
 	if fr.redirect && len(rule.BackendRefs) > 0 {
 		invalid(gwapiv1.RouteReasonIncompatibleFilters, path+".filters: a RequestRedirect filter cannot be combined with backendRefs")
@@ -95,10 +96,18 @@ func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRo
 		if ref != nil {
 			rs.refs = append(rs.refs, *ref)
 		}
-		bfr := t.buildFilters(bpath+".filters", br.Filters, irMatches)
+		bfr := t.buildFilters(rs, bpath+".filters", br.Filters, irMatches)
 		if bfr.problem != "" {
 			invalid(gwapiv1.RouteConditionReason(bfr.reason), bfr.problem)
 		}
+		for k, f := range bfr.filters {
+			if f.Type != ir.FilterRequestHeaderModifier && f.Type != ir.FilterResponseHeaderModifier {
+				// Redirects, rewrites and mirrors decide before a backend
+				// is picked, so per-backend they would be half applied.
+				invalid(gwapiv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.filters[%d].type: %s is not supported on a backendRef; put it on the rule", bpath, k, f.Type))
+			}
+		}
+		rs.refs = append(rs.refs, bfr.mirrorRefs...)
 		if len(bfr.refs) > 0 {
 			// An unresolvable backend filter fails only the requests
 			// sent to that backend.
@@ -302,6 +311,8 @@ func buildTimeouts(to *gwapiv1.HTTPRouteTimeouts) (ir.Timeouts, error) {
 
 // filterResult is a converted filter list.
 type filterResult struct {
+	// mirrorRefs are unresolvable mirror backends: reported, not fatal.
+	mirrorRefs []refProblem
 	filters []ir.Filter
 	// reason and problem describe the first invalid filter.
 	reason  string
@@ -313,7 +324,7 @@ type filterResult struct {
 
 // buildFilters converts a rule's or backendRef's filters. matches are the
 // rule's matches, which ReplacePrefixMatch depends on.
-func (t *translator) buildFilters(path string, fs []gwapiv1.HTTPRouteFilter, matches []ir.Match) filterResult {
+func (t *translator) buildFilters(rs *routeState, path string, fs []gwapiv1.HTTPRouteFilter, matches []ir.Match) filterResult {
 	var fr filterResult
 	invalid := func(reason gwapiv1.RouteConditionReason, format string, args ...any) {
 		if fr.problem == "" {
@@ -387,7 +398,14 @@ func (t *translator) buildFilters(path string, fs []gwapiv1.HTTPRouteFilter, mat
 				msg = fmt.Sprintf("%s.extensionRef: %s %q is not a filter kind Meshgate supports", fp, groupKind(string(e.Group), string(e.Kind)), e.Name)
 			}
 			fr.refs = append(fr.refs, refProblem{string(gwapiv1.RouteReasonInvalidKind), msg})
-		case gwapiv1.HTTPRouteFilterRequestMirror, gwapiv1.HTTPRouteFilterCORS, gwapiv1.HTTPRouteFilterExternalAuth:
+		case gwapiv1.HTTPRouteFilterRequestMirror:
+			m, problem := t.mirror(rs, fp+".requestMirror", f.RequestMirror, &fr)
+			if problem != "" {
+				invalid(gwapiv1.RouteReasonUnsupportedValue, "%s", problem)
+				continue
+			}
+			fr.filters = append(fr.filters, ir.Filter{Type: ir.FilterRequestMirror, RequestMirror: m})
+		case gwapiv1.HTTPRouteFilterCORS, gwapiv1.HTTPRouteFilterExternalAuth:
 			invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.type: %s filters are not supported by Meshgate", fp, f.Type)
 		default:
 			invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.type: unknown filter type %q", fp, f.Type)
@@ -532,4 +550,41 @@ func urlRewrite(r *gwapiv1.HTTPURLRewriteFilter, matches []ir.Match) (*ir.URLRew
 		out.Path = pm
 	}
 	return out, nil
+}
+
+// mirror compiles a RequestMirror filter. An unresolvable backendRef is
+// reported through ResolvedRefs and mirrors nothing, as the spec says; a bad
+// percent or fraction makes the rule invalid.
+func (t *translator) mirror(rs *routeState, path string, m *gwapiv1.HTTPRequestMirrorFilter, fr *filterResult) (*ir.Mirror, string) {
+	if m == nil {
+		return nil, path + ": required for type RequestMirror"
+	}
+	out := &ir.Mirror{Percent: 100}
+	switch {
+	case m.Percent != nil && m.Fraction != nil:
+		return nil, path + ": percent and fraction cannot both be set"
+	case m.Percent != nil:
+		if *m.Percent < 0 || *m.Percent > 100 {
+			return nil, fmt.Sprintf("%s.percent: %d is not in 0-100", path, *m.Percent)
+		}
+		out.Percent = float64(*m.Percent)
+	case m.Fraction != nil:
+		den := int32(100)
+		if m.Fraction.Denominator != nil {
+			den = *m.Fraction.Denominator
+		}
+		if den < 1 || m.Fraction.Numerator < 0 || m.Fraction.Numerator > den {
+			return nil, fmt.Sprintf("%s.fraction: %d/%d is not a fraction between 0 and 1", path, m.Fraction.Numerator, den)
+		}
+		out.Percent = 100 * float64(m.Fraction.Numerator) / float64(den)
+	}
+	wb, ref, problem := t.backendRef(rs, path+".backendRef", &gwapiv1.BackendRef{BackendObjectReference: m.BackendRef})
+	if problem != "" {
+		return nil, problem
+	}
+	if ref != nil {
+		fr.mirrorRefs = append(fr.mirrorRefs, *ref)
+	}
+	out.Target = wb.Target
+	return out, ""
 }
