@@ -75,6 +75,17 @@ type listenerState struct {
 	hosts []*ir.ListenerHost
 	// attached counts the accepted routes attached, by route.
 	attached map[nsName]bool
+	// httpLike are the HTTPRoutes and GRPCRoutes installed, with their
+	// hostnames here, so that one of the other kind with overlapping
+	// hostnames can be refused as the spec requires.
+	httpLike []installedRoute
+}
+
+// installedRoute is an HTTPRoute or GRPCRoute installed on a listener.
+type installedRoute struct {
+	kind  string
+	key   nsName
+	hosts []string
 }
 
 // refProblem is a failed reference: a condition reason and a message that

@@ -82,3 +82,19 @@ func routeHostnames(listener string, route []string) (hosts []string, ok bool) {
 	sort.Strings(hosts)
 	return hosts, len(hosts) > 0
 }
+
+// hostSetsOverlap reports whether two routes' effective hostnames on one
+// listener share a name; an empty set means any name the listener takes.
+func hostSetsOverlap(a, b []string) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return true
+	}
+	for _, x := range a {
+		for _, y := range b {
+			if _, ok := intersectHostname(x, y); ok {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -63,15 +63,20 @@ func (t *translator) translateRoutes() {
 			routes = append(routes, t.compileL4Route(kindUDPRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, nil, udpRules(r.Spec.Rules)))
 		}
 	}
+	// Oldest first, then by namespace/name: where routes compete (an
+	// HTTPRoute and a GRPCRoute for one hostname), the first one wins.
 	sort.SliceStable(routes, func(i, j int) bool {
 		a, b := routes[i], routes[j]
-		if a.kind != b.kind {
-			return a.kind < b.kind
+		if ta, tb := a.meta.CreationTimestamp, b.meta.CreationTimestamp; !ta.Equal(&tb) {
+			return ta.Before(&tb)
 		}
 		if a.key.ns != b.key.ns {
 			return a.key.ns < b.key.ns
 		}
-		return a.key.name < b.key.name
+		if a.key.name != b.key.name {
+			return a.key.name < b.key.name
+		}
+		return a.kind < b.kind
 	})
 	installed := map[installKey]bool{}
 	for _, rs := range routes {
@@ -249,6 +254,24 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 	if len(attached) == 0 {
 		return reject(gwapiv1.RouteReasonNoMatchingListenerHostname, fmt.Sprintf("no hostname of the route matches a hostname of the selected listeners of Gateway %s", gs.key))
 	}
+	if rs.kind == kindHTTPRoute || rs.kind == kindGRPCRoute {
+		// An HTTPRoute and a GRPCRoute may not share a hostname on one
+		// listener; routes come here oldest first, so the older one
+		// keeps it (the spec's rule).
+		var kept []attachment
+		var clash string
+		for _, a := range attached {
+			if other := otherKindOverlap(a.ls, rs.kind, a.hosts); other != "" {
+				clash = other
+				continue
+			}
+			kept = append(kept, a)
+		}
+		if len(kept) == 0 {
+			return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("its hostnames overlap those of the older %s on the selected listeners of Gateway %s; an HTTPRoute and a GRPCRoute cannot share a hostname", clash, gs.key))
+		}
+		attached = kept
+	}
 
 	var valid int
 	var problems []string
@@ -266,6 +289,9 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 	for _, a := range attached {
 		if valid > 0 {
 			a.ls.attached[rs.key] = true
+			if rs.kind == kindHTTPRoute || rs.kind == kindGRPCRoute {
+				a.ls.httpLike = append(a.ls.httpLike, installedRoute{rs.kind, rs.key, a.hosts})
+			}
 		}
 		for _, h := range a.ls.hosts {
 			k := installKey{h, rs.key, rs.kind}
@@ -325,4 +351,15 @@ func (t *translator) resolvedRefsCondition(rs *routeState, gen int64) metav1.Con
 		msgs[i] = r.msg
 	}
 	return condition(string(gwapiv1.RouteConditionResolvedRefs), false, rs.refs[0].reason, strings.Join(msgs, "; "), gen)
+}
+
+// otherKindOverlap names the installed route of the other kind (HTTPRoute
+// vs GRPCRoute) whose hostnames on ls overlap hosts, or "" if none does.
+func otherKindOverlap(ls *listenerState, kind string, hosts []string) string {
+	for _, ir := range ls.httpLike {
+		if ir.kind != kind && hostSetsOverlap(ir.hosts, hosts) {
+			return ir.kind + " " + ir.key.String()
+		}
+	}
+	return ""
 }
