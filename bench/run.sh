@@ -1993,9 +1993,22 @@ fi
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo "report: ${RESULT_FILE#"$ROOT"/}"
 
+# gRPC unary and WebSocket echo (bench/protocols.sh), appended to the report.
+PROTOCOLS_RC=0
+if [[ ${BENCH_SKIP_PROTOCOLS:-0} != 1 ]]; then
+  for key in backend nginx haproxy caddy meshgate; do stop_server "$key"; done
+  log "gRPC and WebSocket: bash bench/protocols.sh"
+  bash "$ROOT/bench/protocols.sh" "$T/protocols.md" || PROTOCOLS_RC=$?
+  if [[ -s $T/protocols.md ]]; then
+    { echo; cat "$T/protocols.md"; } >>"$RESULT_FILE"
+    echo; sed -n '/^<details>/q;p' "$T/protocols.md"
+  fi
+fi
+
 if ((MESHGATE_WANTED)) && [[ -n ${FAIL[meshgate]:-} ]]; then
   die "Meshgate was not measured: ${FAIL[meshgate]}"
 fi
 if ((${#X_MESHGATE_FAILS[@]})); then
   die "Meshgate failed in the extra measures: ${X_MESHGATE_FAILS[*]}"
 fi
+((PROTOCOLS_RC == 0)) || die "bench/protocols.sh failed (exit $PROTOCOLS_RC); see its section in the report"
