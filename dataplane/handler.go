@@ -192,6 +192,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 			Track: func(stop func()) func() {
 				return h.tunnels.add(h.addr, routeName, stop)
 			},
+			OnEnd: func(reason string, toUpstream, toClient int64) {
+				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", ep.Address,
+					"path", r.URL.Path, "bytes_to_upstream", toUpstream, "bytes_to_client", toClient)
+			},
 		}
 		if xconnect {
 			err = h.forwarder.ExtendedConnect(ctx, target, ep, &out, r.Body, w, writeHeader, topts)

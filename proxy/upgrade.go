@@ -112,6 +112,10 @@ type TunnelOptions struct {
 	// ends. The data plane uses it to close tunnels whose route was
 	// removed.
 	Track func(stop func()) (untrack func())
+	// OnEnd, when set, is told why the tunnel ended ("closed" by a peer,
+	// "idle_timeout", "max_lifetime", "route_removed") and how many bytes
+	// went each way, for the log.
+	OnEnd func(reason string, toUpstream, toClient int64)
 }
 
 // tunnelLinger bounds how long a tunnel waits for its second direction to
@@ -129,33 +133,46 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 	var once, stopOnce sync.Once
 	var lastActive atomic.Int64 // unix nanoseconds of the last byte either way
 	lastActive.Store(time.Now().UnixNano())
-	stop := func() {
-		stopOnce.Do(func() {
-			down.Close()
-			up.Close()
-		})
+	reason := "closed"
+	stopWith := func(why string) func() {
+		return func() {
+			stopOnce.Do(func() {
+				reason = why
+				down.Close()
+				up.Close()
+			})
+		}
 	}
 	if opts.MaxLifetime > 0 {
-		t := time.AfterFunc(opts.MaxLifetime, stop)
+		t := time.AfterFunc(opts.MaxLifetime, stopWith("max_lifetime"))
 		defer t.Stop()
 	}
 	if opts.Track != nil {
-		untrack := opts.Track(stop)
+		untrack := opts.Track(stopWith("route_removed"))
 		defer untrack()
 	}
+	var sent [2]int64 // bytes client->upstream, upstream->client
 	wg.Add(2)
-	pipe := func(dst net.Conn, srcConn net.Conn, src io.Reader) {
+	pipe := func(dst net.Conn, srcConn net.Conn, src io.Reader, count *int64) {
 		defer wg.Done()
 		bp := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(bp)
 		buf := *bp
+		var armed int64 // the read deadline last set, unix nanoseconds
 		for {
 			if opts.IdleTimeout > 0 {
-				srcConn.SetReadDeadline(time.Unix(0, lastActive.Load()).Add(opts.IdleTimeout))
+				// Re-arming on every read would cost a timer update per
+				// message; a deadline up to a second early is harmless,
+				// the timeout branch below checks the real idle time.
+				if want := lastActive.Load() + int64(opts.IdleTimeout); want-armed > int64(time.Second) {
+					srcConn.SetReadDeadline(time.Unix(0, want))
+					armed = want
+				}
 			}
 			n, err := src.Read(buf)
 			if n > 0 {
 				lastActive.Store(time.Now().UnixNano())
+				*count += int64(n)
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					break
 				}
@@ -166,9 +183,10 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 					// This direction was quiet; the tunnel is idle only
 					// if the other one was too.
 					if time.Since(time.Unix(0, lastActive.Load())) < opts.IdleTimeout {
+						armed = 0
 						continue
 					}
-					stop()
+					stopWith("idle_timeout")()
 				}
 				break
 			}
@@ -189,7 +207,11 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 			up.SetReadDeadline(limit)
 		})
 	}
-	go pipe(up, down, downBuf)
-	pipe(down, up, upBuf)
+	go pipe(up, down, downBuf, &sent[0])
+	pipe(down, up, upBuf, &sent[1])
 	wg.Wait()
+	stopOnce.Do(func() {}) // fix the reason: later stops change nothing
+	if opts.OnEnd != nil {
+		opts.OnEnd(reason, sent[0], sent[1])
+	}
 }

@@ -272,6 +272,7 @@ func TestWebSocketLimits(t *testing.T) {
 		if e := g.findLog("tunnels of removed routes will close", nil); e == nil || e["count"] != float64(1) {
 			t.Errorf("log line for the doomed tunnel: %v", e)
 		}
+		wantTunnelLog(t, g, "route_removed")
 	})
 
 	t.Run("idle tunnel closes, busy tunnel stays", func(t *testing.T) {
@@ -301,6 +302,7 @@ func TestWebSocketLimits(t *testing.T) {
 			select {
 			case <-done:
 				echoOnce(t, busy, websocket.TextMessage, []byte("still busy"))
+				wantTunnelLog(t, g, "idle_timeout")
 				return
 			case <-time.After(100 * time.Millisecond):
 				echoOnce(t, busy, websocket.TextMessage, []byte(fmt.Sprint("tick ", i)))
@@ -323,6 +325,7 @@ func TestWebSocketLimits(t *testing.T) {
 		for i := 0; i < 200; i++ {
 			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
 			if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+				wantTunnelLog(t, g, "max_lifetime")
 				return
 			}
 			c.SetReadDeadline(time.Now().Add(5 * time.Second))
@@ -331,6 +334,7 @@ func TestWebSocketLimits(t *testing.T) {
 				if errors.As(err, &ne) && ne.Timeout() {
 					t.Fatal("read timed out instead of the tunnel closing")
 				}
+				wantTunnelLog(t, g, "max_lifetime")
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
@@ -365,6 +369,7 @@ func TestWebSocketLimits(t *testing.T) {
 		if !g.running() {
 			t.Fatal("gateway exited")
 		}
+		wantTunnelLog(t, g, "closed")
 	})
 }
 
@@ -460,5 +465,17 @@ func TestWebSocketOverHTTP2(t *testing.T) {
 				t.Fatalf("close: opcode %d payload %x %v, want close 4002", op, got, err)
 			}
 		})
+	}
+}
+
+// wantTunnelLog waits for the gateway's log line saying a tunnel closed for
+// reason.
+func wantTunnelLog(t *testing.T, g *gateway, reason string) {
+	t.Helper()
+	ok := pollUntil(5*time.Second, func() bool {
+		return g.findLog("tunnel closed", func(m map[string]any) bool { return m["reason"] == reason }) != nil
+	})
+	if !ok {
+		t.Errorf("no \"tunnel closed\" log line with reason %s", reason)
 	}
 }
