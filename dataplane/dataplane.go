@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
@@ -41,6 +42,9 @@ type Options struct {
 	// L4IdleTimeout closes TCP/TLS connections with no traffic for this
 	// long (1 h when zero) and UDP sessions (60 s when zero).
 	L4IdleTimeout time.Duration
+	// Observers receive a record of every request (metrics, access log,
+	// dashboard) and may trace it.
+	Observers obs.Observers
 	// Log receives request failures and listener events.
 	Log *slog.Logger
 }
@@ -151,7 +155,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, log: d.opts.Log,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/grpcweb"
+	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
@@ -29,45 +30,81 @@ type listenerHandler struct {
 	mirror       *mirrorer
 	tunnels      *tunnelSet
 	tunnelLimits TunnelLimits
+	obs          *obs.Observers
 	log          *slog.Logger
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o := h.startObserving(w, r)
+	var span obs.Span
+	if h.obs.Tracer != nil {
+		var ctx context.Context
+		ctx, span = h.obs.Tracer.Start(r.Context(), r)
+		r = r.WithContext(ctx)
+		o.rec.TraceID = span.TraceID()
+	}
+	defer h.done(o, span)
+	h.serveWeb(&o.rw, r, &o.rec, span)
+}
+
+// done reports the finished request, also when the handler aborted the
+// response by panicking with http.ErrAbortHandler (re-raised after).
+func (h *listenerHandler) done(o *observed, span obs.Span) {
+	p := recover()
+	if p != nil && o.rec.Reason == "" {
+		o.rec.Reason = "aborted"
+	}
+	h.finish(o)
+	if span != nil {
+		span.End(&o.rec)
+	}
+	observedPool.Put(o)
+	if p != nil {
+		panic(p)
+	}
+}
+
+// serveWeb turns browsers' gRPC-Web into plain gRPC, so routing, errors and
+// upstreams are the same for both. finish writes the trailer frame; it is
+// skipped when serve aborts the stream.
+func (h *listenerHandler) serveWeb(w http.ResponseWriter, r *http.Request, rec *obs.Request, span obs.Span) {
 	if grpcweb.Is(r) {
-		// Browsers' gRPC-Web becomes plain gRPC here, so routing,
-		// errors and upstreams are the same for both. finish writes the
-		// trailer frame; it is skipped when serve aborts the stream.
+		rec.GRPC = true
 		w, r, finish := grpcweb.Wrap(w, r)
-		h.serve(w, r)
+		h.serve(w, r, rec, span)
 		if err := finish(); err != nil {
 			h.log.Debug("grpc-web response not finished", "path", r.URL.Path, "error", err.Error())
 		}
 		return
 	}
-	h.serve(w, r)
+	h.serve(w, r, rec, span)
 }
 
-func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
+func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs.Request, span obs.Span) {
 	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
-		proxy.WriteError(w, r, h.log, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
+		h.fail(w, r, rec, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
 		return
 	}
 	table := h.table.Load()
 	if table == nil {
-		proxy.WriteError(w, r, h.log, http.StatusNotFound, "no_config", nil)
+		h.fail(w, r, rec, http.StatusNotFound, "no_config", nil)
 		return
 	}
 	route, ok := table.Match(r)
+	if ok {
+		rec.Route, rec.Rule, rec.Gateway = route.IR.Name, route.IR.RuleIndex, route.Listener
+	}
 	if !ok {
-		proxy.WriteError(w, r, h.log, http.StatusNotFound, "no_route", nil)
+		h.fail(w, r, rec, http.StatusNotFound, "no_route", nil)
 		return
 	}
 	if dr := route.IR.DirectResponse; dr != nil {
-		proxy.WriteError(w, r, h.log, dr.StatusCode, "direct_response", errString(dr.Body))
+		h.fail(w, r, rec, dr.StatusCode, "direct_response", errString(dr.Body))
 		return
 	}
 	prefix := route.MatchedPrefix()
 	if route.Redirect != nil {
+		rec.Reason = "redirect"
 		route.Redirect.Serve(w, r, prefix)
 		return
 	}
@@ -103,19 +140,24 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	b := route.Pick()
 	if b == nil || b.IR.Target == nil {
-		proxy.WriteError(w, r, h.log, http.StatusInternalServerError, "no_valid_backend", nil)
+		h.fail(w, r, rec, http.StatusInternalServerError, "no_valid_backend", nil)
 		return
 	}
 	for _, f := range b.RequestHeaders {
 		f.Apply(r.Header)
 	}
 	target := b.IR.Target
+	rec.Backend = target.Name
 	ep := h.balancer.Pick(target)
 	if ep == nil {
-		proxy.WriteError(w, r, h.log, http.StatusServiceUnavailable, "no_healthy_upstream", nil)
+		h.fail(w, r, rec, http.StatusServiceUnavailable, "no_healthy_upstream", nil)
 		return
 	}
 
+	rec.Endpoint = ep.Address
+	if span != nil {
+		span.Inject(r.Header)
+	}
 	ctx := r.Context()
 	timeouts := route.IR.Timeouts
 	if timeouts.Request > 0 {
@@ -124,6 +166,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 		defer cancel()
 	}
 	grpc := proxy.IsGRPC(r.Header)
+	rec.GRPC = rec.GRPC || grpc
 	attempt := timeouts.BackendRequest
 	if attempt == 0 && timeouts.Request == 0 && !grpc {
 		// gRPC streams may rightly last for hours; their bound is the
@@ -185,6 +228,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	var err error
 	if upType != "" || xconnect {
+		rec.Upgrade = upType
+		if xconnect {
+			rec.Upgrade = "websocket"
+		}
 		routeName := route.IR.Name
 		topts := proxy.TunnelOptions{
 			IdleTimeout: h.tunnelLimits.IdleTimeout,
@@ -208,10 +255,15 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 			h.mirror.send(mirror)
 		}
 	}
+	rec.UpstreamConnect = out.ConnectTime
+	if !out.FirstByte.IsZero() {
+		rec.UpstreamFirstByte = out.FirstByte.Sub(rec.Start)
+	}
 	if err == nil {
 		return
 	}
 	if proxy.ResponseStarted(err) {
+		rec.Reason = "upstream_reset"
 		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", ep.Address, "error", err.Error())
 		panic(http.ErrAbortHandler)
 	}
@@ -219,6 +271,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request) {
 	if status == http.StatusGatewayTimeout && ctx.Err() == nil && r.Context().Err() != nil {
 		status, reason = 499, "client_canceled"
 	}
+	rec.Reason = reason
 	proxy.WriteError(w, r, h.log.With("upstream", ep.Address, "backend", target.Name), status, reason, err)
 }
 

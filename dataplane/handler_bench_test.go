@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/upstream"
@@ -78,7 +79,7 @@ func BenchmarkProxyHTTP1(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &listenerHandler{forwarder: proxy.NewForwarder(), balancer: &upstream.Balancer{}, forwarded: &proxy.ForwardedPolicy{},
+	h := &listenerHandler{forwarder: proxy.NewForwarder(), balancer: &upstream.Balancer{}, forwarded: &proxy.ForwardedPolicy{}, obs: &obs.Observers{},
 		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	h.table.Store(table)
 	defer h.forwarder.Close()

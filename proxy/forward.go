@@ -98,6 +98,7 @@ func (f *Forwarder) forwardH2(ctx context.Context, rt roundTripper, scheme, addr
 	if err != nil {
 		return classifyH2(ctx, out.Deadline, err)
 	}
+	out.FirstByte = time.Now()
 	defer resp.Body.Close()
 	h := w.Header()
 	for k, vs := range resp.Header {

@@ -208,6 +208,12 @@ type Outbound struct {
 	ContentLength int64
 	// Deadline bounds the attempt; zero for none.
 	Deadline time.Time
+
+	// Set by the client, for logs and metrics: ConnectTime is the time
+	// spent opening a new connection (0 when a pooled one was used);
+	// FirstByte is when the response headers arrived.
+	ConnectTime time.Duration
+	FirstByte   time.Time
 }
 
 // Forward sends out to addr and copies the response to w. The response
@@ -227,7 +233,11 @@ func (c *H1Client) ForwardTLS(ctx context.Context, addr string, cfg *tls.Config,
 func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.ResponseWriter, writeHeader func(status int)) error {
 	bodyless := out.Body == nil || out.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
+		start := time.Now()
 		uc, err := c.get(ctx, p)
+		if err == nil && !uc.reused {
+			out.ConnectTime += time.Since(start)
+		}
 		if err != nil {
 			return classify(ctx, ErrConnect, err)
 		}
@@ -293,6 +303,8 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 			retry := errors.Is(err, io.EOF) && resp.bytesRead == 0
 			return false, retry, classify(ctx, ErrProtocol, err)
 		}
+		out.FirstByte = time.Now()
+
 		// 1xx informational responses other than 101 are consumed; the
 		// final response follows on the same connection.
 		if resp.status >= 100 && resp.status < 200 && resp.status != http.StatusSwitchingProtocols {

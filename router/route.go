@@ -17,6 +17,9 @@ import (
 type Route struct {
 	// IR is the source route; read Timeouts and DirectResponse from it.
 	IR *ir.Route
+	// Listener is the Gateway listener ("namespace/gateway/listener") the
+	// route was installed on, for metrics and logs.
+	Listener string
 	// RequestHeaders and ResponseHeaders are the rule's header modifier
 	// filters, in filter order.
 	RequestHeaders  []*filters.HeaderModifier

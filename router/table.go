@@ -84,6 +84,7 @@ func Compile(l *ir.Listener) (*Table, error) {
 					return nil, fmt.Errorf("router: listener %q host %q: route %s rule %d match %d: %w",
 						l.Name, lh.Name, r.Name, r.RuleIndex, r.MatchIndex, err)
 				}
+				rt.Listener = lh.Name
 				compiled[r] = rt
 			}
 			for _, h := range routeHostnames(r, lhName) {

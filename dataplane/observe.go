@@ -1,0 +1,129 @@
+package dataplane
+
+import (
+	"bufio"
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/meshgate/meshgate/obs"
+	"github.com/meshgate/meshgate/proxy"
+)
+
+// recordingWriter notes the status and body bytes a response sends, for
+// the request's obs.Request. It passes Flush, Hijack and Unwrap through so
+// streaming, WebSocket tunnels and http.ResponseController still work.
+type recordingWriter struct {
+	w      http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (rw *recordingWriter) Header() http.Header { return rw.w.Header() }
+
+func (rw *recordingWriter) WriteHeader(code int) {
+	if rw.status == 0 || rw.status < 200 {
+		rw.status = code
+	}
+	rw.w.WriteHeader(code)
+}
+
+func (rw *recordingWriter) Write(p []byte) (int, error) {
+	if rw.status == 0 {
+		rw.status = http.StatusOK
+	}
+	n, err := rw.w.Write(p)
+	rw.bytes += int64(n)
+	return n, err
+}
+
+func (rw *recordingWriter) Flush() {
+	if f, ok := rw.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (rw *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := rw.w.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	rw.status = http.StatusSwitchingProtocols
+	return hj.Hijack()
+}
+
+func (rw *recordingWriter) Unwrap() http.ResponseWriter { return rw.w }
+
+// countingBody counts the request body bytes read.
+type countingBody struct {
+	r interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	n int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	return n, err
+}
+
+func (b *countingBody) Close() error { return b.r.Close() }
+
+// observed is the per-request state reused through a pool, so observing a
+// request allocates nothing.
+type observed struct {
+	rec  obs.Request
+	rw   recordingWriter
+	body countingBody
+}
+
+var observedPool = sync.Pool{New: func() any { return new(observed) }}
+
+// fail answers with a gateway-made error and records why.
+func (h *listenerHandler) fail(w http.ResponseWriter, r *http.Request, rec *obs.Request, status int, reason string, err error) {
+	rec.Reason = reason
+	proxy.WriteError(w, r, h.log, status, reason, err)
+}
+
+// finish completes rec after the response is done and hands it to the
+// sinks.
+func (h *listenerHandler) finish(o *observed) {
+	rec := &o.rec
+	rec.Duration = time.Since(rec.Start)
+	rec.Status = o.rw.status
+	rec.BytesSent = o.rw.bytes
+	rec.BytesReceived = o.body.n
+	if rec.GRPC {
+		hdr := o.rw.w.Header()
+		if v := hdr["Grpc-Status"]; len(v) > 0 {
+			rec.GRPCStatus = v[0]
+		} else if v := hdr[http.TrailerPrefix+"Grpc-Status"]; len(v) > 0 {
+			rec.GRPCStatus = v[0]
+		}
+	}
+	h.obs.Request(rec)
+}
+
+// startObserving fills what is known of r before it is served.
+func (h *listenerHandler) startObserving(w http.ResponseWriter, r *http.Request) *observed {
+	o := observedPool.Get().(*observed)
+	o.rec.Reset()
+	o.rec.Start = time.Now()
+	o.rec.Listener = h.addr
+	o.rec.Method = r.Method
+	o.rec.Host = r.Host
+	o.rec.Path = r.URL.Path
+	o.rec.Proto = r.Proto
+	o.rec.Client = r.RemoteAddr
+	o.rw = recordingWriter{w: w}
+	o.body = countingBody{}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		o.body.r = r.Body
+		r.Body = &o.body
+	}
+	return o
+}
