@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshgate/meshgate/filesprovider"
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/translate"
 )
 
@@ -27,8 +28,11 @@ type Controller struct {
 	Data Applier
 	// Log receives one line per reload and one per rejected object.
 	Log *slog.Logger
+	// Observers are told of every reload attempt (metrics, dashboard).
+	Observers *obs.Observers
 
 	generation  atomic.Int64
+	statuses    atomic.Pointer[[]translate.ObjectStatus]
 	lastHash    [32]byte
 	applyFailed bool // the last Handle failed in the data plane: worth a retry
 }
@@ -36,6 +40,15 @@ type Controller struct {
 // Generation counts applied configs; tests and /ready use it to see that a
 // reload happened.
 func (c *Controller) Generation() int64 { return c.generation.Load() }
+
+// Statuses are the object statuses of the config in force, for the admin
+// API; nil before the first config.
+func (c *Controller) Statuses() []translate.ObjectStatus {
+	if p := c.statuses.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
 
 // Run applies updates until ctx ends or in closes. A config the data plane
 // could not apply (say, a port still held by a process being replaced) is
@@ -73,15 +86,20 @@ func (c *Controller) Handle(u filesprovider.Update) bool {
 		log = slog.Default()
 	}
 	c.applyFailed = false
+	start := time.Now()
+	failed := func(err string, rejected int) bool {
+		c.Observers.Reload(&obs.Reload{Time: start, Generation: c.generation.Load(), Error: err,
+			Duration: time.Since(start), Rejected: rejected})
+		return false
+	}
 	if u.Err != nil {
 		log.Error("config rejected; previous config stays in force", "error", u.Err.Error())
-		return false
+		return failed(u.Err.Error(), 0)
 	}
 	hash := u.Snapshot.Hash()
 	if hash == c.lastHash && c.generation.Load() > 0 {
 		return false
 	}
-	start := time.Now()
 	res := translate.Translate(u.Snapshot, c.Translate)
 	rejected := 0
 	for _, st := range res.Statuses {
@@ -95,16 +113,20 @@ func (c *Controller) Handle(u filesprovider.Update) bool {
 	}
 	if res.Config == nil {
 		log.Error("config not applied; previous config stays in force", "error", "translator failed")
-		return false
+		return failed("translator failed", rejected)
 	}
 	if err := c.Data.Apply(res.Config); err != nil {
 		log.Error("config not applied; previous config stays in force", "error", err.Error())
 		c.applyFailed = true
-		return false
+		return failed(err.Error(), rejected)
 	}
 	c.lastHash = hash
 	gen := c.generation.Add(1)
+	took := time.Since(start)
 	log.Info("config applied", "generation", gen, "listeners", len(res.Config.Listeners),
-		"rejected_objects", rejected, "duration", time.Since(start).String())
+		"rejected_objects", rejected, "duration", took.String())
+	c.Observers.Reload(&obs.Reload{Time: start, Generation: gen, OK: true, Duration: took,
+		Listeners: len(res.Config.Listeners), Rejected: rejected})
+	c.statuses.Store(&res.Statuses)
 	return true
 }

@@ -60,6 +60,8 @@ type Dataplane struct {
 	l4        map[string]liveL4 // TCP, TLS and UDP sockets by address
 	tunnels   tunnelSet
 	mirror    *mirrorer
+	certs     []CertExpiry // of the config in force
+	current   atomic.Pointer[ir.Config]
 	applied   atomic.Bool
 	draining  sync.WaitGroup
 }
@@ -267,6 +269,8 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		routes[p.l.Address] = names
 	}
 	d.tunnels.reconcile(routes, d.opts.Tunnels.RemovedRouteGrace, d.opts.Log)
+	d.certs = certExpiries(cfg)
+	d.current.Store(cfg)
 	d.applied.Store(true)
 	return nil
 }
@@ -281,6 +285,10 @@ func (d *Dataplane) stopH3(h3 *server.H3Listener) {
 		h3.Shutdown(ctx)
 	}()
 }
+
+// Config returns the config in force, nil before the first Apply. It must
+// not be modified.
+func (d *Dataplane) Config() *ir.Config { return d.current.Load() }
 
 // Ready reports whether a config has been applied; every listener of an
 // applied config is bound by construction.

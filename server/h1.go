@@ -66,6 +66,8 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	hc.req = (&http.Request{}).WithContext(ctx)
 	hc.w.hdr = http.Header{}
 	hc.w.conn = hc
+	l.stats.h1.Add(1)
+	defer l.stats.h1.Add(-1)
 
 	defer func() {
 		l.untrack(hc)
@@ -396,6 +398,12 @@ func (l *Listener) serveH2C(hc *h1Conn) {
 	bc := &bufferedConn{Conn: hc.c, r: hc.br}
 	l.h2active.Store(bc, struct{}{})
 	defer l.h2active.Delete(bc)
+	l.stats.h1.Add(-1) // serveH1 counted it; it is HTTP/2 now
+	l.stats.h2.Add(1)
+	defer func() {
+		l.stats.h2.Add(-1)
+		l.stats.h1.Add(1) // serveH1's deferred decrement follows
+	}()
 	l.h2.ServeConn(bc, &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, &ConnInfo{}),
 		BaseConfig: l.h2base,

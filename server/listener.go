@@ -88,6 +88,31 @@ type Listener struct {
 	h2active sync.Map // net.Conn -> struct{}
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
+	stats  listenerStats
+}
+
+// listenerStats are the counters behind Stats.
+type listenerStats struct {
+	h1, h2           atomic.Int64
+	tlsOK, tlsFailed atomic.Uint64
+}
+
+// Stats is a snapshot of a listener's connection counters, for metrics.
+type Stats struct {
+	// H1 and H2 are the open HTTP/1 and HTTP/2 connections (HTTP/2 counts
+	// TLS ALPN h2 and cleartext prior knowledge).
+	H1, H2 int64
+	// TLSHandshakes and TLSHandshakeErrors count completed and failed
+	// TLS handshakes since the listener started.
+	TLSHandshakes, TLSHandshakeErrors uint64
+}
+
+// Stats returns the listener's counters.
+func (l *Listener) Stats() Stats {
+	return Stats{
+		H1: l.stats.h1.Load(), H2: l.stats.h2.Load(),
+		TLSHandshakes: l.stats.tlsOK.Load(), TLSHandshakeErrors: l.stats.tlsFailed.Load(),
+	}
 }
 
 type connState uint8
@@ -202,10 +227,12 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	err := tc.HandshakeContext(ctx)
 	cancel()
 	if err != nil {
+		l.stats.tlsFailed.Add(1)
 		l.log.Debug("tls handshake failed", "remote", c.RemoteAddr().String(), "error", err)
 		c.Close()
 		return
 	}
+	l.stats.tlsOK.Add(1)
 	st := tc.ConnectionState()
 	if st.Version == ctls.VersionTLS13 {
 		ackNow(c)
@@ -220,6 +247,8 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	}
 	l.h2active.Store(net.Conn(tc), struct{}{})
 	defer l.h2active.Delete(net.Conn(tc))
+	l.stats.h2.Add(1)
+	defer l.stats.h2.Add(-1)
 	ci := &ConnInfo{TLS: &st}
 	l.h2.ServeConn(tc, &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, ci),

@@ -1,0 +1,87 @@
+package dataplane
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"sort"
+	"time"
+
+	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/l4"
+	"github.com/meshgate/meshgate/server"
+)
+
+// Stats is a snapshot of the data plane's gauges and counters that are
+// cheaper to read on demand (a metrics scrape, the dashboard) than to
+// update per request.
+type Stats struct {
+	// HTTP holds each HTTP listener's connection counters, by address.
+	HTTP map[string]server.Stats
+	// L4 holds each TCP, TLS and UDP listener's counters, by address.
+	L4 map[string]L4Stats
+	// Tunnels is the number of open WebSocket (Upgrade) tunnels.
+	Tunnels int
+	// MirrorsDropped counts request copies not sent.
+	MirrorsDropped uint64
+	// Certificates are the served certificates and when they expire.
+	Certificates []CertExpiry
+}
+
+// L4Stats is one layer-4 listener's counters and its protocol.
+type L4Stats struct {
+	Protocol ir.Protocol
+	l4.Stats
+}
+
+// CertExpiry is one served certificate's expiry.
+type CertExpiry struct {
+	// Name is where it came from ("secret/namespace/name"); Listener the
+	// address it is served on.
+	Name, Listener string
+	NotAfter       time.Time
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Dataplane) Stats() Stats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	st := Stats{
+		HTTP:           map[string]server.Stats{},
+		L4:             map[string]L4Stats{},
+		Tunnels:        d.tunnels.len(),
+		MirrorsDropped: d.mirror.dropped.Load(),
+		Certificates:   append([]CertExpiry(nil), d.certs...),
+	}
+	for addr, ll := range d.listeners {
+		st.HTTP[addr] = ll.srv.Stats()
+	}
+	for addr, live := range d.l4 {
+		st.L4[addr] = L4Stats{Protocol: live.protocol, Stats: live.srv.Stats()}
+	}
+	return st
+}
+
+// certExpiries reads the expiry of every certificate of cfg's listeners.
+func certExpiries(cfg *ir.Config) []CertExpiry {
+	var out []CertExpiry
+	for _, l := range cfg.Listeners {
+		for _, c := range l.Certificates {
+			block, _ := pem.Decode(c.CertPEM)
+			if block == nil {
+				continue
+			}
+			leaf, err := x509.ParseCertificate(block.Bytes)
+			if err != nil {
+				continue
+			}
+			out = append(out, CertExpiry{Name: c.Name, Listener: l.Address, NotAfter: leaf.NotAfter})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Listener != out[j].Listener {
+			return out[i].Listener < out[j].Listener
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
