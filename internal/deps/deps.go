@@ -5,7 +5,12 @@
 package deps
 
 import (
-	_ "github.com/quic-go/quic-go/http3"
-	_ "google.golang.org/grpc"
-	_ "google.golang.org/grpc/interop"
+	_ "github.com/chromedp/chromedp"
+	_ "github.com/prometheus/client_golang/prometheus"
+	_ "github.com/prometheus/prometheus/promql/parser"
+	_ "go.opentelemetry.io/contrib/propagators/b3"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
+	_ "go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	_ "go.opentelemetry.io/otel/sdk/trace"
+	_ "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 )
