@@ -9,7 +9,7 @@ import (
 
 func TestHandler(t *testing.T) {
 	var ready atomic.Bool
-	h := Handler(ready.Load, Options{})
+	h := Handler(Options{Ready: ready.Load})
 	tests := []struct {
 		name  string
 		path  string

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -216,6 +217,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			ll.certs.Store(p.certs)
 			ll.srv.SetTLS(mgtls.ServerConfig(ll.certs.Load))
 		} else {
+			ll.certs.Store(nil)
 			ll.srv.SetTLS(nil)
 		}
 		if h3 := h3s[p.l.Address]; h3 != nil {
@@ -284,6 +286,29 @@ func (d *Dataplane) stopH3(h3 *server.H3Listener) {
 		defer cancel()
 		h3.Shutdown(ctx)
 	}()
+}
+
+// ListenerTable is one HTTP listener's route table, for the admin API.
+type ListenerTable struct {
+	Address  string
+	Protocol ir.Protocol
+	Table    *router.Table
+}
+
+// Tables returns the route table of every HTTP listener, by address.
+func (d *Dataplane) Tables() []ListenerTable {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]ListenerTable, 0, len(d.listeners))
+	for addr, ll := range d.listeners {
+		proto := ir.ProtocolHTTP
+		if ll.certs.Load() != nil {
+			proto = ir.ProtocolHTTPS
+		}
+		out = append(out, ListenerTable{Address: addr, Protocol: proto, Table: ll.handler.table.Load()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Address < out[j].Address })
+	return out
 }
 
 // Config returns the config in force, nil before the first Apply. It must

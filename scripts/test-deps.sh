@@ -7,7 +7,7 @@ TOOLS=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
 
 # Debian packages.
 need=()
-for pkg_cmd in curl:curl openssl:openssl; do
+for pkg_cmd in curl:curl openssl:openssl chromium:chromium; do
 	command -v "${pkg_cmd#*:}" >/dev/null || need+=("${pkg_cmd%%:*}")
 done
 if ((${#need[@]})); then

@@ -158,9 +158,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 			log.Error("admin listener", "address", *adminAddr, "error", err.Error())
 			return 1
 		}
-		adminSrv = &http.Server{Handler: admin.Handler(dp.Ready, admin.Options{Pprof: *pprofOn}), ReadHeaderTimeout: 5 * time.Second}
+		adminSrv = &http.Server{Handler: admin.Handler(admin.Options{
+			Ready: dp.Ready,
+			Pprof: *pprofOn,
+			State: func() admin.State {
+				return admin.State{Generation: ctrl.Generation(), Source: *configPath, Config: dp.Config(), Statuses: ctrl.Statuses()}
+			},
+			Tables: dp.Tables,
+		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
+		if !isLoopback(ln.Addr()) {
+			log.Warn("admin listener is reachable from other hosts: it shows the config and route table, and accepts no authentication; bind it to loopback unless a firewall guards it", "address", ln.Addr().String())
+		}
 	}
 
 	updates := make(chan filesprovider.Update)
@@ -296,4 +306,11 @@ func referencedObjects(s *config.Snapshot) []string {
 		add("Service", o.Namespace, o.Name)
 	}
 	return out
+}
+
+// isLoopback reports whether a bound address accepts only local
+// connections.
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
