@@ -297,4 +297,3 @@ func pickListener(tables []dataplane.ListenerTable, want string) (dataplane.List
 	}
 	return dataplane.ListenerTable{}, fmt.Errorf("listener: no HTTP listener %q", want)
 }
-
