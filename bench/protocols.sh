@@ -442,7 +442,7 @@ start_meshgate() {
     FAIL[$proto:meshgate]="\`gateway validate\` rejects the config: $(one_line "$T/$key-validate.log")"
     return 1
   fi
-  local -a cmd=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$cfg" --admin-addr "$MESHGATE_ADMIN")
+  local -a cmd=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$cfg" --admin-addr "$MESHGATE_ADMIN" --access-log=)
   record "$(qcmd "${cmd[@]}")   # Meshgate under test"
   log "starting Meshgate for $proto (CPU $PROXY_CPU)"
   start_bg "$key" "$T/$key.log" "${cmd[@]}"

@@ -600,7 +600,7 @@ fi
 MESHGATE_WANTED=1
 [[ $SKIP_MESHGATE == 1 ]] && MESHGATE_WANTED=0
 if ((MESHGATE_WANTED)); then
-  cmd=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$T/meshgate.yaml" --admin-addr "$MESHGATE_ADMIN")
+  cmd=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$T/meshgate.yaml" --admin-addr "$MESHGATE_ADMIN" --access-log=)
   record "$(qcmd "${cmd[@]}")   # Meshgate under test"
   if [[ ! -x $GATEWAY_BIN ]]; then
     FAIL[meshgate]="$GATEWAY_BIN not found or not executable: build it first (go build -o bin/gateway ./cmd/gateway)"
@@ -1153,7 +1153,7 @@ x_cmd() {
   case $2 in
     nginx) X_CMD=(taskset -c "$PROXY_CPU" nginx -p "$d" -e "$d/error.log" -c "$d/nginx.conf") ;;
     haproxy) X_CMD=(taskset -c "$PROXY_CPU" haproxy -db -f "$d/haproxy.cfg") ;;
-    meshgate) X_CMD=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$d/meshgate.yaml" --admin-addr "$X_MESHGATE_ADMIN") ;;
+    meshgate) X_CMD=(env GOMAXPROCS=1 taskset -c "$PROXY_CPU" "$GATEWAY_BIN" run --config "$d/meshgate.yaml" --admin-addr "$X_MESHGATE_ADMIN" --access-log=) ;;
   esac
 }
 

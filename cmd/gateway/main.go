@@ -27,6 +27,7 @@ import (
 	"github.com/meshgate/meshgate/controller"
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/server"
 	"github.com/meshgate/meshgate/translate"
@@ -117,6 +118,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	var tf translateFlags
 	tf.register(fs)
+	var of obsFlags
+	of.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -139,7 +142,20 @@ func cmdRun(args []string, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 
+	var observers obs.Observers
+	closeObs, err := of.setup(ctx, &observers, version, os.Stdout)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway run: %v\n", err)
+		return 2
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		closeObs(ctx)
+	}()
+
 	dp := dataplane.New(dataplane.Options{
+		Observers:     observers,
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
 		DrainTimeout:  *drain,
 		Log:           log,
@@ -149,7 +165,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		L4IdleTimeout: *l4Idle,
 		HTTP3:         server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
-	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log}
+	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log, Observers: &observers}
 
 	var adminSrv *http.Server
 	if *adminAddr != "" {
