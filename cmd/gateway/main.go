@@ -27,6 +27,7 @@ import (
 	"github.com/meshgate/meshgate/controller"
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/metrics"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/server"
@@ -115,6 +116,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
+	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	var tf translateFlags
 	tf.register(fs)
@@ -143,6 +145,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer stop()
 
 	var observers obs.Observers
+	var dp *dataplane.Dataplane // set below; the metrics read it only when scraped
+	var met *metrics.Metrics
+	if *metricsOn {
+		met = metrics.New(metrics.Options{Stats: func() dataplane.Stats { return dp.Stats() }})
+		observers.Sinks = append(observers.Sinks, met)
+		observers.ReloadSinks = append(observers.ReloadSinks, met)
+	}
 	closeObs, err := of.setup(ctx, &observers, version, os.Stdout)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway run: %v\n", err)
@@ -154,7 +163,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		closeObs(ctx)
 	}()
 
-	dp := dataplane.New(dataplane.Options{
+	dp = dataplane.New(dataplane.Options{
 		Observers:     observers,
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
 		DrainTimeout:  *drain,
@@ -180,7 +189,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 			State: func() admin.State {
 				return admin.State{Generation: ctrl.Generation(), Source: *configPath, Config: dp.Config(), Statuses: ctrl.Statuses()}
 			},
-			Tables: dp.Tables,
+			Tables:  dp.Tables,
+			Metrics: metricsHandler(met),
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
@@ -329,4 +339,12 @@ func referencedObjects(s *config.Snapshot) []string {
 func isLoopback(a net.Addr) bool {
 	ta, ok := a.(*net.TCPAddr)
 	return ok && ta.IP.IsLoopback()
+}
+
+// metricsHandler is m's /metrics handler, or nil when metrics are off.
+func metricsHandler(m *metrics.Metrics) http.Handler {
+	if m == nil {
+		return nil
+	}
+	return m.Handler()
 }

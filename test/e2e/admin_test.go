@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -78,6 +79,43 @@ spec:
 		}
 		if !strings.Contains(body, "secret/default/admin-tls") {
 			t.Error("/config does not name the certificate's Secret")
+		}
+	})
+
+	t.Run("metrics", func(t *testing.T) {
+		for i := 0; i < 3; i++ {
+			if r := get(t, g.url(p, "/v1/x"), "api.test"); r.status != 200 {
+				t.Fatalf("got %v", r)
+			}
+		}
+		get(t, g.url(p, "/nothing"), "nowhere.test")
+		code, body := g.adminBody("/metrics")
+		if code != 200 {
+			t.Fatalf("GET /metrics: %d", code)
+		}
+		for _, want := range []string{
+			`route="default/api"`,
+			`meshgate_gateway_errors_total{reason="no_route"} 1`,
+			`meshgate_config_generation 1`,
+			`meshgate_config_reloads_total{result="success"} 1`,
+			`meshgate_certificate_expiry_timestamp_seconds{certificate="secret/default/admin-tls"`,
+			`meshgate_connections_active{`,
+			`meshgate_http_request_duration_seconds_bucket{`,
+		} {
+			if !strings.Contains(body, want) {
+				t.Errorf("/metrics lacks %s", want)
+			}
+		}
+		var total float64
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, "meshgate_http_requests_total{") && strings.Contains(line, `route="default/api"`) && strings.Contains(line, `code_class="2xx"`) {
+				var v float64
+				fmt.Sscan(line[strings.LastIndex(line, " ")+1:], &v)
+				total += v
+			}
+		}
+		if total != 3 {
+			t.Errorf("meshgate_http_requests_total for default/api 2xx = %v, want 3", total)
 		}
 	})
 

@@ -1,0 +1,166 @@
+package metrics
+
+import (
+	"net/http"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshgate/meshgate/obs"
+)
+
+// requestMetrics are the per-request families and the cache of their
+// children.
+type requestMetrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	requestSize     *prometheus.HistogramVec
+	responseSize    *prometheus.HistogramVec
+	upstreamLatency *prometheus.HistogramVec
+	upstreamConnect *prometheus.HistogramVec
+	upstreamErrors  *prometheus.CounterVec
+
+	// gatewayErrors has one counter per known reason (and "other"),
+	// created up front: a map read is all the hot path needs.
+	gatewayErrors map[string]prometheus.Counter
+
+	// children caches a *children per requestKey, and upstreamErrs a
+	// prometheus.Counter per upstreamErrKey. A sync.Map because the keys
+	// are written once and then only read, from every core.
+	children     sync.Map
+	upstreamErrs sync.Map
+}
+
+// requestKey is one combination of raw request fields that decides every
+// label of the per-request series. Method, class, gRPC status and proto
+// are already bounded, so the cache grows only with configured names.
+type requestKey struct {
+	gateway, route, backend string
+	method, grpc, proto     string
+	class                   uint8
+}
+
+// children are the vector children one requestKey records into, looked up
+// once per combination instead of hashing label values per request.
+type children struct {
+	requests        prometheus.Counter
+	duration        prometheus.Observer
+	requestSize     prometheus.Observer
+	responseSize    prometheus.Observer
+	upstreamLatency prometheus.Observer
+	upstreamConnect prometheus.Observer
+}
+
+type upstreamErrKey struct{ backend, reason string }
+
+func (rm *requestMetrics) init(m *Metrics) {
+	rm.requests = m.newCounterVec("meshgate_http_requests_total",
+		"HTTP requests completed, by Gateway listener, route, backend, method, status class, gRPC status and HTTP version.",
+		"listener", "route", "backend", "method", "code_class", "grpc_status", "proto")
+	rm.duration = m.newHistogramVec("meshgate_http_request_duration_seconds",
+		"Time from receiving a request to completing its response (WebSocket tunnels excluded).",
+		latencyBuckets, "listener", "route", "code_class")
+	rm.requestSize = m.newHistogramVec("meshgate_http_request_size_bytes",
+		"Request body bytes received.", sizeBuckets, "listener", "route")
+	rm.responseSize = m.newHistogramVec("meshgate_http_response_size_bytes",
+		"Response body bytes sent.", sizeBuckets, "listener", "route")
+	rm.upstreamLatency = m.newHistogramVec("meshgate_upstream_request_duration_seconds",
+		"Time from receiving a request until the backend's response headers arrived.",
+		latencyBuckets, "backend")
+	rm.upstreamConnect = m.newHistogramVec("meshgate_upstream_connect_duration_seconds",
+		"Time to open a new upstream connection (pooled connections are not counted).",
+		connectBuckets, "backend")
+	rm.upstreamErrors = m.newCounterVec("meshgate_upstream_errors_total",
+		"Requests failed because of a backend: no healthy endpoint, connect failure, timeout, protocol error or reset.",
+		"backend", "reason")
+	ge := m.newCounterVec("meshgate_gateway_errors_total",
+		"Requests the gateway answered or ended itself instead of a backend, by reason (redirect and direct_response are configured answers).",
+		"reason")
+	rm.gatewayErrors = make(map[string]prometheus.Counter, len(reasons))
+	for _, r := range reasons {
+		rm.gatewayErrors[r] = ge.WithLabelValues(r)
+	}
+}
+
+// ObserveRequest records one finished request. It implements obs.Sink;
+// once a label combination has been seen it takes no locks and allocates
+// nothing.
+func (m *Metrics) ObserveRequest(r *obs.Request) {
+	rm := &m.req
+	k := requestKey{
+		gateway: r.Gateway, route: r.Route, backend: r.Backend,
+		method: methodLabel(r.Method), grpc: grpcLabel(r.GRPC, r.GRPCStatus),
+		proto: protoLabel(r.Proto), class: classOf(r.Status),
+	}
+	c := rm.lookup(k)
+	if c == nil {
+		return
+	}
+	c.requests.Inc()
+	if !isTunnel(r) {
+		c.duration.Observe(r.Duration.Seconds())
+	}
+	c.requestSize.Observe(float64(r.BytesReceived))
+	c.responseSize.Observe(float64(r.BytesSent))
+	if r.UpstreamFirstByte > 0 {
+		c.upstreamLatency.Observe(r.UpstreamFirstByte.Seconds())
+	}
+	if r.UpstreamConnect > 0 {
+		c.upstreamConnect.Observe(r.UpstreamConnect.Seconds())
+	}
+	if r.Reason != "" {
+		rm.gatewayError(r.Backend, r.Reason)
+	}
+}
+
+// isTunnel reports a request that became a WebSocket tunnel (101 on
+// HTTP/1.1, 200 to an extended CONNECT): its duration is the tunnel's
+// lifetime, which would swamp the latency histogram.
+func isTunnel(r *obs.Request) bool {
+	return r.Upgrade != "" && (r.Status == http.StatusSwitchingProtocols || r.Status == http.StatusOK)
+}
+
+// lookup returns the cached children for k, creating them on first use.
+func (rm *requestMetrics) lookup(k requestKey) *children {
+	if v, ok := rm.children.Load(k); ok {
+		return v.(*children)
+	}
+	listener, route, backend := labelValue(k.gateway), labelValue(k.route), labelValue(k.backend)
+	class := codeClasses[k.class]
+	req, err := rm.requests.GetMetricWithLabelValues(listener, route, backend, k.method, class, k.grpc, k.proto)
+	if err != nil {
+		return nil // cannot happen: the values are bounded and valid UTF-8
+	}
+	c := &children{
+		requests:        req,
+		duration:        rm.duration.WithLabelValues(listener, route, class),
+		requestSize:     rm.requestSize.WithLabelValues(listener, route),
+		responseSize:    rm.responseSize.WithLabelValues(listener, route),
+		upstreamLatency: rm.upstreamLatency.WithLabelValues(backend),
+		upstreamConnect: rm.upstreamConnect.WithLabelValues(backend),
+	}
+	v, _ := rm.children.LoadOrStore(k, c)
+	return v.(*children)
+}
+
+// gatewayError counts a request the gateway ended itself, and by backend
+// when the backend is to blame.
+func (rm *requestMetrics) gatewayError(backend, reason string) {
+	c, ok := rm.gatewayErrors[reason]
+	if !ok {
+		reason = "other"
+		c = rm.gatewayErrors[reason]
+	}
+	c.Inc()
+	if !upstreamReasons[reason] {
+		return
+	}
+	k := upstreamErrKey{backend, reason}
+	if v, ok := rm.upstreamErrs.Load(k); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	ue := rm.upstreamErrors.WithLabelValues(labelValue(backend), reason)
+	v, _ := rm.upstreamErrs.LoadOrStore(k, ue)
+	v.(prometheus.Counter).Inc()
+}
