@@ -2005,6 +2005,17 @@ if [[ ${BENCH_SKIP_PROTOCOLS:-0} != 1 ]]; then
   fi
 fi
 
+# What recording metrics costs (bench/metrics-cost.sh), appended to the report.
+if [[ ${BENCH_SKIP_METRICS_COST:-0} != 1 ]]; then
+  log "metrics cost: bash bench/metrics-cost.sh"
+  if bash "$ROOT/bench/metrics-cost.sh" "$T/metrics-cost.md"; then
+    { echo; cat "$T/metrics-cost.md"; } >>"$RESULT_FILE"
+    echo; cat "$T/metrics-cost.md"
+  else
+    PROTOCOLS_RC=1
+  fi
+fi
+
 if ((MESHGATE_WANTED)) && [[ -n ${FAIL[meshgate]:-} ]]; then
   die "Meshgate was not measured: ${FAIL[meshgate]}"
 fi
