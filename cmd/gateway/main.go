@@ -25,8 +25,10 @@ import (
 	"github.com/meshgate/meshgate/admin"
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/controller"
+	"github.com/meshgate/meshgate/dashboard"
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/metrics"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
@@ -116,6 +118,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
+	dashboardOn := fs.Bool("dashboard", true, "serve the live dashboard on the admin listener under /dashboard/")
 	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
 	var tf translateFlags
@@ -151,6 +154,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 		met = metrics.New(metrics.Options{Stats: func() dataplane.Stats { return dp.Stats() }})
 		observers.Sinks = append(observers.Sinks, met)
 		observers.ReloadSinks = append(observers.ReloadSinks, met)
+	}
+	var dash *dashboard.Dashboard
+	if *dashboardOn {
+		dash = dashboard.New(dashboard.Options{
+			Config: func() *ir.Config { return dp.Config() },
+			Stats:  func() dataplane.Stats { return dp.Stats() },
+			Log:    log,
+		})
+		defer dash.Close()
+		observers.Sinks = append(observers.Sinks, dash)
+		observers.ReloadSinks = append(observers.ReloadSinks, dash)
 	}
 	closeObs, err := of.setup(ctx, &observers, version, os.Stdout)
 	if err != nil {
@@ -189,8 +203,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 			State: func() admin.State {
 				return admin.State{Generation: ctrl.Generation(), Source: *configPath, Config: dp.Config(), Statuses: ctrl.Statuses()}
 			},
-			Tables:  dp.Tables,
-			Metrics: metricsHandler(met),
+			Tables:    dp.Tables,
+			Metrics:   metricsHandler(met),
+			Dashboard: dashboardHandler(dash),
 		}), ReadHeaderTimeout: 5 * time.Second}
 		go adminSrv.Serve(ln)
 		log.Info("admin listening", "address", ln.Addr().String())
@@ -347,4 +362,12 @@ func metricsHandler(m *metrics.Metrics) http.Handler {
 		return nil
 	}
 	return m.Handler()
+}
+
+// dashboardHandler is d's handler, or nil when the dashboard is off.
+func dashboardHandler(d *dashboard.Dashboard) http.Handler {
+	if d == nil {
+		return nil
+	}
+	return d.Handler()
 }
