@@ -37,7 +37,8 @@ Meshgate is running on examples/demo/ (edit the YAML there: it reloads live).
 
   HTTP   http://127.0.0.1:8080        HTTPS  https://127.0.0.1:8443 (self-signed; HTTP/3 on UDP 8443)
   TCP    127.0.0.1:9000 (raw relay to v1)
-  admin  http://127.0.0.1:9901/healthz   http://127.0.0.1:9901/ready
+  admin  http://127.0.0.1:9901/dashboard/ (live dashboard)   /metrics   /routes   /config
+         http://127.0.0.1:9901/explain?listener=8080&host=127.0.0.1&path=/old/page
 
 Try:
   # 90/10 canary split between v1 and v2 (run it a few times)
