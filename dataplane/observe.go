@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshgate/meshgate/obs"
@@ -56,18 +57,20 @@ func (rw *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 func (rw *recordingWriter) Unwrap() http.ResponseWriter { return rw.w }
 
-// countingBody counts the request body bytes read.
+// countingBody counts the request body bytes read. It is allocated per
+// request, not pooled: an HTTP/2 upstream transport may still read or close
+// the body after the handler returned.
 type countingBody struct {
 	r interface {
 		Read([]byte) (int, error)
 		Close() error
 	}
-	n int64
+	n atomic.Int64
 }
 
 func (b *countingBody) Read(p []byte) (int, error) {
 	n, err := b.r.Read(p)
-	b.n += int64(n)
+	b.n.Add(int64(n))
 	return n, err
 }
 
@@ -78,7 +81,7 @@ func (b *countingBody) Close() error { return b.r.Close() }
 type observed struct {
 	rec  obs.Request
 	rw   recordingWriter
-	body countingBody
+	body *countingBody // nil for requests without a body
 }
 
 var observedPool = sync.Pool{New: func() any { return new(observed) }}
@@ -96,7 +99,9 @@ func (h *listenerHandler) finish(o *observed) {
 	rec.Duration = time.Since(rec.Start)
 	rec.Status = o.rw.status
 	rec.BytesSent = o.rw.bytes
-	rec.BytesReceived = o.body.n
+	if o.body != nil {
+		rec.BytesReceived = o.body.n.Load()
+	}
 	if rec.GRPC {
 		hdr := o.rw.w.Header()
 		if v := hdr["Grpc-Status"]; len(v) > 0 {
@@ -120,10 +125,10 @@ func (h *listenerHandler) startObserving(w http.ResponseWriter, r *http.Request)
 	o.rec.Proto = r.Proto
 	o.rec.Client = r.RemoteAddr
 	o.rw = recordingWriter{w: w}
-	o.body = countingBody{}
+	o.body = nil
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		o.body.r = r.Body
-		r.Body = &o.body
+		o.body = &countingBody{r: r.Body}
+		r.Body = o.body
 	}
 	return o
 }
