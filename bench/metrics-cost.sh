@@ -70,8 +70,15 @@ measure() { # metrics-on|off -> rps
 }
 on=() off=()
 for r in $(seq "$ROUNDS"); do
-  on+=("$(measure true)")
-  off+=("$(measure false)")
+  # Alternate which goes first, so a drift over the run (CPU clocks, the
+  # backend warming up) does not favour one side.
+  if ((r % 2)); then
+    on+=("$(measure true)")
+    off+=("$(measure false)")
+  else
+    off+=("$(measure false)")
+    on+=("$(measure true)")
+  fi
   echo "[metrics-cost] round $r: on ${on[-1]} rps, off ${off[-1]} rps" >&2
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
