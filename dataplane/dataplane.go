@@ -62,9 +62,11 @@ type Dataplane struct {
 	tunnels   tunnelSet
 	mirror    *mirrorer
 	certs     []CertExpiry // of the config in force
-	current   atomic.Pointer[ir.Config]
-	applied   atomic.Bool
-	draining  sync.WaitGroup
+	// inflight counts requests being served by HTTP major version (1-3).
+	inflight [4]atomic.Int64
+	current  atomic.Pointer[ir.Config]
+	applied  atomic.Bool
+	draining sync.WaitGroup
 }
 
 type liveListener struct {
@@ -158,7 +160,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, log: d.opts.Log,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {

@@ -31,10 +31,15 @@ type listenerHandler struct {
 	tunnels      *tunnelSet
 	tunnelLimits TunnelLimits
 	obs          *obs.Observers
+	inflight     *[4]atomic.Int64
 	log          *slog.Logger
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if v := r.ProtoMajor; v >= 1 && v <= 3 && h.inflight != nil {
+		h.inflight[v].Add(1)
+		defer h.inflight[v].Add(-1)
+	}
 	o := h.startObserving(w, r)
 	var span obs.Span
 	if h.obs.Tracer != nil {

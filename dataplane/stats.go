@@ -21,6 +21,9 @@ type Stats struct {
 	L4 map[string]L4Stats
 	// Tunnels is the number of open WebSocket (Upgrade) tunnels.
 	Tunnels int
+	// Streams are the requests in flight by protocol ("h1", "h2", "h3"):
+	// on HTTP/2 and HTTP/3 each is a stream.
+	Streams map[string]int64
 	// MirrorsDropped counts request copies not sent.
 	MirrorsDropped uint64
 	// Certificates are the served certificates and when they expire.
@@ -51,6 +54,9 @@ func (d *Dataplane) Stats() Stats {
 		Tunnels:        d.tunnels.len(),
 		MirrorsDropped: d.mirror.dropped.Load(),
 		Certificates:   append([]CertExpiry(nil), d.certs...),
+		Streams: map[string]int64{
+			"h1": d.inflight[1].Load(), "h2": d.inflight[2].Load(), "h3": d.inflight[3].Load(),
+		},
 	}
 	for addr, ll := range d.listeners {
 		st.HTTP[addr] = ll.srv.Stats()

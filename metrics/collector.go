@@ -16,6 +16,7 @@ type statsCollector struct {
 	stats func() dataplane.Stats
 
 	connections, tunnels      *prometheus.Desc
+	streams                   *prometheus.Desc
 	tlsHandshakes, tlsErrors  *prometheus.Desc
 	certExpiry, mirrorDropped *prometheus.Desc
 	l4Connections, l4Failures *prometheus.Desc
@@ -27,6 +28,9 @@ func newStatsCollector(stats func() dataplane.Stats) *statsCollector {
 		connections: prometheus.NewDesc("meshgate_connections_active",
 			"Open client connections by listener address and protocol (h1, h2, tcp, tls; udp counts live UDP sessions).",
 			[]string{"listener", "protocol"}, nil),
+		streams: prometheus.NewDesc("meshgate_http_streams_active",
+			"HTTP requests in flight by protocol (h1, h2, h3); on HTTP/2 and HTTP/3 each is a stream.",
+			[]string{"protocol"}, nil),
 		tunnels: prometheus.NewDesc("meshgate_websocket_tunnels_active",
 			"Open WebSocket (Upgrade and extended CONNECT) tunnels.", nil, nil),
 		tlsHandshakes: prometheus.NewDesc("meshgate_tls_handshakes_total",
@@ -52,6 +56,7 @@ func (c *statsCollector) families() []family {
 	return []family{
 		{"meshgate_connections_active", gaugeKind},
 		{"meshgate_websocket_tunnels_active", gaugeKind},
+		{"meshgate_http_streams_active", gaugeKind},
 		{"meshgate_tls_handshakes_total", counterKind},
 		{"meshgate_tls_handshake_errors_total", counterKind},
 		{"meshgate_certificate_expiry_timestamp_seconds", gaugeKind},
@@ -63,7 +68,7 @@ func (c *statsCollector) families() []family {
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.tunnels, c.tlsHandshakes, c.tlsErrors,
+	for _, d := range []*prometheus.Desc{c.connections, c.tunnels, c.streams, c.tlsHandshakes, c.tlsErrors,
 		c.certExpiry, c.mirrorDropped, c.l4Connections, c.l4Failures} {
 		ch <- d
 	}
@@ -80,6 +85,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(c.tunnels, float64(st.Tunnels))
+	for _, p := range []string{"h1", "h2", "h3"} {
+		if st.Streams != nil {
+			gauge(c.streams, float64(st.Streams[p]), p)
+		}
+	}
 	counter(c.mirrorDropped, st.MirrorsDropped)
 
 	// A listener with a certificate is an HTTPS listener: it gets TLS

@@ -24,6 +24,7 @@ func fakeStats() dataplane.Stats {
 			":53":   {Protocol: ir.ProtocolUDP, Stats: l4.Stats{Accepted: 20, UDPSessionsActive: 4, UDPSessionsExpired: 8, UDPSessionsDropped: 9}},
 		},
 		Tunnels:        6,
+		Streams:        map[string]int64{"h1": 3, "h2": 7},
 		MirrorsDropped: 11,
 		Certificates: []dataplane.CertExpiry{
 			{Name: "secret/default/tls", Listener: ":8443", NotAfter: exp},
@@ -45,6 +46,9 @@ meshgate_connections_active{listener=":8080",protocol="h2"} 1
 meshgate_connections_active{listener=":8443",protocol="h1"} 2
 meshgate_connections_active{listener=":8443",protocol="h2"} 5
 meshgate_connections_active{listener=":9443",protocol="tls"} 1
+meshgate_http_streams_active{protocol="h1"} 3
+meshgate_http_streams_active{protocol="h2"} 7
+meshgate_http_streams_active{protocol="h3"} 0
 meshgate_l4_connection_failures_total{listener=":53",reason="connect_failed"} 0
 meshgate_l4_connection_failures_total{listener=":53",reason="no_backend"} 0
 meshgate_l4_connection_failures_total{listener=":53",reason="no_route"} 0
