@@ -46,6 +46,7 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzDecodeText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./l4 -run '^$$' -fuzz '^FuzzParseClientHello$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
 
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).

@@ -40,6 +40,9 @@ type Options struct {
 	DisableHTTP3 bool
 	// HTTP3 are the HTTP/3 settings (0-RTT).
 	HTTP3 server.H3Options
+	// Underscores is what happens to request headers with "_" in their
+	// name; drop when empty.
+	Underscores UnderscorePolicy
 	// L4IdleTimeout closes TCP/TLS connections with no traffic for this
 	// long (1 h when zero) and UDP sessions (60 s when zero).
 	L4IdleTimeout time.Duration
@@ -83,6 +86,9 @@ func New(opts Options) *Dataplane {
 	}
 	if opts.DrainTimeout <= 0 {
 		opts.DrainTimeout = 10 * time.Second
+	}
+	if opts.Underscores == "" {
+		opts.Underscores = UnderscoresDrop
 	}
 	if opts.Tunnels.RemovedRouteGrace <= 0 {
 		opts.Tunnels.RemovedRouteGrace = 30 * time.Second
@@ -160,7 +166,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, log: d.opts.Log,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {

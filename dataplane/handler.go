@@ -32,6 +32,7 @@ type listenerHandler struct {
 	tunnelLimits TunnelLimits
 	obs          *obs.Observers
 	inflight     *[4]atomic.Int64
+	underscores  UnderscorePolicy
 	log          *slog.Logger
 }
 
@@ -88,6 +89,21 @@ func (h *listenerHandler) serveWeb(w http.ResponseWriter, r *http.Request, rec *
 func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs.Request, span obs.Span) {
 	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
 		h.fail(w, r, rec, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
+		return
+	}
+	if r.Method == http.MethodConnect && !proxy.IsExtendedConnect(r) {
+		// A plain CONNECT asks for a raw tunnel to any host: an open
+		// proxy. TCP tunnels are TCPRoutes on their own listeners.
+		h.fail(w, r, rec, http.StatusMethodNotAllowed, "connect_not_allowed", nil)
+		return
+	}
+	if err := normalizeRequest(r); err != nil {
+		h.fail(w, r, rec, http.StatusBadRequest, "ambiguous_path", err)
+		return
+	}
+	rec.Path = r.URL.Path
+	if h.underscores != UnderscoresAllow && dropUnderscoreHeaders(r.Header, h.underscores == UnderscoresReject) {
+		h.fail(w, r, rec, http.StatusBadRequest, "underscore_header", nil)
 		return
 	}
 	table := h.table.Load()

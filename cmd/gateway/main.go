@@ -118,6 +118,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
+	underscores := fs.String("headers-with-underscores", "drop", `request header names with "_": drop (remove them), reject (400), or allow`)
 	dashboardOn := fs.Bool("dashboard", true, "serve the live dashboard on the admin listener under /dashboard/")
 	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
@@ -141,6 +142,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	prefixes, err := parseCIDRs(*trusted)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway run: --trusted-proxies: %v\n", err)
+		return 2
+	}
+
+	switch dataplane.UnderscorePolicy(*underscores) {
+	case dataplane.UnderscoresDrop, dataplane.UnderscoresReject, dataplane.UnderscoresAllow:
+	default:
+		fmt.Fprintf(stderr, "gateway run: --headers-with-underscores: %q is not drop, reject or allow\n", *underscores)
 		return 2
 	}
 
@@ -179,6 +187,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 
 	dp = dataplane.New(dataplane.Options{
 		Observers:     observers,
+		Underscores:   dataplane.UnderscorePolicy(*underscores),
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
 		DrainTimeout:  *drain,
 		Log:           log,
