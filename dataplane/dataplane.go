@@ -43,6 +43,9 @@ type Options struct {
 	// Underscores is what happens to request headers with "_" in their
 	// name; drop when empty.
 	Underscores UnderscorePolicy
+	// MemoryLimit makes new requests get 503 while the process holds more
+	// memory than this many bytes; 0 turns shedding off.
+	MemoryLimit uint64
 	// L4IdleTimeout closes TCP/TLS connections with no traffic for this
 	// long (1 h when zero) and UDP sessions (60 s when zero).
 	L4IdleTimeout time.Duration
@@ -65,6 +68,8 @@ type Dataplane struct {
 	tunnels   tunnelSet
 	mirror    *mirrorer
 	certs     []CertExpiry // of the config in force
+	shedder   loadShedder
+	stopShed  context.CancelFunc
 	// inflight counts requests being served by HTTP major version (1-3).
 	inflight [4]atomic.Int64
 	current  atomic.Pointer[ir.Config]
@@ -95,6 +100,10 @@ func New(opts Options) *Dataplane {
 	}
 	d := &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
 	d.mirror = newMirrorer(d.forwarder, &d.balancer, opts.Log)
+	d.shedder.limit = opts.MemoryLimit
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopShed = cancel
+	go d.shedder.run(ctx, 250*time.Millisecond)
 	return d
 }
 
@@ -166,7 +175,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
-			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, log: d.opts.Log,
+			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, shedder: &d.shedder, log: d.opts.Log,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {
@@ -383,6 +392,7 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 	d.draining.Wait()
 	d.listeners = map[string]*liveListener{}
 	d.l4 = map[string]liveL4{}
+	d.stopShed()
 	d.forwarder.Close()
 	return errors.Join(errs...)
 }

@@ -33,6 +33,7 @@ type listenerHandler struct {
 	obs          *obs.Observers
 	inflight     *[4]atomic.Int64
 	underscores  UnderscorePolicy
+	shedder      *loadShedder
 	log          *slog.Logger
 }
 
@@ -89,6 +90,12 @@ func (h *listenerHandler) serveWeb(w http.ResponseWriter, r *http.Request, rec *
 func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs.Request, span obs.Span) {
 	if r.ProtoMajor >= 2 && tooManyFields(r.Header) {
 		h.fail(w, r, rec, http.StatusRequestHeaderFieldsTooLarge, "too_many_header_fields", nil)
+		return
+	}
+	if h.shedder != nil && h.shedder.shedding.Load() {
+		h.shedder.shed.Add(1)
+		w.Header()["Connection"] = []string{"close"}
+		h.fail(w, r, rec, http.StatusServiceUnavailable, "overloaded", nil)
 		return
 	}
 	if r.Method == http.MethodConnect && !proxy.IsExtendedConnect(r) {

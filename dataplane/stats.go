@@ -26,6 +26,10 @@ type Stats struct {
 	Streams map[string]int64
 	// MirrorsDropped counts request copies not sent.
 	MirrorsDropped uint64
+	// Shedding is true while memory is over the limit; Shed counts the
+	// requests turned away with 503 for it.
+	Shedding bool
+	Shed     uint64
 	// Certificates are the served certificates and when they expire.
 	Certificates []CertExpiry
 }
@@ -53,6 +57,8 @@ func (d *Dataplane) Stats() Stats {
 		L4:             map[string]L4Stats{},
 		Tunnels:        d.tunnels.len(),
 		MirrorsDropped: d.mirror.dropped.Load(),
+		Shedding:       d.shedder.shedding.Load(),
+		Shed:           d.shedder.shed.Load(),
 		Certificates:   append([]CertExpiry(nil), d.certs...),
 		Streams: map[string]int64{
 			"h1": d.inflight[1].Load(), "h2": d.inflight[2].Load(), "h3": d.inflight[3].Load(),

@@ -17,6 +17,7 @@ type statsCollector struct {
 
 	connections, tunnels      *prometheus.Desc
 	streams                   *prometheus.Desc
+	shedding, shed, refused   *prometheus.Desc
 	tlsHandshakes, tlsErrors  *prometheus.Desc
 	certExpiry, mirrorDropped *prometheus.Desc
 	l4Connections, l4Failures *prometheus.Desc
@@ -31,6 +32,12 @@ func newStatsCollector(stats func() dataplane.Stats) *statsCollector {
 		streams: prometheus.NewDesc("meshgate_http_streams_active",
 			"HTTP requests in flight by protocol (h1, h2, h3); on HTTP/2 and HTTP/3 each is a stream.",
 			[]string{"protocol"}, nil),
+		shedding: prometheus.NewDesc("meshgate_overload_shedding",
+			"1 while the process holds more memory than --memory-limit and new requests get 503.", nil, nil),
+		shed: prometheus.NewDesc("meshgate_overload_shed_requests_total",
+			"Requests answered 503 because memory was over --memory-limit.", nil, nil),
+		refused: prometheus.NewDesc("meshgate_connections_refused_total",
+			"Connections closed at once because the listener was at --max-connections.", []string{"listener"}, nil),
 		tunnels: prometheus.NewDesc("meshgate_websocket_tunnels_active",
 			"Open WebSocket (Upgrade and extended CONNECT) tunnels.", nil, nil),
 		tlsHandshakes: prometheus.NewDesc("meshgate_tls_handshakes_total",
@@ -57,6 +64,9 @@ func (c *statsCollector) families() []family {
 		{"meshgate_connections_active", gaugeKind},
 		{"meshgate_websocket_tunnels_active", gaugeKind},
 		{"meshgate_http_streams_active", gaugeKind},
+		{"meshgate_overload_shedding", gaugeKind},
+		{"meshgate_overload_shed_requests_total", counterKind},
+		{"meshgate_connections_refused_total", counterKind},
 		{"meshgate_tls_handshakes_total", counterKind},
 		{"meshgate_tls_handshake_errors_total", counterKind},
 		{"meshgate_certificate_expiry_timestamp_seconds", gaugeKind},
@@ -68,7 +78,7 @@ func (c *statsCollector) families() []family {
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.connections, c.tunnels, c.streams, c.tlsHandshakes, c.tlsErrors,
+	for _, d := range []*prometheus.Desc{c.connections, c.tunnels, c.streams, c.shedding, c.shed, c.refused, c.tlsHandshakes, c.tlsErrors,
 		c.certExpiry, c.mirrorDropped, c.l4Connections, c.l4Failures} {
 		ch <- d
 	}
@@ -85,6 +95,15 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(c.tunnels, float64(st.Tunnels))
+	shedding := 0.0
+	if st.Shedding {
+		shedding = 1
+	}
+	gauge(c.shedding, shedding)
+	counter(c.shed, st.Shed)
+	for addr, hs := range st.HTTP {
+		counter(c.refused, hs.Refused, labelValue(addr))
+	}
 	for _, p := range []string{"h1", "h2", "h3"} {
 		if st.Streams != nil {
 			gauge(c.streams, float64(st.Streams[p]), p)

@@ -15,7 +15,7 @@ func fakeStats() dataplane.Stats {
 	exp := time.Unix(1800000000, 0)
 	return dataplane.Stats{
 		HTTP: map[string]server.Stats{
-			":8080": {H1: 3, H2: 1},
+			":8080": {H1: 3, H2: 1, Refused: 2},
 			":8443": {H1: 2, H2: 5, TLSHandshakes: 40, TLSHandshakeErrors: 2},
 		},
 		L4: map[string]dataplane.L4Stats{
@@ -25,6 +25,8 @@ func fakeStats() dataplane.Stats {
 		},
 		Tunnels:        6,
 		Streams:        map[string]int64{"h1": 3, "h2": 7},
+		Shedding:       true,
+		Shed:           5,
 		MirrorsDropped: 11,
 		Certificates: []dataplane.CertExpiry{
 			{Name: "secret/default/tls", Listener: ":8443", NotAfter: exp},
@@ -46,6 +48,8 @@ meshgate_connections_active{listener=":8080",protocol="h2"} 1
 meshgate_connections_active{listener=":8443",protocol="h1"} 2
 meshgate_connections_active{listener=":8443",protocol="h2"} 5
 meshgate_connections_active{listener=":9443",protocol="tls"} 1
+meshgate_connections_refused_total{listener=":8080"} 2
+meshgate_connections_refused_total{listener=":8443"} 0
 meshgate_http_streams_active{protocol="h1"} 3
 meshgate_http_streams_active{protocol="h2"} 7
 meshgate_http_streams_active{protocol="h3"} 0
@@ -68,6 +72,8 @@ meshgate_l4_connections_total{listener=":53",protocol="udp"} 20
 meshgate_l4_connections_total{listener=":5432",protocol="tcp"} 10
 meshgate_l4_connections_total{listener=":9443",protocol="tls"} 7
 meshgate_mirror_dropped_total 11
+meshgate_overload_shed_requests_total 5
+meshgate_overload_shedding 1
 meshgate_tls_handshake_errors_total{listener=":8443"} 2
 meshgate_tls_handshakes_total{listener=":8443"} 40
 meshgate_websocket_tunnels_active 6
@@ -85,6 +91,8 @@ func TestStatsCollectorEmpty(t *testing.T) {
 	m := New(Options{Stats: func() dataplane.Stats { return dataplane.Stats{} }})
 	want := `
 meshgate_mirror_dropped_total 0
+meshgate_overload_shed_requests_total 0
+meshgate_overload_shedding 0
 meshgate_websocket_tunnels_active 0
 `
 	names := []string{}

@@ -95,6 +95,12 @@ func (f *Forwarder) forwardH2(ctx context.Context, rt roundTripper, scheme, addr
 		req.ContentLength = 0
 	}
 	resp, err := rt.RoundTrip(req)
+	if err != nil && body == http.NoBody && refusedBeforeProcessing(err) && idempotent(out.Method) {
+		// A fresh connection's first requests can race the backend's
+		// SETTINGS (its stream limit): the backend refuses them unseen,
+		// so one more try is safe for a bodiless idempotent request.
+		resp, err = rt.RoundTrip(req)
+	}
 	if err != nil {
 		return classifyH2(ctx, out.Deadline, err)
 	}
@@ -153,6 +159,22 @@ func (f *Forwarder) ExtendedConnect(ctx context.Context, b *ir.Backend, ep *ir.E
 		return err
 	}
 	return f.H1.ExtendedConnect(ctx, ep.Address, cfg, out, body, w, writeHeader, opts)
+}
+
+// refusedBeforeProcessing reports a stream the backend reset as a protocol
+// or refused-stream error, which servers use for streams over their limit.
+func refusedBeforeProcessing(err error) bool {
+	var se http2.StreamError
+	return errors.As(err, &se) && (se.Code == http2.ErrCodeProtocol || se.Code == http2.ErrCodeRefusedStream)
+}
+
+// idempotent reports whether a request with this method may be sent twice.
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return false
 }
 
 // deadlineSlack is how close to its deadline a request must be for an

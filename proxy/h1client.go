@@ -347,9 +347,15 @@ func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, metho
 		body = br // delimited by the upstream closing
 		keep = false
 	}
+	if resp.ambiguous {
+		keep = false
+	}
 	writeHeader(resp.status)
 	if body == nil {
-		return keep, nil
+		// A bodiless response (HEAD, 204, 304) with bytes right behind
+		// it: whatever they are, they must not become the answer to
+		// the next request on this connection.
+		return keep && br.Buffered() == 0, nil
 	}
 	n, err := copyResponse(w, body, resp.contentLength < 0)
 	if err != nil {
@@ -363,7 +369,8 @@ func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, metho
 			return false, fmt.Errorf("%w: chunked trailer: %w", errResponseStarted, err)
 		}
 	}
-	return keep, nil
+	// Bytes after a complete response were never asked for.
+	return keep && br.Buffered() == 0, nil
 }
 
 var aLongTimeAgo = time.Unix(1, 0)

@@ -23,6 +23,11 @@ type respHead struct {
 	// upgrade is the Upgrade field of a 101 response.
 	upgrade   string
 	bytesRead int
+	// ambiguous is set when the framing had both Content-Length and
+	// Transfer-Encoding: chunked framing is used (RFC 9112 §6.3), but the
+	// connection is not reused, since the upstream may have meant the
+	// other framing and left bytes that would answer the next request.
+	ambiguous bool
 }
 
 func (r *respHead) reset() { *r = respHead{contentLength: -1} }
@@ -153,6 +158,7 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		h[key] = append(h[key], string(val))
 	}
 	if resp.chunked {
+		resp.ambiguous = resp.contentLength >= 0
 		resp.contentLength = -1
 	}
 	// Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1).

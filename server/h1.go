@@ -265,6 +265,13 @@ func (hc *h1Conn) serveHandler(w *h1Response, r *http.Request) (ok bool) {
 				w.closeAfter = true
 				w.finish()
 				hc.bw.Flush()
+			} else {
+				// The head and part of the body are out (or buffered):
+				// send them, then the close ends the response short, so
+				// the client sees a truncated response rather than
+				// nothing, which it could take for a stale keep-alive
+				// connection and silently retry.
+				hc.bw.Flush()
 			}
 			ok = false
 		}

@@ -36,6 +36,10 @@ type Limits struct {
 	MaxHeaderBytes int
 	// MaxConcurrentStreams caps HTTP/2 streams per connection; 100.
 	MaxConcurrentStreams uint32
+	// MaxConnections caps the open connections of one listener; beyond
+	// it new connections are accepted and closed at once, so a flood
+	// cannot exhaust file descriptors or memory. 0 means no cap.
+	MaxConnections int64
 }
 
 func (l Limits) withDefaults() Limits {
@@ -93,8 +97,8 @@ type Listener struct {
 
 // listenerStats are the counters behind Stats.
 type listenerStats struct {
-	h1, h2           atomic.Int64
-	tlsOK, tlsFailed atomic.Uint64
+	h1, h2, open              atomic.Int64
+	tlsOK, tlsFailed, refused atomic.Uint64
 }
 
 // Stats is a snapshot of a listener's connection counters, for metrics.
@@ -105,6 +109,9 @@ type Stats struct {
 	// TLSHandshakes and TLSHandshakeErrors count completed and failed
 	// TLS handshakes since the listener started.
 	TLSHandshakes, TLSHandshakeErrors uint64
+	// Refused counts connections closed at once because the listener was
+	// at Limits.MaxConnections.
+	Refused uint64
 }
 
 // Stats returns the listener's counters.
@@ -112,6 +119,7 @@ func (l *Listener) Stats() Stats {
 	return Stats{
 		H1: l.stats.h1.Load(), H2: l.stats.h2.Load(),
 		TLSHandshakes: l.stats.tlsOK.Load(), TLSHandshakeErrors: l.stats.tlsFailed.Load(),
+		Refused: l.stats.refused.Load(),
 	}
 }
 
@@ -203,17 +211,25 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		delay = 0
+		if max := l.limits.MaxConnections; max > 0 && l.stats.open.Load() >= max {
+			l.stats.refused.Add(1)
+			c.Close()
+			continue
+		}
+		l.stats.open.Add(1)
 		cfg := l.tls.Load()
 		l.wg.Add(1)
 		if cfg == nil {
 			go func() {
 				defer l.wg.Done()
+				defer l.stats.open.Add(-1)
 				l.serveH1(c, nil)
 			}()
 			continue
 		}
 		go func() {
 			defer l.wg.Done()
+			defer l.stats.open.Add(-1)
 			l.serveTLS(c, cfg)
 		}()
 	}

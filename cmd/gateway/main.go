@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -118,6 +119,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
+	maxConns := fs.Int64("max-connections", 100000, "open connections per HTTP listener; beyond it new ones are closed at once (0: no cap)")
+	memLimit := fs.String("memory-limit", "auto", `shed load (503) while the process holds more memory than this many MiB; "auto" is 90% of the cgroup memory limit (none outside a limited cgroup), "off" turns it off`)
 	underscores := fs.String("headers-with-underscores", "drop", `request header names with "_": drop (remove them), reject (400), or allow`)
 	dashboardOn := fs.Bool("dashboard", true, "serve the live dashboard on the admin listener under /dashboard/")
 	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")
@@ -150,6 +153,20 @@ func cmdRun(args []string, stderr io.Writer) int {
 	default:
 		fmt.Fprintf(stderr, "gateway run: --headers-with-underscores: %q is not drop, reject or allow\n", *underscores)
 		return 2
+	}
+
+	var memoryLimit uint64
+	switch *memLimit {
+	case "auto":
+		memoryLimit = dataplane.DefaultMemoryLimit()
+	case "off", "0":
+	default:
+		mib, err := strconv.ParseUint(*memLimit, 10, 64)
+		if err != nil {
+			fmt.Fprintf(stderr, "gateway run: --memory-limit: %q is not auto, off or a number of MiB\n", *memLimit)
+			return 2
+		}
+		memoryLimit = mib << 20
 	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
@@ -191,7 +208,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
 		DrainTimeout:  *drain,
 		Log:           log,
-		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle},
+		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle, MaxConnections: *maxConns},
+		MemoryLimit:   memoryLimit,
 		Tunnels:       dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
 		DisableHTTP3:  !*http3On,
 		L4IdleTimeout: *l4Idle,
