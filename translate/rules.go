@@ -313,7 +313,7 @@ func buildTimeouts(to *gwapiv1.HTTPRouteTimeouts) (ir.Timeouts, error) {
 type filterResult struct {
 	// mirrorRefs are unresolvable mirror backends: reported, not fatal.
 	mirrorRefs []refProblem
-	filters []ir.Filter
+	filters    []ir.Filter
 	// reason and problem describe the first invalid filter.
 	reason  string
 	problem string
