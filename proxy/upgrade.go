@@ -37,50 +37,21 @@ func (c *H1Client) Upgrade(ctx context.Context, addr string, cfg *tls.Config, up
 	if !ok {
 		return &UpstreamError{Kind: ErrProtocol, Err: errors.New("downstream connection cannot be upgraded (HTTP/2)")}
 	}
-	up, err := c.dial(ctx, addr)
-	if err == nil && cfg != nil {
-		up, err = tlsHandshake(ctx, up, cfg)
-	}
-	if err != nil {
-		return classify(ctx, ErrConnect, err)
+	out.Header["Connection"] = []string{"Upgrade"}
+	out.Header["Upgrade"] = []string{upType}
+	up, br, resp, done, err := c.upgradeHandshake(ctx, addr, cfg, out, w, writeHeader)
+	if done || err != nil {
+		return err
 	}
 	defer func() {
 		if up != nil {
 			up.Close()
 		}
 	}()
-	if !out.Deadline.IsZero() {
-		// The handshake is bounded like any request; the tunnel is not.
-		up.SetDeadline(out.Deadline)
-	}
-	out.Header["Connection"] = []string{"Upgrade"}
-	out.Header["Upgrade"] = []string{upType}
-	bw := bufio.NewWriterSize(up, 4096)
-	var chunked bool
-	if err := writeRequestHead(bw, out, &chunked); err != nil {
-		return classify(ctx, ErrConnect, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return classify(ctx, ErrConnect, err)
-	}
-	br := bufio.NewReaderSize(up, 4096)
-	var resp respHead
-	resp.reset()
-	if err := readResponseHead(br, w.Header(), &resp, 64<<10); err != nil {
-		return classify(ctx, ErrProtocol, err)
-	}
-	if resp.status != http.StatusSwitchingProtocols {
-		// Refused: relay the answer, then this connection is done.
-		var lr io.LimitedReader
-		_, err := relayResponse(br, &lr, &resp, out.Method, w, writeHeader)
-		return err
-	}
-	if !strings.EqualFold(resp.upgrade, upType) {
+	if !strings.EqualFold(resp, upType) {
 		clear(w.Header())
-		return &UpstreamError{Kind: ErrProtocol, Err: fmt.Errorf("upstream switched to %q, asked for %q", resp.upgrade, upType)}
+		return &UpstreamError{Kind: ErrProtocol, Err: fmt.Errorf("upstream switched to %q, asked for %q", resp, upType)}
 	}
-	up.SetDeadline(time.Time{})
-
 	down, dbuf, err := hj.Hijack()
 	if err != nil {
 		return fmt.Errorf("%w: hijack: %w", errResponseStarted, err)
@@ -88,7 +59,7 @@ func (c *H1Client) Upgrade(ctx context.Context, addr string, cfg *tls.Config, up
 	defer down.Close()
 	h := w.Header()
 	h["Connection"] = []string{"Upgrade"}
-	h["Upgrade"] = []string{resp.upgrade}
+	h["Upgrade"] = []string{resp}
 	dbuf.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
 	h.Write(dbuf)
 	dbuf.WriteString("\r\n")
@@ -116,6 +87,53 @@ type TunnelOptions struct {
 	// "idle_timeout", "max_lifetime", "route_removed") and how many bytes
 	// went each way, for the log.
 	OnEnd func(reason string, toUpstream, toClient int64)
+}
+
+// upgradeHandshake opens a connection to addr (TLS with cfg when set),
+// sends out's head and reads the answer's head into w.Header(). When the
+// answer is not 101 it is relayed to the client and done is true. On 101 it
+// returns the connection, its reader (which may hold the first tunnelled
+// bytes) and the protocol the upstream switched to; the caller owns the
+// connection.
+func (c *H1Client) upgradeHandshake(ctx context.Context, addr string, cfg *tls.Config, out *Outbound, w http.ResponseWriter, writeHeader func(int)) (up net.Conn, br *bufio.Reader, upgrade string, done bool, err error) {
+	up, err = c.dial(ctx, addr)
+	if err == nil && cfg != nil {
+		up, err = tlsHandshake(ctx, up, cfg)
+	}
+	if err != nil {
+		return nil, nil, "", false, classify(ctx, ErrConnect, err)
+	}
+	fail := func(e error) (net.Conn, *bufio.Reader, string, bool, error) {
+		up.Close()
+		return nil, nil, "", false, e
+	}
+	if !out.Deadline.IsZero() {
+		// The handshake is bounded like any request; the tunnel is not.
+		up.SetDeadline(out.Deadline)
+	}
+	bw := bufio.NewWriterSize(up, 4096)
+	var chunked bool
+	if err := writeRequestHead(bw, out, &chunked); err != nil {
+		return fail(classify(ctx, ErrConnect, err))
+	}
+	if err := bw.Flush(); err != nil {
+		return fail(classify(ctx, ErrConnect, err))
+	}
+	br = bufio.NewReaderSize(up, 4096)
+	var resp respHead
+	resp.reset()
+	if err := readResponseHead(br, w.Header(), &resp, 64<<10); err != nil {
+		return fail(classify(ctx, ErrProtocol, err))
+	}
+	if resp.status != http.StatusSwitchingProtocols {
+		// Refused: relay the answer, then this connection is done.
+		var lr io.LimitedReader
+		_, err := relayResponse(br, &lr, &resp, out.Method, w, writeHeader)
+		up.Close()
+		return nil, nil, "", true, err
+	}
+	up.SetDeadline(time.Time{})
+	return up, br, resp.upgrade, false, nil
 }
 
 // tunnelLinger bounds how long a tunnel waits for its second direction to

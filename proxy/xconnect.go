@@ -30,17 +30,6 @@ const websocketGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // checked) becomes a 200 on the stream, and the stream's DATA frames carry
 // the WebSocket bytes both ways. A refusal is relayed like any response.
 func (c *H1Client) ExtendedConnect(ctx context.Context, addr string, cfg *tls.Config, out *Outbound, body io.ReadCloser, w http.ResponseWriter, writeHeader func(int), opts TunnelOptions) error {
-	up, err := c.dial(ctx, addr)
-	if err == nil && cfg != nil {
-		up, err = tlsHandshake(ctx, up, cfg)
-	}
-	if err != nil {
-		return classify(ctx, ErrConnect, err)
-	}
-	defer up.Close()
-	if !out.Deadline.IsZero() {
-		up.SetDeadline(out.Deadline)
-	}
 	var raw [16]byte
 	rand.Read(raw[:])
 	key := base64.StdEncoding.EncodeToString(raw[:])
@@ -53,32 +42,17 @@ func (c *H1Client) ExtendedConnect(ctx context.Context, addr string, cfg *tls.Co
 	if out.Header.Get("Sec-Websocket-Version") == "" {
 		out.Header["Sec-Websocket-Version"] = []string{"13"}
 	}
-	bw := bufio.NewWriterSize(up, 4096)
-	var chunked bool
-	if err := writeRequestHead(bw, out, &chunked); err != nil {
-		return classify(ctx, ErrConnect, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return classify(ctx, ErrConnect, err)
-	}
-	br := bufio.NewReaderSize(up, 4096)
-	var resp respHead
-	resp.reset()
-	h := w.Header()
-	if err := readResponseHead(br, h, &resp, 64<<10); err != nil {
-		return classify(ctx, ErrProtocol, err)
-	}
-	if resp.status != http.StatusSwitchingProtocols {
-		var lr io.LimitedReader
-		_, err := relayResponse(br, &lr, &resp, http.MethodGet, w, writeHeader)
+	up, br, _, done, err := c.upgradeHandshake(ctx, addr, cfg, out, w, writeHeader)
+	if done || err != nil {
 		return err
 	}
+	defer up.Close()
+	h := w.Header()
 	sum := sha1.Sum([]byte(key + websocketGUID))
 	if got := h.Get("Sec-Websocket-Accept"); got != base64.StdEncoding.EncodeToString(sum[:]) {
 		clear(h)
 		return &UpstreamError{Kind: ErrProtocol, Err: fmt.Errorf("upstream answered the WebSocket upgrade with a wrong Sec-WebSocket-Accept %q", got)}
 	}
-	up.SetDeadline(time.Time{})
 	for _, k := range []string{"Sec-Websocket-Accept", "Upgrade", "Connection"} {
 		delete(h, k)
 	}
