@@ -7,7 +7,7 @@ TOOLS=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
 
 # Debian packages.
 need=()
-for pkg_cmd in curl:curl openssl:openssl chromium:chromium; do
+for pkg_cmd in curl:curl openssl:openssl chromium:chromium slowhttptest:slowhttptest; do
 	command -v "${pkg_cmd#*:}" >/dev/null || need+=("${pkg_cmd%%:*}")
 done
 if ((${#need[@]})); then
