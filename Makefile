@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet vulncheck fuzz bench clean
+.PHONY: all build run test test-deps vet vulncheck fuzz bench soak clean
 
 all: build
 
@@ -52,6 +52,10 @@ fuzz:
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
 bench: build
 	bash bench/run.sh
+
+## soak: mixed traffic with reloads and upstream faults for SOAK_DURATION (30m), sampling RSS, goroutines and fds.
+soak: build
+	bash scripts/soak.sh
 
 clean:
 	rm -rf bin

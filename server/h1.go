@@ -346,6 +346,11 @@ func (b *h1Body) Read(p []byte) (int, error) {
 			b.conn.bw.Flush()
 		}
 	}
+	if b.conn.br.Buffered() == 0 {
+		// A slow-body client (RUDY) must not hold the connection and the
+		// upstream request forever: each wait for body bytes is bounded.
+		b.conn.c.SetReadDeadline(time.Now().Add(b.conn.l.limits.BodyIdleTimeout))
+	}
 	n, err := b.r.Read(p)
 	if err == io.EOF {
 		if b.chunked {
@@ -411,7 +416,7 @@ func (l *Listener) serveH2C(hc *h1Conn) {
 		l.stats.h2.Add(-1)
 		l.stats.h1.Add(1) // serveH1's deferred decrement follows
 	}()
-	l.h2.ServeConn(bc, &http2.ServeConnOpts{
+	l.h2.ServeConn(guardH2(bc, l.limits.ReadHeaderTimeout, l.log), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, &ConnInfo{}),
 		BaseConfig: l.h2base,
 		Handler:    l.handler,

@@ -36,6 +36,9 @@ type Limits struct {
 	MaxHeaderBytes int
 	// MaxConcurrentStreams caps HTTP/2 streams per connection; 100.
 	MaxConcurrentStreams uint32
+	// BodyIdleTimeout bounds each wait for request body bytes (slow-body
+	// attacks); IdleTimeout capped at 30 s when zero.
+	BodyIdleTimeout time.Duration
 	// MaxConnections caps the open connections of one listener; beyond
 	// it new connections are accepted and closed at once, so a flood
 	// cannot exhaust file descriptors or memory. 0 means no cap.
@@ -51,6 +54,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxHeaderBytes <= 0 {
 		l.MaxHeaderBytes = 60 << 10
+	}
+	if l.BodyIdleTimeout <= 0 {
+		l.BodyIdleTimeout = min(l.IdleTimeout, 30*time.Second)
 	}
 	if l.MaxConcurrentStreams == 0 {
 		l.MaxConcurrentStreams = 100
@@ -266,7 +272,7 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	l.stats.h2.Add(1)
 	defer l.stats.h2.Add(-1)
 	ci := &ConnInfo{TLS: &st}
-	l.h2.ServeConn(tc, &http2.ServeConnOpts{
+	l.h2.ServeConn(guardH2(tc, l.limits.ReadHeaderTimeout, l.log), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, ci),
 		BaseConfig: l.h2base,
 		Handler:    l.handler,
