@@ -74,6 +74,7 @@ type Dataplane struct {
 	inflight [4]atomic.Int64
 	current  atomic.Pointer[ir.Config]
 	applied  atomic.Bool
+	stopping atomic.Bool
 	draining sync.WaitGroup
 }
 
@@ -334,7 +335,11 @@ func (d *Dataplane) Config() *ir.Config { return d.current.Load() }
 
 // Ready reports whether a config has been applied; every listener of an
 // applied config is bound by construction.
-func (d *Dataplane) Ready() bool { return d.applied.Load() }
+func (d *Dataplane) Ready() bool { return d.applied.Load() && !d.stopping.Load() }
+
+// Stopping makes Ready false for good, before the listeners close, so a
+// load balancer stops sending new connections while they are still served.
+func (d *Dataplane) Stopping() { d.stopping.Store(true) }
 
 // Addresses lists the bound addresses, for logs and tests.
 func (d *Dataplane) Addresses() []string {

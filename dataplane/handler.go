@@ -145,6 +145,13 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		// A protocol switch (WebSocket) tunnels the connection once the
 		// upstream agrees; requests with bodies are not switched.
 		upType = proxy.UpgradeType(r.Header)
+		if !strings.EqualFold(upType, "websocket") {
+			// Only WebSocket is tunnelled. Any other protocol switch
+			// (h2c above all: "h2c smuggling" would reach the backend
+			// past the routes) is served as a plain request, its
+			// Upgrade removed with the other hop-by-hop fields.
+			upType = ""
+		}
 	}
 	proxy.RemoveHopByHop(r.Header)
 	if proxy.IsGRPC(r.Header) {

@@ -125,10 +125,24 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 		vals[2], vals[3] = proto, host
 		h["X-Forwarded-Proto"] = vals[2:3:3]
 		h["X-Forwarded-Host"] = vals[3:4:4]
+		// Other proxies' client-identity headers: from an untrusted
+		// client they are claims, and a backend may believe them.
+		for _, k := range untrustedClientHeaders {
+			delete(h, k)
+		}
 	}
 	vals[0], vals[1] = xff, fwd
 	h["X-Forwarded-For"] = vals[0:1:1]
 	h["Forwarded"] = vals[1:2:2]
+}
+
+// untrustedClientHeaders are removed from requests of untrusted clients:
+// they describe the client or its certificate, as set by some proxy, and
+// only a trusted proxy may set them.
+var untrustedClientHeaders = []string{
+	"X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server",
+	"X-Forwarded-Client-Cert", "X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info",
+	"X-Client-Ip", "X-Original-Forwarded-For", "True-Client-Ip", "Cf-Connecting-Ip",
 }
 
 // quoteForwarded quotes a Forwarded parameter value when it is not a token

@@ -65,3 +65,26 @@ func TestForwardedPolicy(t *testing.T) {
 		t.Errorf("host with port not quoted: %s", got)
 	}
 }
+
+func TestForwardedPolicyRemovesClientIdentityClaims(t *testing.T) {
+	trusted := ForwardedPolicy{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	for _, tc := range []struct {
+		name   string
+		remote string
+		keep   bool
+	}{
+		{"untrusted client", "203.0.113.7:5000", false},
+		{"trusted proxy", "10.1.2.3:5000", true},
+	} {
+		h := http.Header{}
+		for _, k := range untrustedClientHeaders {
+			h.Set(k, "spoofed")
+		}
+		trusted.Apply(h, tc.remote, "example.com", false)
+		for _, k := range untrustedClientHeaders {
+			if got := h.Get(k) != ""; got != tc.keep {
+				t.Errorf("%s: %s kept=%v, want %v", tc.name, k, got, tc.keep)
+			}
+		}
+	}
+}

@@ -133,12 +133,46 @@ func (m *matcher) matches(r *http.Request) bool {
 			return false
 		}
 	}
+	if len(m.query) > 0 && ambiguousQuery(r.URL.RawQuery) {
+		// Backends may read such a query differently from us (";" as a
+		// separator, a bad escape skipped, parameters past a count
+		// cap ignored): a query condition must not match what the
+		// backend could see otherwise.
+		return false
+	}
 	for i := range m.query {
 		if !m.query[i].matchQuery(r.URL.RawQuery) {
 			return false
 		}
 	}
 	return true
+}
+
+// maxQueryParams is the most parameters a query may have for query
+// conditions to match it; PHP's default input cap is 1000.
+const maxQueryParams = 1000
+
+// ambiguousQuery reports a raw query that servers do not all parse alike:
+// one with ";", a malformed %-escape, or more than maxQueryParams
+// parameters.
+func ambiguousQuery(raw string) bool {
+	params := 1
+	for i := 0; i < len(raw); i++ {
+		switch raw[i] {
+		case ';':
+			return true
+		case '&':
+			params++
+			if params > maxQueryParams {
+				return true
+			}
+		case '%':
+			if i+2 >= len(raw) || !isHex(raw[i+1]) || !isHex(raw[i+2]) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // matchPath compares the decoded request path. PathPrefix is segment-aware

@@ -39,6 +39,10 @@ type Limits struct {
 	// BodyIdleTimeout bounds each wait for request body bytes (slow-body
 	// attacks); IdleTimeout capped at 30 s when zero.
 	BodyIdleTimeout time.Duration
+	// Total, when set, is a connection cap shared by every listener that
+	// has it, so many listeners cannot add up to more than the process
+	// can hold.
+	Total *ConnectionCap
 	// MaxConnections caps the open connections of one listener; beyond
 	// it new connections are accepted and closed at once, so a flood
 	// cannot exhaust file descriptors or memory. 0 means no cap.
@@ -118,6 +122,46 @@ type Stats struct {
 	// Refused counts connections closed at once because the listener was
 	// at Limits.MaxConnections.
 	Refused uint64
+}
+
+// ConnectionCap is a limit on open connections shared by listeners.
+type ConnectionCap struct {
+	// Max is the cap; 0 means none.
+	Max  int64
+	open atomic.Int64
+}
+
+// take reserves a connection; false when the cap is reached. A nil cap
+// always has room.
+func (c *ConnectionCap) take() bool {
+	if c == nil || c.Max <= 0 {
+		return true
+	}
+	if c.open.Add(1) > c.Max {
+		c.open.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (c *ConnectionCap) release() {
+	if c != nil && c.Max > 0 {
+		c.open.Add(-1)
+	}
+}
+
+// Open is the number of connections holding a place under the cap.
+func (c *ConnectionCap) Open() int64 {
+	if c == nil {
+		return 0
+	}
+	return c.open.Load()
+}
+
+// release gives back a finished connection's places.
+func (l *Listener) release() {
+	l.stats.open.Add(-1)
+	l.limits.Total.release()
 }
 
 // Stats returns the listener's counters.
@@ -217,7 +261,7 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		delay = 0
-		if max := l.limits.MaxConnections; max > 0 && l.stats.open.Load() >= max {
+		if max := l.limits.MaxConnections; max > 0 && l.stats.open.Load() >= max || !l.limits.Total.take() {
 			l.stats.refused.Add(1)
 			c.Close()
 			continue
@@ -228,14 +272,14 @@ func (l *Listener) acceptLoop() {
 		if cfg == nil {
 			go func() {
 				defer l.wg.Done()
-				defer l.stats.open.Add(-1)
+				defer l.release()
 				l.serveH1(c, nil)
 			}()
 			continue
 		}
 		go func() {
 			defer l.wg.Done()
-			defer l.stats.open.Add(-1)
+			defer l.release()
 			l.serveTLS(c, cfg)
 		}()
 	}

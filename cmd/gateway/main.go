@@ -108,6 +108,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	configPath := fs.String("config", "", "manifest file or folder (read recursively; required)")
 	adminAddr := fs.String("admin-addr", "127.0.0.1:9901", "admin listener (/healthz, /ready); empty to disable")
+	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, fail readiness at once but keep serving this long before draining, so load balancers stop sending first (set it above their health-check interval in a cluster)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight requests may finish on SIGTERM or when a listener is removed")
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*/Forwarded headers are kept and appended to; all others are replaced")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -119,6 +120,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	l4Idle := fs.Duration("l4-idle-timeout", 0, "TCP/TLS connections and UDP sessions with no traffic for this long are closed (0: 1h for TCP and TLS, 60s for UDP)")
 	http3On := fs.Bool("http3", true, "serve HTTP/3 (QUIC) on the UDP port of each HTTPS listener and advertise it with Alt-Svc")
 	http3ZeroRTT := fs.Bool("http3-0rtt", false, "accept HTTP/3 requests in TLS early data (0-RTT); only GET, HEAD and OPTIONS are served from it, others get 425")
+	maxTotal := fs.Int64("max-connections-total", 200000, "open connections over all HTTP listeners; beyond it new ones are closed at once (0: no cap)")
 	maxConns := fs.Int64("max-connections", 100000, "open connections per HTTP listener; beyond it new ones are closed at once (0: no cap)")
 	memLimit := fs.String("memory-limit", "auto", `shed load (503) while the process holds more memory than this many MiB; "auto" is 90% of the cgroup memory limit (none outside a limited cgroup), "off" turns it off`)
 	underscores := fs.String("headers-with-underscores", "drop", `request header names with "_": drop (remove them), reject (400), or allow`)
@@ -208,7 +210,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
 		DrainTimeout:  *drain,
 		Log:           log,
-		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle, MaxConnections: *maxConns},
+		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle, MaxConnections: *maxConns, Total: &server.ConnectionCap{Max: *maxTotal}},
 		MemoryLimit:   memoryLimit,
 		Tunnels:       dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
 		DisableHTTP3:  !*http3On,
@@ -256,6 +258,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 			shutdown(dp, adminSrv, *drain, log)
 			return 1
 		}
+	}
+	dp.Stopping()
+	if *shutdownDelay > 0 {
+		// Readiness is now failing; keep serving until load balancers
+		// have noticed, or until a second signal.
+		log.Info("shutting down: readiness off, still serving", "delay", shutdownDelay.String())
+		again := make(chan os.Signal, 1)
+		signal.Notify(again, syscall.SIGTERM, os.Interrupt)
+		select {
+		case <-time.After(*shutdownDelay):
+		case <-again:
+		}
+		signal.Stop(again)
 	}
 	log.Info("shutting down: draining in-flight requests", "grace", drain.String())
 	return shutdown(dp, adminSrv, *drain, log)

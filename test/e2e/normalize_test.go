@@ -70,6 +70,20 @@ spec:
 			t.Fatalf("backend headers %v", e.Header)
 		}
 	})
+	t.Run("only WebSocket upgrades are tunnelled", func(t *testing.T) {
+		for _, up := range []string{"h2c", "foo/1"} {
+			res := rawExchange(t, g.addr(p), "GET /public/up HTTP/1.1\r\nHost: n.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: "+up+
+				"\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n", false)
+			if res.resp.StatusCode != 200 {
+				t.Fatalf("Upgrade %s: status %d, want the request served as plain HTTP/1.1", up, res.resp.StatusCode)
+			}
+			reqs := public.requests()
+			e := reqs[len(reqs)-1]
+			if e.Header.Get("Upgrade") != "" || e.Header.Get("Http2-Settings") != "" {
+				t.Fatalf("Upgrade %s reached the backend: %v", up, e.Header)
+			}
+		}
+	})
 	t.Run("plain CONNECT is refused", func(t *testing.T) {
 		res := rawExchange(t, g.addr(p), "CONNECT internal.example:22 HTTP/1.1\r\nHost: internal.example:22\r\n\r\n", true)
 		if res.resp.StatusCode != http.StatusMethodNotAllowed {

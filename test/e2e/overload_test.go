@@ -40,13 +40,29 @@ func TestOverload(t *testing.T) {
 			t.Errorf("metrics do not show shedding")
 		}
 	})
-	t.Run("connections beyond the cap are closed", func(t *testing.T) {
-		t.Parallel()
+	for _, flag := range []string{"--max-connections=2", "--max-connections-total=2"} {
+		t.Run("connections beyond the cap are closed: "+flag, func(t *testing.T) {
+			t.Parallel()
+			connectionCap(t, flag)
+		})
+	}
+}
+
+// connectionCap opens two connections under a cap of two, then checks a
+// third is closed at once while the first two keep working.
+func connectionCap(t *testing.T, flag string) {
+	{
 		ip := newLoopbackIP(t)
-		p := freePort(t, ip)
+		p, p2 := freePort(t, ip), freePort(t, ip)
 		be := newBackend(t, "cap")
-		g := startGateway(t, ip, gatewayYAML(ip, listener{name: "http", port: p})+be.yaml()+simpleRoute("cap", nil, "cap"),
-			"--max-connections=2")
+		g := startGateway(t, ip, gatewayYAML(ip, listener{name: "http", port: p}, listener{name: "http2", port: p2})+be.yaml()+simpleRoute("cap", nil, "cap"),
+			flag)
+		pa := p
+		if strings.Contains(flag, "total") {
+			// The total cap counts across listeners: the first
+			// connection goes to the other one.
+			pa = p2
+		}
 		send := func(c io.ReadWriter, br *bufio.Reader) (int, error) {
 			fmt.Fprintf(c, "GET /ok HTTP/1.1\r\nHost: cap.test\r\n\r\n")
 			resp, err := http.ReadResponse(br, nil)
@@ -57,7 +73,7 @@ func TestOverload(t *testing.T) {
 			resp.Body.Close()
 			return resp.StatusCode, nil
 		}
-		a, b := rawDial(t, g.addr(p)), rawDial(t, g.addr(p))
+		a, b := rawDial(t, g.addr(pa)), rawDial(t, g.addr(p))
 		abr, bbr := bufio.NewReader(a), bufio.NewReader(b)
 		for _, c := range []struct {
 			rw io.ReadWriter
@@ -79,5 +95,5 @@ func TestOverload(t *testing.T) {
 		if !strings.Contains(body, "meshgate_connections_refused_total{listener=") {
 			t.Error("metrics do not count the refused connection")
 		}
-	})
+	}
 }
