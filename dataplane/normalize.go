@@ -217,6 +217,10 @@ const (
 
 // dropUnderscoreHeaders removes header fields whose name contains "_"; with
 // reject it removes nothing and reports whether there was one.
+//
+// Names with "." are aliases too for CGI-style servers (PHP turns "." into
+// "_"); those that alias a header the gateway sets or strips for trust
+// reasons (X-Forwarded-For and the like) are always dropped.
 func dropUnderscoreHeaders(h http.Header, reject bool) (found bool) {
 	for k := range h {
 		if strings.IndexByte(k, '_') >= 0 {
@@ -224,7 +228,17 @@ func dropUnderscoreHeaders(h http.Header, reject bool) (found bool) {
 				return true
 			}
 			delete(h, k)
+			continue
+		}
+		if strings.IndexByte(k, '.') >= 0 && trustAliases[http.CanonicalHeaderKey(strings.ReplaceAll(k, ".", "-"))] {
+			delete(h, k)
 		}
 	}
 	return false
+}
+
+// trustAliases are the headers whose dotted spellings are dropped.
+var trustAliases = map[string]bool{
+	"X-Forwarded-For": true, "X-Forwarded-Host": true, "X-Forwarded-Proto": true, "X-Forwarded-Port": true,
+	"X-Forwarded-Prefix": true, "X-Real-Ip": true, "X-Forwarded-Client-Cert": true, "X-Client-Ip": true,
 }

@@ -73,6 +73,11 @@ func TestUnderscoreHeaders(t *testing.T) {
 	if dropUnderscoreHeaders(h, false) || len(h) != 1 || h.Get("X-Ok") != "1" {
 		t.Fatalf("drop mode left %v", h)
 	}
+	h = http.Header{"X.forwarded.for": {"6.6.6.6"}, "X.custom": {"kept"}}
+	dropUnderscoreHeaders(h, false)
+	if len(h["X.forwarded.for"]) != 0 || h.Get("X.custom") != "kept" {
+		t.Fatalf("dotted alias of X-Forwarded-For must go, other dotted names stay: %v", h)
+	}
 }
 
 func BenchmarkNormalizeCleanPath(b *testing.B) {
