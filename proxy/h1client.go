@@ -253,8 +253,10 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 		uc.close()
 		// A pooled connection the upstream closed while idle fails on
 		// first use; retry once on a new connection when nothing of the
-		// request body was consumed.
-		if retry && uc.reused && bodyless && attempt == 0 && ctx.Err() == nil {
+		// request body was consumed and the method may be repeated: the
+		// upstream may also have read the request and then died, and a
+		// POST must not be charged twice.
+		if retry && uc.reused && bodyless && idempotent(out.Method) && attempt == 0 && ctx.Err() == nil {
 			continue
 		}
 		return err
