@@ -34,6 +34,7 @@ type listenerHandler struct {
 	inflight     *[4]atomic.Int64
 	underscores  UnderscorePolicy
 	shedder      *loadShedder
+	bodyIdle     time.Duration
 	log          *slog.Logger
 }
 
@@ -229,6 +230,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Grpc-Timeout"] = []string{proxy.FormatGRPCTimeout(time.Until(deadline))}
 	}
 
+	if r.ProtoMajor >= 2 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+		r.Body = &deadlineBody{r: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle, deadline: deadline}
+	}
 	out := proxy.Outbound{
 		Method:        r.Method,
 		RequestURI:    requestURI(r, rewritten),

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"bufio"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -132,3 +133,25 @@ func (h *listenerHandler) startObserving(w http.ResponseWriter, r *http.Request)
 	}
 	return o
 }
+
+// deadlineBody bounds each wait for request body bytes on HTTP/2 and
+// HTTP/3, where the connection is shared and only the stream can time out:
+// a read waits at most idle, and never past the request's deadline. (The
+// HTTP/1 server bounds its connection reads itself.)
+type deadlineBody struct {
+	r        io.ReadCloser
+	rc       *http.ResponseController
+	idle     time.Duration
+	deadline time.Time // the request's; zero for none
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	d := time.Now().Add(b.idle)
+	if !b.deadline.IsZero() && b.deadline.Before(d) {
+		d = b.deadline
+	}
+	b.rc.SetReadDeadline(d)
+	return b.r.Read(p)
+}
+
+func (b *deadlineBody) Close() error { return b.r.Close() }

@@ -49,6 +49,11 @@ type Limits struct {
 	MaxConnections int64
 }
 
+// WithDefaults returns l with every zero field set to its default, for
+// code outside the listener that applies the same limits (HTTP/2 and
+// HTTP/3 request bodies in the data plane).
+func (l Limits) WithDefaults() Limits { return l.withDefaults() }
+
 func (l Limits) withDefaults() Limits {
 	if l.ReadHeaderTimeout <= 0 {
 		l.ReadHeaderTimeout = 10 * time.Second

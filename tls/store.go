@@ -23,17 +23,14 @@ type Store struct {
 
 // NewStore parses certs. Earlier certificates win when two claim the same
 // name, so order expresses preference. A listener with no hostname makes its
-// certificate the fallback for names nothing else matches.
+// certificate the default for names nothing else matches; without one,
+// unknown names get no certificate.
 func NewStore(certs []*ir.Certificate) (*Store, error) {
 	s := &Store{exact: map[string]*ctls.Certificate{}, wildcard: map[string]*ctls.Certificate{}}
-	var first *ctls.Certificate
 	for _, c := range certs {
 		pair, err := ctls.X509KeyPair(c.CertPEM, c.KeyPEM)
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %w", c.Name, err)
-		}
-		if first == nil {
-			first = &pair
 		}
 		if len(c.Hostnames) == 0 && s.fallback == nil {
 			s.fallback = &pair
@@ -49,16 +46,15 @@ func NewStore(certs []*ir.Certificate) (*Store, error) {
 			}
 		}
 	}
-	if s.fallback == nil {
-		// Clients without SNI (or with a name no listener has) still get
-		// a handshake; routing then answers 404.
-		s.fallback = first
-	}
+	// Without a listener that has no hostname there is no fallback: a
+	// client asking for a name no listener has (or for none) gets no
+	// handshake, rather than another tenant's certificate, which would
+	// tell it the names this gateway serves.
 	return s, nil
 }
 
-// ErrNoCertificate is returned when a handshake asks for a name and the
-// store holds no certificate at all.
+// ErrNoCertificate is returned when no certificate matches the name asked
+// for and no listener without a hostname provides a default.
 var ErrNoCertificate = errors.New("no certificate configured")
 
 // Certificate returns the certificate for an SNI server name: an exact

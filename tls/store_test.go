@@ -86,8 +86,11 @@ func TestStoreFallbackAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, err := s.Certificate("b.example.com"); err != nil || leafCN(t, c) != "only" {
-		t.Errorf("no default listener: want the first certificate as fallback, got %v", err)
+	if c, err := s.Certificate("b.example.com"); err != ErrNoCertificate {
+		t.Errorf("no default listener: an unknown name must get no certificate, got %v (err %v)", c, err)
+	}
+	if _, err := s.Certificate(""); err != ErrNoCertificate {
+		t.Errorf("no default listener: a client without SNI must get no certificate, got err %v", err)
 	}
 	empty, _ := NewStore(nil)
 	if _, err := empty.Certificate("x"); err != ErrNoCertificate {
