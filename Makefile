@@ -48,6 +48,8 @@ fuzz:
 	$(GO) test ./l4 -run '^$$' -fuzz '^FuzzParseClientHello$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
 
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
 bench: build

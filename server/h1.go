@@ -182,6 +182,9 @@ func headBuffered(br *bufio.Reader) bool {
 		return false
 	}
 	b, _ := br.Peek(br.Buffered())
+	// Blank lines before a request are skipped (RFC 9112 §2.2), so they
+	// are not a request: "\r\n\r\n" alone must not hold back a flush.
+	b = bytes.TrimLeft(b, "\r\n")
 	return bytes.Contains(b, []byte("\r\n\r\n")) || bytes.Contains(b, []byte("\n\n"))
 }
 
@@ -191,6 +194,9 @@ func (hc *h1Conn) serveOne() (keep bool) {
 	l := hc.l
 	r := hc.req
 	if err := readHead(hc.br, &hc.hb, l.limits.MaxHeaderBytes); err != nil {
+		// Answers held back for a pipelined request that never came
+		// whole still belong to the client.
+		hc.bw.Flush()
 		hc.fail(err)
 		return false
 	}

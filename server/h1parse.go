@@ -288,6 +288,13 @@ var chunkedTE = []string{"chunked"}
 // common origin-form without escapes.
 func parseTarget(method, target string, u *url.URL) error {
 	*u = url.URL{}
+	for i := 0; i < len(target); i++ {
+		// Control bytes and DEL are never part of a request target
+		// (RFC 3986); forwarding them raw lets a backend split the line.
+		if c := target[i]; c < 0x21 || c == 0x7f {
+			return badRequest("control byte in request target")
+		}
+	}
 	if target[0] == '/' && strings.IndexByte(target, '%') < 0 && strings.IndexByte(target, '#') < 0 {
 		path, query, _ := strings.Cut(target, "?")
 		u.Path, u.RawQuery = path, query
