@@ -274,7 +274,14 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	if ctx.Done() != nil {
 		// Abort the exchange when the downstream request is canceled.
 		stop := context.AfterFunc(ctx, func() { uc.SetDeadline(aLongTimeAgo) })
-		defer stop()
+		defer func() {
+			if !stop() {
+				// The abort ran, or is about to, maybe after this
+				// exchange ended: its deadline would kill the next
+				// request on this connection, so it is not reused.
+				done = false
+			}
+		}()
 	}
 
 	chunked := false
