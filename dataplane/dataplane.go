@@ -393,6 +393,20 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 			}
 		}()
 	}
+	// WebSockets are long-lived: they get the drain time but for a last
+	// half second, then a close 1001 ("going away") so clients reconnect
+	// elsewhere at once, before the listeners cut what is left.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tctx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			tctx, cancel = context.WithDeadline(ctx, dl.Add(-500*time.Millisecond))
+			defer cancel()
+		}
+		d.tunnels.drain(tctx)
+	}()
 	wg.Wait()
 	d.draining.Wait()
 	d.listeners = map[string]*liveListener{}

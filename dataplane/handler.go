@@ -275,8 +275,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		topts := proxy.TunnelOptions{
 			IdleTimeout: h.tunnelLimits.IdleTimeout,
 			MaxLifetime: h.tunnelLimits.MaxLifetime,
-			Track: func(stop func()) func() {
-				return h.tunnels.add(h.addr, routeName, stop)
+			Track: func(goAway func(string)) func() {
+				return h.tunnels.add(h.addr, routeName, goAway)
 			},
 			OnEnd: func(reason string, toUpstream, toClient int64) {
 				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", ep.Address,

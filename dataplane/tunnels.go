@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
@@ -28,15 +29,15 @@ type tunnelSet struct {
 
 type openTunnel struct {
 	addr, route string
-	stop        func()
+	goAway      func(reason string)
 	// doom, when set, is the timer that will stop the tunnel because its
 	// route was removed; a reload that brings the route back cancels it.
 	doom *time.Timer
 }
 
 // add registers a tunnel and returns the function that forgets it.
-func (s *tunnelSet) add(addr, route string, stop func()) func() {
-	t := &openTunnel{addr: addr, route: route, stop: stop}
+func (s *tunnelSet) add(addr, route string, goAway func(string)) func() {
+	t := &openTunnel{addr: addr, route: route, goAway: goAway}
 	s.mu.Lock()
 	if s.open == nil {
 		s.open = map[*openTunnel]struct{}{}
@@ -67,7 +68,7 @@ func (s *tunnelSet) reconcile(routes map[string]map[string]bool, grace time.Dura
 			t.doom.Stop()
 			t.doom = nil
 		case !kept && t.doom == nil:
-			t.doom = time.AfterFunc(grace, t.stop)
+			t.doom = time.AfterFunc(grace, func() { t.goAway("route_removed") })
 			doomed++
 		}
 	}
@@ -81,4 +82,26 @@ func (s *tunnelSet) len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return len(s.open)
+}
+
+// drain lets open tunnels run until ctx ends, then sends each a WebSocket
+// close 1001 ("going away") and waits a little for them to end.
+func (s *tunnelSet) drain(ctx context.Context) {
+	poll := time.NewTicker(100 * time.Millisecond)
+	defer poll.Stop()
+	for s.len() > 0 {
+		select {
+		case <-ctx.Done():
+			s.mu.Lock()
+			for t := range s.open {
+				t.goAway("shutdown")
+			}
+			s.mu.Unlock()
+			for i := 0; i < 4 && s.len() > 0; i++ {
+				time.Sleep(100 * time.Millisecond)
+			}
+			return
+		case <-poll.C:
+		}
+	}
 }

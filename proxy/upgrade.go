@@ -79,10 +79,12 @@ type TunnelOptions struct {
 	// carries, so long-lived connections rebalance; 0 means never.
 	MaxLifetime time.Duration
 	// Track, when set, is called once the tunnel is open with a function
-	// that closes it; the function Track returns is called when the tunnel
-	// ends. The data plane uses it to close tunnels whose route was
-	// removed.
-	Track func(stop func()) (untrack func())
+	// that ends it, for the reason given, with a WebSocket close frame
+	// 1001 ("going away") to the client when a frame boundary allows; the
+	// function Track returns is called when the tunnel ends. The data
+	// plane uses it to close tunnels whose route was removed, and tunnels
+	// still open at the end of a shutdown's drain.
+	Track func(goAway func(reason string)) (untrack func())
 	// OnEnd, when set, is told why the tunnel ended ("closed" by a peer,
 	// "idle_timeout", "max_lifetime", "route_removed") and how many bytes
 	// went each way, for the log.
@@ -165,13 +167,23 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 		t := time.AfterFunc(opts.MaxLifetime, stopWith("max_lifetime"))
 		defer t.Stop()
 	}
+	var goingAway atomic.Pointer[string]
 	if opts.Track != nil {
-		untrack := opts.Track(stopWith("route_removed"))
+		untrack := opts.Track(func(why string) {
+			if !goingAway.CompareAndSwap(nil, &why) {
+				return
+			}
+			// Wake the upstream-to-client copy so it can send the
+			// close frame between two frames; if it cannot within a
+			// second (mid-frame, or already done), just close.
+			up.SetReadDeadline(time.Now())
+			time.AfterFunc(time.Second, stopWith(why))
+		})
 		defer untrack()
 	}
 	var sent [2]int64 // bytes client->upstream, upstream->client
 	wg.Add(2)
-	pipe := func(dst net.Conn, srcConn net.Conn, src io.Reader, count *int64) {
+	pipe := func(dst net.Conn, srcConn net.Conn, src io.Reader, count *int64, frames *wsFramer) {
 		defer wg.Done()
 		bp := copyBufPool.Get().(*[]byte)
 		defer copyBufPool.Put(bp)
@@ -194,6 +206,18 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					break
 				}
+				if frames != nil {
+					frames.feed(buf[:n])
+				}
+			}
+			if why := goingAway.Load(); why != nil && frames != nil {
+				if !frames.atBoundary() {
+					srcConn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+					continue // finish the frame in flight first
+				}
+				dst.Write(closeGoingAway)
+				stopWith(*why)()
+				break
 			}
 			if err != nil {
 				var ne net.Error
@@ -225,8 +249,8 @@ func tunnel(down net.Conn, downBuf *bufio.Reader, up net.Conn, upBuf *bufio.Read
 			up.SetReadDeadline(limit)
 		})
 	}
-	go pipe(up, down, downBuf, &sent[0])
-	pipe(down, up, upBuf, &sent[1])
+	go pipe(up, down, downBuf, &sent[0], nil)
+	pipe(down, up, upBuf, &sent[1], &wsFramer{})
 	wg.Wait()
 	stopOnce.Do(func() {}) // fix the reason: later stops change nothing
 	if opts.OnEnd != nil {
