@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
@@ -49,11 +50,26 @@ type H3Options struct {
 // H3Listener is one UDP socket serving HTTP/3. Like Listener, its socket
 // stays bound across reloads; SetTLS swaps the certificates new connections
 // get.
+//
+// It runs its own accept loops over quic-go's RawServerConn rather than
+// http3.Server.Serve, because only there is a request stream visible before
+// its HEADERS frame is read: each gets a read deadline of ReadHeaderTimeout
+// (quic-go's server has none, so a HEADERS frame trickled a byte at a time
+// would hold its stream forever), which h3Handler clears once the request
+// is parsed. srv is kept for its settings and builds the RawServerConns.
 type H3Listener struct {
-	pc  net.PacketConn
-	srv *http3.Server
-	log *slog.Logger
-	tls atomic.Pointer[ctls.Config] // adjusted for HTTP/3 by SetTLS; nil refuses handshakes
+	pc                net.PacketConn
+	srv               *http3.Server // never Serve'd: see above
+	base              *ctls.Config
+	readHeaderTimeout time.Duration
+	log               *slog.Logger
+	tls               atomic.Pointer[ctls.Config] // adjusted for HTTP/3 by SetTLS; nil refuses handshakes
+
+	mu      sync.Mutex
+	ln      *quic.EarlyListener // set by Serve
+	closing bool                // Shutdown began: no new connections or requests
+	conns   map[*h3Conn]struct{}
+	connsWG sync.WaitGroup // one per connection being served
 
 	serveOnce sync.Once
 	served    chan struct{} // closed when the Serve goroutine returns
@@ -74,10 +90,16 @@ func ListenH3(addr string, handler http.Handler, limits Limits, opts H3Options, 
 		return nil, err
 	}
 	limits = limits.withDefaults()
-	l := &H3Listener{pc: pc, log: log, served: make(chan struct{})}
+	l := &H3Listener{pc: pc, log: log, readHeaderTimeout: limits.ReadHeaderTimeout, conns: map[*h3Conn]struct{}{}, served: make(chan struct{})}
 	// One base config for the socket's lifetime: its GetConfigForClient
 	// returns whatever SetTLS stored last, so a reload never rebinds.
-	base := &ctls.Config{
+	//
+	// http3.Server.Serve would also record its SETTINGS in session tickets
+	// and refuse 0-RTT under tickets issued with other SETTINGS. Not needed
+	// here: the SETTINGS (from limits) are fixed for the socket's lifetime
+	// and SetTLS makes new ticket keys, so every ticket this listener can
+	// decrypt was issued under the same SETTINGS.
+	l.base = &ctls.Config{
 		MinVersion: ctls.VersionTLS13,
 		NextProtos: []string{http3.NextProtoH3},
 		GetConfigForClient: func(*ctls.ClientHelloInfo) (*ctls.Config, error) {
@@ -88,7 +110,6 @@ func ListenH3(addr string, handler http.Handler, limits Limits, opts H3Options, 
 		},
 	}
 	l.srv = &http3.Server{
-		TLSConfig:      base,
 		QUICConfig:     h3QUICConfig(limits, opts),
 		Handler:        &h3Handler{next: handler, log: log},
 		MaxHeaderBytes: limits.MaxHeaderBytes,
@@ -98,8 +119,8 @@ func ListenH3(addr string, handler http.Handler, limits Limits, opts H3Options, 
 	return l, nil
 }
 
-// h3QUICConfig maps the listener limits onto QUIC. It always returns a
-// Config: given none, quic-go's http3 server turns 0-RTT on.
+// h3QUICConfig maps the listener limits onto QUIC. 0-RTT is on only when
+// asked for (quic-go's http3 server, given no Config, would turn it on).
 func h3QUICConfig(limits Limits, opts H3Options) *quic.Config {
 	return &quic.Config{
 		// The handshake is the part of a new connection a slow client
@@ -147,22 +168,222 @@ func (l *H3Listener) Serve() {
 		l.started.Store(true)
 		go func() {
 			defer close(l.served)
-			err := l.srv.Serve(l.pc)
-			if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			err := l.serve()
+			if err != nil && !errors.Is(err, quic.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 				l.log.Warn("http3 listener stopped", "addr", l.Addr().String(), "error", err)
 			}
 		}()
 	})
 }
 
-// Shutdown stops accepting connections, sends GOAWAY on every connection,
-// lets in-flight requests finish until ctx ends, then closes the connections
-// left and the socket. It returns ctx.Err() if requests had to be cut off.
-// A connection whose client keeps it open after GOAWAY (quic-go and browsers
-// close it once their requests are done) also lasts until ctx ends.
+// serve is the connection accept loop, what http3.Server.Serve does.
+func (l *H3Listener) serve() error {
+	l.mu.Lock()
+	if l.closing {
+		l.mu.Unlock()
+		return nil
+	}
+	ln, err := quic.ListenEarly(l.pc, l.base, l.srv.QUICConfig)
+	if err != nil {
+		l.mu.Unlock()
+		return err
+	}
+	l.ln = ln
+	l.mu.Unlock()
+	for {
+		// Accept returns connections before their handshake completes
+		// (0-RTT), as http3.Server's listener does.
+		qc, err := ln.Accept(context.Background())
+		if err != nil {
+			return err // quic.ErrServerClosed after Shutdown
+		}
+		c := &h3Conn{qc: qc}
+		l.mu.Lock()
+		if l.closing {
+			l.mu.Unlock()
+			qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+			continue
+		}
+		l.conns[c] = struct{}{}
+		l.connsWG.Add(1)
+		l.mu.Unlock()
+		go l.serveConn(c)
+	}
+}
+
+// serveConn serves one connection until it closes and its requests have
+// returned, what http3.Server.handleConn does but for the HEADERS deadline
+// and Shutdown (see h3Conn).
+func (l *H3Listener) serveConn(c *h3Conn) {
+	defer func() {
+		l.mu.Lock()
+		delete(l.conns, c)
+		l.mu.Unlock()
+		l.connsWG.Done()
+	}()
+	// Opens the control stream and sends SETTINGS; sets the connection's
+	// context values and the idle timeout.
+	hc, err := l.srv.NewRawServerConn(c.qc)
+	if err != nil {
+		l.log.Debug("http3 connection failed", "remote", c.qc.RemoteAddr().String(), "error", err)
+		c.qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeInternalError), "")
+		return
+	}
+	c.setRaw(hc)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			str, err := c.qc.AcceptUniStream(context.Background())
+			if err != nil {
+				return
+			}
+			go hc.HandleUnidirectionalStream(str)
+		}
+	})
+	for {
+		str, err := c.qc.AcceptStream(context.Background())
+		if err != nil {
+			break // the connection closed, by either side
+		}
+		if !c.begin() {
+			// Shutdown began: refused as http3.Server refuses streams
+			// after GOAWAY. The client may retry it elsewhere.
+			str.ReleaseStreamCredit()
+			str.CancelRead(quic.StreamErrorCode(http3.ErrCodeRequestRejected))
+			str.CancelWrite(quic.StreamErrorCode(http3.ErrCodeRequestRejected))
+			continue
+		}
+		// The HEADERS frame must be read by then, or the read fails and
+		// quic-go resets the stream (H3_REQUEST_INCOMPLETE) without
+		// calling the handler. h3Handler clears the deadline.
+		str.SetReadDeadline(time.Now().Add(l.readHeaderTimeout))
+		wg.Go(func() {
+			defer c.end()
+			hc.HandleRequestStream(str)
+		})
+	}
+	wg.Wait()
+}
+
+// h3Conn is one connection's state for Shutdown. The RawServerConn API gives
+// no access to the control stream, so unlike http3.Server there is no GOAWAY:
+// once draining, new request streams are refused with H3_REQUEST_REJECTED
+// (which clients retry), and the connection is closed once its requests have
+// finished and their last responses had time to be acknowledged.
+type h3Conn struct {
+	qc *quic.Conn
+
+	mu       sync.Mutex
+	raw      *http3.RawServerConn // nil until set up
+	active   int                  // request streams being handled
+	draining bool
+	closing  bool // close scheduled
+}
+
+func (c *h3Conn) setRaw(hc *http3.RawServerConn) {
+	c.mu.Lock()
+	c.raw = hc
+	c.mu.Unlock()
+}
+
+// begin counts a new request stream in, unless the connection is draining.
+func (c *h3Conn) begin() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.draining {
+		return false
+	}
+	c.active++
+	return true
+}
+
+func (c *h3Conn) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.active--
+	c.maybeCloseLocked()
+}
+
+// drain stops new requests and closes the connection once idle.
+func (c *h3Conn) drain() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.draining = true
+	c.maybeCloseLocked()
+}
+
+func (c *h3Conn) maybeCloseLocked() {
+	if !c.draining || c.active > 0 || c.closing {
+		return
+	}
+	c.closing = true
+	// CONNECTION_CLOSE discards stream data not yet acknowledged, so the
+	// last response gets time for its packets, or one retransmission of
+	// them, to arrive.
+	time.AfterFunc(h3Linger(c.qc.ConnectionStats()), c.close)
+}
+
+// close closes the connection at once, with H3_NO_ERROR as http3.Server does.
+func (c *h3Conn) close() {
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	if raw != nil {
+		raw.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "") // also stops its idle timer
+	} else {
+		c.qc.CloseWithError(quic.ApplicationErrorCode(http3.ErrCodeNoError), "")
+	}
+}
+
+// h3Linger is how long a draining connection stays open after its last
+// request: three probe timeouts (RFC 9002 §6.2.1, with the default 25 ms ack
+// delay), which covers a lost last packet being sent again, within
+// [100 ms, 3 s].
+func h3Linger(st quic.ConnectionStats) time.Duration {
+	pto := st.SmoothedRTT + max(4*st.MeanDeviation, time.Millisecond) + 25*time.Millisecond
+	return min(max(3*pto, 100*time.Millisecond), 3*time.Second)
+}
+
+// Shutdown stops accepting connections and new requests, lets in-flight
+// requests finish until ctx ends, closing each connection once its requests
+// are done (see h3Conn), then closes the connections left and the socket. It
+// returns ctx.Err() if requests had to be cut off.
 func (l *H3Listener) Shutdown(ctx context.Context) error {
-	err := l.srv.Shutdown(ctx) // ctx.Err() if requests were cut off
-	// http3 leaves a socket passed to Serve open.
+	l.mu.Lock()
+	l.closing = true
+	ln := l.ln
+	conns := make([]*h3Conn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	if ln != nil {
+		ln.Close() // established connections stay open
+	}
+	for _, c := range conns {
+		c.drain()
+	}
+	done := make(chan struct{})
+	go func() {
+		l.connsWG.Wait() // no connection is added once closing is set
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	default:
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = ctx.Err()
+			// Closing a connection cancels its requests' contexts;
+			// wait for their handlers to return, as http3.Server does.
+			for _, c := range conns {
+				c.close()
+			}
+			<-done
+		}
+	}
 	if cerr := l.pc.Close(); cerr != nil && err == nil && !errors.Is(cerr, net.ErrClosed) {
 		err = cerr
 	}
@@ -173,14 +394,19 @@ func (l *H3Listener) Shutdown(ctx context.Context) error {
 }
 
 // h3Handler adapts requests from quic-go's http3 server to what the handler
-// sees from the TCP listener: ConnInfo in the context, the header-field cap,
-// and a refusal of replayable (early-data) requests that are not safe.
+// sees from the TCP listener: no read deadline left from the HEADERS frame,
+// ConnInfo in the context, the header-field cap, and a refusal of replayable
+// (early-data) requests that are not safe.
 type h3Handler struct {
 	next http.Handler
 	log  *slog.Logger
 }
 
 func (h *h3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The HEADERS frame has been read: lift the read deadline serveConn set
+	// for it, so the body is bounded only by the handler's own deadlines
+	// (the dataplane sets one per read). Not supported by test recorders.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Time{})
 	if headerFields(r.Header) > MaxHeaderFields {
 		h.refuse(w, r, http.StatusRequestHeaderFieldsTooLarge, "more than "+strconv.Itoa(MaxHeaderFields)+" header fields")
 		return

@@ -30,6 +30,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+	"github.com/quic-go/quic-go/quicvarint"
 
 	"github.com/meshgate/meshgate/ir"
 	mgtls "github.com/meshgate/meshgate/tls"
@@ -735,5 +736,108 @@ func TestH3ZeroRTT(t *testing.T) {
 	// connection and Shutdown completes without cutting anything off.
 	if err := l.Shutdown(ctx); err != nil {
 		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// h3HeadersFrame is a GET for path as a HEADERS frame, QPACK-encoded by hand
+// (RFC 9204: required insert count 0, base 0, static references to :method
+// GET, :scheme https and :path /, and :authority and :path with literal
+// values).
+func h3HeadersFrame(path string) []byte {
+	block := []byte{0x00, 0x00, 0xc0 | 17, 0xc0 | 23, 0x50, byte(len(h3ServerName))}
+	block = append(block, h3ServerName...)
+	block = append(block, 0x51, byte(len(path)))
+	block = append(block, path...)
+	frame := quicvarint.Append(nil, 0x01) // HEADERS
+	frame = quicvarint.Append(frame, uint64(len(block)))
+	return append(frame, block...)
+}
+
+// A request stream whose HEADERS frame trickles in (and never completes) is
+// reset once ReadHeaderTimeout has passed, without reaching the handler; the
+// connection goes on serving requests, whose bodies are not bound by the
+// HEADERS deadline.
+func TestH3HeadersReadTimeout(t *testing.T) {
+	const readHeader = 2 * time.Second
+	cert, pool := h3Cert(t, "a")
+	var reached atomic.Int32
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached.Add(1)
+		h3Echo(w, r)
+	})
+	l := h3Start(t, "127.0.0.1:0", h, Limits{ReadHeaderTimeout: readHeader}, H3Options{}, h3ServerTLS(t, cert), nil)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*h3Wait)
+	defer cancel()
+	// PINGs keep the connection alive: only the HEADERS deadline can end
+	// the stream.
+	conn, err := quic.DialAddr(ctx, l.Addr().String(), &ctls.Config{RootCAs: pool, ServerName: h3ServerName, NextProtos: []string{http3.NextProtoH3}},
+		&quic.Config{HandshakeIdleTimeout: h3Wait, KeepAlivePeriod: 500 * time.Millisecond, MaxIdleTimeout: 2 * h3Wait})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.CloseWithError(0, "")
+	str, err := conn.OpenStreamSync(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := h3HeadersFrame("/slow")
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := io.ReadAll(str)
+		readErr <- err
+	}()
+	stop := make(chan struct{})
+	defer close(stop)
+	start := time.Now()
+	go func() {
+		// Every byte but the last, one each 500 ms: the frame is never
+		// complete.
+		for _, b := range frame[:len(frame)-1] {
+			if _, err := str.Write([]byte{b}); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}()
+	select {
+	case err := <-readErr:
+		took := time.Since(start)
+		var se *quic.StreamError
+		if !errors.As(err, &se) || se.ErrorCode != quic.StreamErrorCode(http3.ErrCodeRequestIncomplete) {
+			t.Fatalf("trickled HEADERS: stream ended with %v, want a reset with H3_REQUEST_INCOMPLETE", err)
+		}
+		if bound := 3 * readHeader; took > bound {
+			t.Errorf("trickled HEADERS reset after %v, over 3× the %v ReadHeaderTimeout", took, readHeader)
+		}
+	case <-time.After(h3Wait):
+		t.Fatalf("stream trickling its HEADERS still open after %v with a %v ReadHeaderTimeout", h3Wait, readHeader)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Fatalf("handler reached %d times by the trickled request", n)
+	}
+
+	// The same connection serves a request whose body arrives slower than
+	// ReadHeaderTimeout: the deadline ended with its HEADERS frame.
+	cc := (&http3.Transport{}).NewClientConn(conn)
+	pr, pw := io.Pipe()
+	go func() {
+		pw.Write([]byte("slow "))
+		select {
+		case <-time.After(readHeader + readHeader/2):
+		case <-stop:
+		}
+		pw.Write([]byte("body"))
+		pw.Close()
+	}()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "https://"+h3ServerName+"/after", pr)
+	resp, err := cc.RoundTrip(req)
+	body := h3Read(t, resp, err)
+	if resp.StatusCode != 200 || string(body) != "slow body" || reached.Load() != 1 {
+		t.Errorf("request after the reset: %d %q, handler reached %d times", resp.StatusCode, body, reached.Load())
 	}
 }

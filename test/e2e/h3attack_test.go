@@ -221,26 +221,42 @@ func TestH3AttackSlowRequests(t *testing.T) {
 		}
 	})
 
-	t.Run("HEADERS frame trickling 1 byte per second holds only its own stream", func(t *testing.T) {
-		// quic-go's HTTP/3 server has no per-stream header read deadline
-		// (docs/reliability.md row 26), so a trickled HEADERS frame is
-		// bounded only by the connection's stream limit and idle timeout.
-		// What must hold: it holds its own stream and nothing else.
+	t.Run("HEADERS frame trickling 1 byte per second is cut by the read-header timeout", func(t *testing.T) {
 		if status, err := s.rawHeaders(t, false, 0); err != nil || status != "200" {
 			t.Fatalf("HEADERS sent at once: status %q, %v", status, err)
 		}
-		done := make(chan struct{})
+		bound := 3 * h3aReadHeaderTimeout
+		type result struct {
+			status string
+			err    error
+			took   time.Duration
+		}
+		got := make(chan result, 1)
 		go func() {
-			defer close(done)
-			s.rawHeaders(t, true, 3*h3aReadHeaderTimeout)
+			start := time.Now()
+			status, err := s.rawHeaders(t, true, bound)
+			got <- result{status, err, time.Since(start)}
 		}()
+		// Meanwhile other connections are served.
 		for i := 0; i < 5; i++ {
 			if err := s.probe(t, "/probe"); err != nil {
-				t.Fatalf("a normal HTTP/3 request while another stream trickles its HEADERS: %v", err)
+				t.Errorf("a normal HTTP/3 request while another stream trickles its HEADERS: %v", err)
 			}
 			time.Sleep(200 * time.Millisecond)
 		}
-		<-done
+		r := <-got
+		t.Logf("HEADERS trickled 1 byte/s with a %v read-header timeout: status %q, %v after %v", h3aReadHeaderTimeout, r.status, r.err, r.took)
+		switch {
+		case errors.Is(r.err, errH3aStillOpen):
+			t.Errorf("stream trickling its HEADERS frame still open after %v (3× the %v read-header timeout)", bound, h3aReadHeaderTimeout)
+		case r.err == nil:
+			t.Errorf("trickled HEADERS answered with status %q, want the stream reset", r.status)
+		default:
+			var se *quic.StreamError
+			if !errors.As(r.err, &se) {
+				t.Errorf("trickled HEADERS ended with %v, want only its stream reset", r.err)
+			}
+		}
 	})
 
 	t.Run("header section over the limit gets 431", func(t *testing.T) {
