@@ -26,5 +26,8 @@ build_tool() { # name module version
 	echo "test-deps: building $1 $3 into $dir"
 	mkdir -p "$dir"
 	GOBIN="$dir" go install "$2@$3"
+	# go install names the binary after the package folder; keep it as NAME.
+	if [[ ! -e "$dir/$1" ]]; then mv "$dir/${2##*/}" "$dir/$1"; fi
 }
 build_tool h2spec github.com/summerwind/h2spec/cmd/h2spec v2.2.1+incompatible
+build_tool toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server v2.5.0
