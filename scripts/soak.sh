@@ -447,7 +447,7 @@ log_summary=$(grep -E '"level":"(WARN|ERROR)"' "$GW_LOG" |
 	sed -E 's/.*"level":"([A-Z]+)","msg":"([^"]*)".*/\1 \2/' | sort | uniq -c | sort -rn |
 	awk '{ n = $1; $1 = ""; printf "%s%s×%s", (NR > 1 ? ", " : ""), n, $0 }' || true)
 kind="full run"
-((DURATION < 1800)) && kind="smoke run"
+((DURATION < 1800)) && kind="shorter than the 30m default"
 verdict=PASS
 ((${#fail_reasons[@]} == 0)) || verdict="FAIL: $(
 	IFS=';'
