@@ -37,6 +37,8 @@ type Snapshot struct {
 	Secrets         []*corev1.Secret
 	Namespaces      []*corev1.Namespace
 	Backends        []*mgv1alpha1.Backend
+	TrafficPolicies []*mgv1alpha1.TrafficPolicy
+	FaultInjections []*mgv1alpha1.FaultInjection
 
 	// Rejected are objects the loader could not decode (unknown fields,
 	// wrong types). They take no part in translation but are reported.

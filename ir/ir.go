@@ -143,6 +143,145 @@ type Route struct {
 	// DirectResponse, when set, answers every matching request without
 	// forwarding it (used for rules the translator found invalid).
 	DirectResponse *DirectResponse `json:"directResponse,omitempty"`
+	// Retry, when set, resends failed attempts (HTTPRoute retry or a
+	// TrafficPolicy's retry).
+	Retry *Retry `json:"retry,omitempty"`
+	// Fault, when set, delays or aborts a share of the matching requests
+	// (a FaultInjection ExtensionRef filter).
+	Fault *Fault `json:"fault,omitempty"`
+	// RateLimits are checked in order before forwarding; the first one
+	// exhausted answers 429.
+	RateLimits []*RateLimit `json:"rateLimits,omitempty"`
+	// SessionPersistence, when set, keeps a client on the backend and
+	// endpoint it was first sent to.
+	SessionPersistence *SessionPersistence `json:"sessionPersistence,omitempty"`
+	// Policies name the TrafficPolicies that shaped this route, for
+	// /explain and logs.
+	Policies []string `json:"policies,omitempty"`
+}
+
+// Retry says when and how often a failed attempt is sent again.
+type Retry struct {
+	// Attempts is the number of retries after the first attempt.
+	Attempts int `json:"attempts"`
+	// Codes are the upstream HTTP statuses that are retried.
+	Codes []int `json:"codes,omitempty"`
+	// GRPCCodes are the gRPC status codes (grpc-status of a trailers-only
+	// answer) that are retried.
+	GRPCCodes []int `json:"grpcCodes,omitempty"`
+	// ConnectFailure retries when no connection could be made, Reset when
+	// the upstream closed or reset the connection before answering.
+	ConnectFailure bool `json:"connectFailure,omitempty"`
+	Reset          bool `json:"reset,omitempty"`
+	// Timeout retries an attempt that ran out of its per-try time
+	// (Timeouts.BackendRequest).
+	Timeout bool `json:"timeout,omitempty"`
+	// BackoffBase and BackoffMax bound the exponential backoff with full
+	// jitter between attempts.
+	BackoffBase time.Duration `json:"backoffBase,omitempty"`
+	BackoffMax  time.Duration `json:"backoffMax,omitempty"`
+	// NonIdempotent allows retrying methods that are not safe to replay
+	// (POST, PATCH); off unless a policy says so.
+	NonIdempotent bool `json:"nonIdempotent,omitempty"`
+	// BudgetPercent caps retries in flight at this share of the requests in
+	// flight on the backend (20 by default); MinRetryConcurrency retries are
+	// always allowed so a quiet backend can still be retried.
+	BudgetPercent       float64 `json:"budgetPercent"`
+	MinRetryConcurrency int     `json:"minRetryConcurrency"`
+}
+
+// Fault is an injected delay and/or abort.
+type Fault struct {
+	// Name is "namespace/name" of the FaultInjection object.
+	Name string `json:"name"`
+	// Headers, when set, limit the fault to requests matching all of them
+	// (for example one tester's header).
+	Headers []StringMatch `json:"headers,omitempty"`
+	// Delay holds a share of requests for a fixed time before forwarding.
+	Delay *FaultDelay `json:"delay,omitempty"`
+	// Abort answers a share of requests at once without forwarding.
+	Abort *FaultAbort `json:"abort,omitempty"`
+}
+
+// FaultDelay is an injected delay.
+type FaultDelay struct {
+	Duration time.Duration `json:"duration"`
+	// Percent of requests delayed, 0 to 100.
+	Percent float64 `json:"percent"`
+}
+
+// FaultAbort is an injected error answer.
+type FaultAbort struct {
+	// HTTPStatus is the status answered; for gRPC requests it is mapped
+	// to a gRPC status unless GRPCStatus is set.
+	HTTPStatus int `json:"httpStatus,omitempty"`
+	// GRPCStatus, when set, is the gRPC status code answered to gRPC
+	// requests (as a trailers-only response).
+	GRPCStatus *int `json:"grpcStatus,omitempty"`
+	// Percent of requests aborted, 0 to 100.
+	Percent float64 `json:"percent"`
+}
+
+// RateLimitKeyType says what a rate limit counts requests by.
+type RateLimitKeyType string
+
+// Rate limit keys.
+const (
+	// RateLimitRoute counts every request of the route together.
+	RateLimitRoute RateLimitKeyType = "Route"
+	// RateLimitClientIP counts per client address (the real one, after
+	// trusted X-Forwarded-For hops).
+	RateLimitClientIP RateLimitKeyType = "ClientIP"
+	// RateLimitHeader counts per value of a request header; requests
+	// without the header are not limited by this rule.
+	RateLimitHeader RateLimitKeyType = "Header"
+	// RateLimitIdentity counts per authenticated identity (the
+	// verified client certificate or token subject); requests without
+	// one are counted per client address.
+	RateLimitIdentity RateLimitKeyType = "Identity"
+)
+
+// RateLimit is a token bucket: Requests per Period, with bursts up to Burst.
+type RateLimit struct {
+	// Name is stable across reloads ("policy ns/name rule N"): buckets
+	// and Redis keys are keyed by it, so a reload keeps the counts.
+	Name string `json:"name"`
+	// Key says what is counted separately; Header names the header for
+	// RateLimitHeader.
+	Key    RateLimitKeyType `json:"key"`
+	Header string           `json:"header,omitempty"`
+	// Requests per Period; Burst defaults to Requests.
+	Requests uint32        `json:"requests"`
+	Period   time.Duration `json:"period"`
+	Burst    uint32        `json:"burst,omitempty"`
+	// Global counts in Redis, shared by every gateway replica; otherwise
+	// each replica counts alone.
+	Global bool `json:"global,omitempty"`
+	// FailOpen lets requests through when Redis cannot be reached;
+	// otherwise they get 503.
+	FailOpen bool `json:"failOpen,omitempty"`
+}
+
+// SessionPersistenceType says where the session key travels.
+type SessionPersistenceType string
+
+// Session persistence types, as in Gateway API.
+const (
+	SessionCookie SessionPersistenceType = "Cookie"
+	SessionHeader SessionPersistenceType = "Header"
+)
+
+// SessionPersistence keeps a client on one backend and endpoint.
+type SessionPersistence struct {
+	Type SessionPersistenceType `json:"type"`
+	// Name is the cookie or header name.
+	Name string `json:"name"`
+	// AbsoluteTimeout is the session's lifetime (cookie Max-Age); zero
+	// for a browser-session cookie.
+	AbsoluteTimeout time.Duration `json:"absoluteTimeout,omitempty"`
+	// Permanent sets Max-Age on the cookie (Gateway API lifetimeType
+	// Permanent); otherwise the cookie ends with the browser session.
+	Permanent bool `json:"permanent,omitempty"`
 }
 
 // PathMatchType says how Match.Path is compared.
@@ -290,6 +429,125 @@ type Backend struct {
 	// TLS, when set, means the endpoints are spoken to over TLS (HTTP/1.1
 	// or HTTP/2 chosen by ALPN for HTTP backends).
 	TLS *UpstreamTLS `json:"tls,omitempty"`
+	// LoadBalancer picks among endpoints; nil is round robin.
+	LoadBalancer *LoadBalancer `json:"loadBalancer,omitempty"`
+	// HealthCheck, when set, probes every endpoint and takes failing ones
+	// out of rotation.
+	HealthCheck *HealthCheck `json:"healthCheck,omitempty"`
+	// Outlier, when set, ejects endpoints that fail real requests.
+	Outlier *OutlierDetection `json:"outlierDetection,omitempty"`
+	// PanicThreshold is the percentage of healthy endpoints under which
+	// health is ignored and every endpoint gets traffic (0 disables the
+	// panic mode: only healthy endpoints are used, 503 when none).
+	PanicThreshold float64 `json:"panicThreshold,omitempty"`
+	// CircuitBreaker, when set, caps what the gateway sends the backend.
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+	// ConnectTimeout bounds opening a connection to an endpoint; the
+	// gateway's default when zero.
+	ConnectTimeout time.Duration `json:"connectTimeout,omitempty"`
+	// IdleTimeout closes pooled upstream connections unused this long;
+	// the gateway's default when zero.
+	IdleTimeout time.Duration `json:"idleTimeout,omitempty"`
+}
+
+// LoadBalancerType names a load-balancing algorithm.
+type LoadBalancerType string
+
+// Load-balancing algorithms.
+const (
+	LBRoundRobin LoadBalancerType = "RoundRobin"
+	// LBLeastRequest picks the less busy of two random endpoints (power of
+	// two choices), weighted.
+	LBLeastRequest LoadBalancerType = "LeastRequest"
+	LBRandom       LoadBalancerType = "Random"
+	// LBRingHash and LBMaglev map a hash of the request (HashOn) to an
+	// endpoint, so the same key keeps the same endpoint while the set is
+	// stable and few keys move when it changes.
+	LBRingHash LoadBalancerType = "RingHash"
+	LBMaglev   LoadBalancerType = "Maglev"
+)
+
+// HashOnType says what consistent hashing hashes.
+type HashOnType string
+
+// Hash inputs.
+const (
+	HashHeader   HashOnType = "Header"
+	HashCookie   HashOnType = "Cookie"
+	HashSourceIP HashOnType = "SourceIP"
+)
+
+// LoadBalancer is how an endpoint is chosen.
+type LoadBalancer struct {
+	Type LoadBalancerType `json:"type"`
+	// HashOn is the request property hashed by RingHash and Maglev.
+	HashOn HashOnType `json:"hashOn,omitempty"`
+	// HashName is the header or cookie name for HashHeader/HashCookie.
+	HashName string `json:"hashName,omitempty"`
+	// SlowStart ramps a new endpoint's share of traffic up over this
+	// window instead of sending it a full share at once.
+	SlowStart time.Duration `json:"slowStart,omitempty"`
+}
+
+// HealthCheckType says how an endpoint is probed.
+type HealthCheckType string
+
+// Health check kinds.
+const (
+	HealthHTTP HealthCheckType = "HTTP"
+	HealthTCP  HealthCheckType = "TCP"
+	HealthGRPC HealthCheckType = "GRPC"
+)
+
+// HealthCheck is an active probe of every endpoint.
+type HealthCheck struct {
+	Type     HealthCheckType `json:"type"`
+	Interval time.Duration   `json:"interval"`
+	Timeout  time.Duration   `json:"timeout"`
+	// HealthyThreshold consecutive successes bring an endpoint back;
+	// UnhealthyThreshold consecutive failures take it out.
+	HealthyThreshold   int `json:"healthyThreshold"`
+	UnhealthyThreshold int `json:"unhealthyThreshold"`
+	// Path and Host are the HTTP probe's request target and Host header;
+	// ExpectedStatuses the answers counted as healthy (200-399 if empty).
+	Path             string `json:"path,omitempty"`
+	Host             string `json:"host,omitempty"`
+	ExpectedStatuses []int  `json:"expectedStatuses,omitempty"`
+	// GRPCService is the service name asked of grpc.health.v1.Health
+	// ("" for the server as a whole).
+	GRPCService string `json:"grpcService,omitempty"`
+}
+
+// OutlierDetection ejects endpoints that fail real traffic.
+type OutlierDetection struct {
+	// Consecutive5xx ejects after this many 5xx answers in a row (0: off).
+	Consecutive5xx int `json:"consecutive5xx,omitempty"`
+	// ConsecutiveGatewayErrors ejects after this many connect failures,
+	// resets, timeouts or 502/503/504 answers in a row (0: off).
+	ConsecutiveGatewayErrors int `json:"consecutiveGatewayErrors,omitempty"`
+	// BaseEjectionTime is the first ejection's length; each repeated
+	// ejection of the same endpoint lasts one more multiple of it, up to
+	// MaxEjectionTime.
+	BaseEjectionTime time.Duration `json:"baseEjectionTime"`
+	MaxEjectionTime  time.Duration `json:"maxEjectionTime"`
+	// MaxEjectionPercent caps the share of a backend's endpoints ejected
+	// at once.
+	MaxEjectionPercent float64 `json:"maxEjectionPercent"`
+}
+
+// CircuitBreaker caps the load the gateway puts on a backend; a request over
+// a cap is answered 503 at once (gRPC UNAVAILABLE) with
+// "x-meshgate-overloaded: circuit-breaker". Zero means no cap.
+type CircuitBreaker struct {
+	// MaxConnections caps the backend's open upstream connections.
+	MaxConnections int `json:"maxConnections,omitempty"`
+	// MaxPendingRequests caps the requests waiting for a connection when
+	// MaxConnections is reached.
+	MaxPendingRequests int `json:"maxPendingRequests,omitempty"`
+	// MaxRequests caps the requests in flight to the backend.
+	MaxRequests int `json:"maxRequests,omitempty"`
+	// MaxRetries caps the retries in flight to the backend.
+	MaxRetries int `json:"maxRetries,omitempty"`
 }
 
 // UpstreamTLS is how the gateway verifies a backend's certificate.
@@ -322,6 +580,12 @@ const (
 type Endpoint struct {
 	// Address is "host:port" (IPv6 hosts in brackets).
 	Address string `json:"address"`
+	// Weight is the endpoint's share relative to its siblings; 0 means 1.
+	Weight int32 `json:"weight,omitempty"`
+	// Draining marks an endpoint that is terminating but still serving
+	// (EndpointSlice serving=true, terminating=true): it gets no new
+	// traffic unless no other endpoint is usable.
+	Draining bool `json:"draining,omitempty"`
 }
 
 // Timeouts bound a request. Zero means the default (the upstream timeout of

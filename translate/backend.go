@@ -54,6 +54,7 @@ func (t *translator) translateBackends() {
 			name := "backend/" + b.Namespace + "/" + b.Name
 			bs.target = &ir.Backend{Name: name, Protocol: proto, Endpoints: eps, TLS: upTLS}
 			t.irBackends[name] = bs.target
+			t.backendOrigin[name] = backendOrigin{kind: kindBackend, ns: b.Namespace, name: b.Name}
 			st.Accepted = true
 			st.Conditions = append(st.Conditions, condition("Accepted", true, "Accepted", "Backend is valid", b.Generation))
 		}
@@ -205,6 +206,7 @@ func (t *translator) serviceBackend(ns, name string, port int32, want ir.Backend
 	}
 	b := &ir.Backend{Name: bname, Protocol: proto, Endpoints: t.serviceEndpoints(ns, name, sp)}
 	t.irBackends[bname] = b
+	t.backendOrigin[bname] = backendOrigin{kind: kindService, ns: ns, name: name, portName: sp.Name}
 	return b, "", ""
 }
 
@@ -231,14 +233,22 @@ func (t *translator) serviceEndpoints(ns, name string, sp *corev1.ServicePort) [
 			continue
 		}
 		for _, ep := range sl.Endpoints {
-			if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-				continue
+			c := ep.Conditions
+			draining := false
+			if c.Ready != nil && !*c.Ready {
+				// A terminating endpoint that still serves finishes
+				// its work but gets new requests only when nothing
+				// else is left, so a rolling update causes no 503s.
+				if c.Serving == nil || !*c.Serving || c.Terminating == nil || !*c.Terminating {
+					continue
+				}
+				draining = true
 			}
 			for _, a := range ep.Addresses {
 				addr := net.JoinHostPort(a, fmt.Sprint(port))
 				if !seen[addr] {
 					seen[addr] = true
-					eps = append(eps, ir.Endpoint{Address: addr})
+					eps = append(eps, ir.Endpoint{Address: addr, Draining: draining})
 				}
 			}
 		}

@@ -41,6 +41,13 @@ type translator struct {
 	irBackends map[string]*ir.Backend
 	// sockets are the bound addresses, by "ip:port".
 	sockets map[string]*socket
+	// backendOrigin says which Service port or Backend each backend name
+	// was made from, for policies targeting them.
+	backendOrigin map[string]backendOrigin
+	// policies are the TrafficPolicies by target; faults the
+	// FaultInjections by name.
+	policies *policyIndex
+	faults   map[nsName]*faultInjection
 
 	statuses []ObjectStatus
 }
@@ -75,20 +82,21 @@ type socket struct {
 
 func newTranslator(s *config.Snapshot, opts Options) *translator {
 	t := &translator{
-		s:            s,
-		opts:         opts,
-		classes:      map[string]*classState{},
-		gatewayIndex: map[nsName]*gatewayState{},
-		foreignGWs:   map[nsName]bool{},
-		services:     map[nsName]*corev1.Service{},
-		secrets:      map[nsName]*corev1.Secret{},
-		slices:       map[nsName][]*discoveryv1.EndpointSlice{},
-		grants:       map[string][]*gwapiv1.ReferenceGrant{},
-		namespaces:   map[string]map[string]string{},
-		backends:     map[nsName]*backendState{},
-		rejected:     map[string]string{},
-		irBackends:   map[string]*ir.Backend{},
-		sockets:      map[string]*socket{},
+		s:             s,
+		opts:          opts,
+		classes:       map[string]*classState{},
+		gatewayIndex:  map[nsName]*gatewayState{},
+		foreignGWs:    map[nsName]bool{},
+		services:      map[nsName]*corev1.Service{},
+		secrets:       map[nsName]*corev1.Secret{},
+		slices:        map[nsName][]*discoveryv1.EndpointSlice{},
+		grants:        map[string][]*gwapiv1.ReferenceGrant{},
+		namespaces:    map[string]map[string]string{},
+		backends:      map[nsName]*backendState{},
+		rejected:      map[string]string{},
+		irBackends:    map[string]*ir.Backend{},
+		sockets:       map[string]*socket{},
+		backendOrigin: map[string]backendOrigin{},
 	}
 	for _, o := range s.Services {
 		if o != nil {

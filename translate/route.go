@@ -303,6 +303,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 				for _, r := range rr.routes {
 					c := *r
 					c.Hostnames = a.hosts
+					t.applyPolicies(&c, gs, a.ls, rs)
 					h.Routes = append(h.Routes, &c)
 				}
 				if rr.l4 != nil {

@@ -8,6 +8,7 @@ import (
 
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/ir"
 )
 
@@ -74,6 +75,19 @@ func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRo
 		invalid(gwapiv1.RouteReasonUnsupportedValue, path+".timeouts."+err.Error())
 	}
 
+	var retry *ir.Retry
+	if rule.Retry != nil {
+		if retry, err = httpRouteRetry(rule.Retry); err != nil {
+			invalid(gwapiv1.RouteReasonUnsupportedValue, path+".retry."+err.Error())
+		}
+	}
+	var session *ir.SessionPersistence
+	if rule.SessionPersistence != nil {
+		if session, err = sessionPersistence(rule.SessionPersistence); err != nil {
+			invalid(gwapiv1.RouteReasonUnsupportedValue, path+".sessionPersistence."+err.Error())
+		}
+	}
+
 	fr := t.buildFilters(rs, path+".filters", rule.Filters, irMatches)
 	if fr.problem != "" {
 		invalid(gwapiv1.RouteConditionReason(fr.reason), fr.problem)
@@ -107,6 +121,9 @@ func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRo
 				invalid(gwapiv1.RouteReasonUnsupportedValue, fmt.Sprintf("%s.filters[%d].type: %s is not supported on a backendRef; put it on the rule", bpath, k, f.Type))
 			}
 		}
+		if bfr.fault != nil {
+			invalid(gwapiv1.RouteReasonUnsupportedValue, bpath+".filters: a FaultInjection ExtensionRef is not supported on a backendRef; put it on the rule")
+		}
 		rs.refs = append(rs.refs, bfr.mirrorRefs...)
 		if len(bfr.refs) > 0 {
 			// An unresolvable backend filter fails only the requests
@@ -135,6 +152,9 @@ func (t *translator) compileRuleWith(rs *routeState, i int, rule *gwapiv1.HTTPRo
 			r.Filters = fr.filters
 			r.Backends = backends
 			r.Timeouts = timeouts
+			r.Retry = retry
+			r.SessionPersistence = session
+			r.Fault = fr.fault
 		} else {
 			r.DirectResponse = &ir.DirectResponse{StatusCode: 500}
 		}
@@ -320,6 +340,8 @@ type filterResult struct {
 	// refs are unresolvable filter references (ExtensionRef).
 	refs     []refProblem
 	redirect bool
+	// fault is the rule's FaultInjection, from an ExtensionRef.
+	fault *ir.Fault
 }
 
 // buildFilters converts a rule's or backendRef's filters. matches are the
@@ -390,14 +412,32 @@ func (t *translator) buildFilters(rs *routeState, path string, fs []gwapiv1.HTTP
 			}
 			fr.filters = append(fr.filters, ir.Filter{Type: ir.FilterURLRewrite, URLRewrite: rw})
 		case gwapiv1.HTTPRouteFilterExtensionRef:
-			// Meshgate defines no filter kinds yet, so every
-			// ExtensionRef is unresolvable. The spec forbids skipping
-			// it: the requests it would process get a 500.
-			msg := fp + ".extensionRef: required for type ExtensionRef"
-			if e := f.ExtensionRef; e != nil {
-				msg = fmt.Sprintf("%s.extensionRef: %s %q is not a filter kind Meshgate supports", fp, groupKind(string(e.Group), string(e.Kind)), e.Name)
+			// An ExtensionRef Meshgate cannot resolve must not be
+			// skipped (the spec): the requests it would process get
+			// a 500.
+			e := f.ExtensionRef
+			if e == nil {
+				fr.refs = append(fr.refs, refProblem{string(gwapiv1.RouteReasonInvalidKind), fp + ".extensionRef: required for type ExtensionRef"})
+				continue
 			}
-			fr.refs = append(fr.refs, refProblem{string(gwapiv1.RouteReasonInvalidKind), msg})
+			if string(e.Group) != mgv1alpha1.GroupName || string(e.Kind) != mgv1alpha1.KindFaultInjection {
+				fr.refs = append(fr.refs, refProblem{string(gwapiv1.RouteReasonInvalidKind),
+					fmt.Sprintf("%s.extensionRef: %s %q is not a filter kind Meshgate supports", fp, groupKind(string(e.Group), string(e.Kind)), e.Name)})
+				continue
+			}
+			if fr.fault != nil {
+				invalid(gwapiv1.RouteReasonUnsupportedValue, "%s: only one FaultInjection filter is allowed per rule", fp)
+				continue
+			}
+			fi := t.faults[nsName{rs.key.ns, string(e.Name)}]
+			switch {
+			case fi == nil:
+				fr.refs = append(fr.refs, refProblem{"FilterNotFound", fmt.Sprintf("%s.extensionRef: %s", fp, t.notFound(mgv1alpha1.KindFaultInjection, rs.key.ns, string(e.Name)))})
+			case fi.problem != "":
+				fr.refs = append(fr.refs, refProblem{"FilterNotFound", fmt.Sprintf("%s.extensionRef: FaultInjection %s/%s is invalid: %s", fp, rs.key.ns, e.Name, fi.problem)})
+			default:
+				fr.fault = fi.fault
+			}
 		case gwapiv1.HTTPRouteFilterRequestMirror:
 			m, problem := t.mirror(rs, fp+".requestMirror", f.RequestMirror, &fr)
 			if problem != "" {

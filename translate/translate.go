@@ -132,7 +132,10 @@ func translate(s *config.Snapshot, opts Options) *Result {
 	t.translateClasses()
 	t.translateGateways()
 	t.translateBackends()
+	t.translateFaults()
+	t.translatePolicies()
 	t.translateRoutes()
+	t.policyStatuses()
 	t.finishGateways()
 	t.reportLoaderProblems()
 	return &Result{Config: t.buildConfig(), Statuses: t.sortedStatuses()}
