@@ -16,9 +16,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/ratelimit"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
 	mgtls "github.com/meshgate/meshgate/tls"
@@ -54,6 +56,9 @@ type Options struct {
 	Observers obs.Observers
 	// Log receives request failures and listener events.
 	Log *slog.Logger
+	// Limiter counts rate limits; global limits need its Redis. Nil
+	// gives a Dataplane its own local-only limiter.
+	Limiter *ratelimit.Limiter
 }
 
 // Dataplane runs the listeners of the current config.
@@ -61,6 +66,9 @@ type Dataplane struct {
 	opts      Options
 	forwarder *proxy.Forwarder
 	balancer  upstream.Balancer
+	// health probes the endpoints of backends with a health check and
+	// tells the balancer.
+	health healthcheck.Checker
 
 	mu        sync.Mutex // serializes Apply and Shutdown
 	listeners map[string]*liveListener
@@ -99,7 +107,12 @@ func New(opts Options) *Dataplane {
 	if opts.Tunnels.RemovedRouteGrace <= 0 {
 		opts.Tunnels.RemovedRouteGrace = 30 * time.Second
 	}
+	if opts.Limiter == nil {
+		opts.Limiter = &ratelimit.Limiter{}
+	}
 	d := &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
+	d.health.Reporter = &d.balancer
+	d.health.Log = opts.Log
 	d.mirror = newMirrorer(d.forwarder, &d.balancer, opts.Log)
 	d.shedder.limit = opts.MemoryLimit
 	ctx, cancel := context.WithCancel(context.Background())
@@ -177,6 +190,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
 			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, shedder: &d.shedder, bodyIdle: d.opts.Limits.WithDefaults().BodyIdleTimeout, log: d.opts.Log,
+			limiter: d.opts.Limiter,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {
@@ -289,6 +303,10 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		routes[p.l.Address] = names
 	}
 	d.tunnels.reconcile(routes, d.opts.Tunnels.RemovedRouteGrace, d.opts.Log)
+	backends, limits := configBackends(cfg)
+	d.balancer.Update(backends)
+	d.health.Update(context.Background(), backends)
+	d.opts.Limiter.Update(limits)
 	d.certs = certExpiries(cfg)
 	d.current.Store(cfg)
 	d.applied.Store(true)
@@ -412,6 +430,49 @@ func (d *Dataplane) Shutdown(ctx context.Context) error {
 	d.listeners = map[string]*liveListener{}
 	d.l4 = map[string]liveL4{}
 	d.stopShed()
+	d.health.Close()
 	d.forwarder.Close()
 	return errors.Join(errs...)
+}
+
+// configBackends lists every distinct backend of cfg (route targets, mirror
+// targets, layer-4 targets) and every rate limit, for the state that
+// outlives reloads: balancing, health checks, limiter buckets.
+func configBackends(cfg *ir.Config) ([]*ir.Backend, []*ir.RateLimit) {
+	seen := map[*ir.Backend]bool{}
+	var out []*ir.Backend
+	add := func(b *ir.Backend) {
+		if b != nil && !seen[b] {
+			seen[b] = true
+			out = append(out, b)
+		}
+	}
+	seenRL := map[*ir.RateLimit]bool{}
+	var limits []*ir.RateLimit
+	for _, l := range cfg.Listeners {
+		for _, h := range l.Hosts {
+			for _, r := range h.Routes {
+				for _, b := range r.Backends {
+					add(b.Target)
+				}
+				for _, f := range r.Filters {
+					if f.RequestMirror != nil {
+						add(f.RequestMirror.Target)
+					}
+				}
+				for _, rl := range r.RateLimits {
+					if !seenRL[rl] {
+						seenRL[rl] = true
+						limits = append(limits, rl)
+					}
+				}
+			}
+			for _, r := range h.L4Routes {
+				for _, b := range r.Backends {
+					add(b.Target)
+				}
+			}
+		}
+	}
+	return out, limits
 }

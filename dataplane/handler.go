@@ -2,15 +2,19 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/filters"
 	"github.com/meshgate/meshgate/grpcweb"
+	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/ratelimit"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
 	"github.com/meshgate/meshgate/upstream"
@@ -36,6 +40,7 @@ type listenerHandler struct {
 	shedder      *loadShedder
 	bodyIdle     time.Duration
 	log          *slog.Logger
+	limiter      *ratelimit.Limiter
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -137,6 +142,13 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		route.Redirect.Serve(w, r, prefix)
 		return
 	}
+	clientIP := h.forwarded.ClientIP(r.RemoteAddr, r.Header)
+	if len(route.IR.RateLimits) > 0 && !h.checkRateLimits(w, r, rec, route, clientIP) {
+		return
+	}
+	if route.Fault != nil && !h.injectFault(w, r, rec, route.Fault) {
+		return
+	}
 
 	// Order matters: hop-by-hop fields go first, so a client cannot name a
 	// gateway-set header in Connection and have it removed.
@@ -174,7 +186,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	if len(route.Mirrors) > 0 && upType == "" && !xconnect {
 		mirror = h.mirror.prepare(route, r, requestURI(r, rewritten))
 	}
-	b := route.Pick()
+	b, prefer, sessionToken := pickBackend(route, r)
 	if b == nil || b.IR.Target == nil {
 		h.fail(w, r, rec, http.StatusInternalServerError, "no_valid_backend", nil)
 		return
@@ -184,13 +196,11 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	target := b.IR.Target
 	rec.Backend = target.Name
-	ep := h.balancer.Pick(target)
-	if ep == nil {
-		h.fail(w, r, rec, http.StatusServiceUnavailable, "no_healthy_upstream", nil)
-		return
+	in := upstream.PickInput{Prefer: prefer}
+	if isHashLB(target.LoadBalancer) {
+		in.Hash, in.HasHash = requestHash(r, target.LoadBalancer, clientIP)
 	}
 
-	rec.Endpoint = ep.Address
 	if span != nil {
 		span.Inject(r.Header)
 	}
@@ -209,21 +219,28 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		// client's grpc-timeout, below.
 		attempt = proxy.DefaultUpstreamTimeout
 	}
-	now := time.Now()
-	var deadline time.Time
-	if attempt > 0 {
-		deadline = now.Add(attempt)
-	}
+	var grpcDeadline time.Time
 	if grpc {
 		if d, ok := proxy.GRPCTimeout(r.Header.Get("Grpc-Timeout")); ok {
-			if dl := now.Add(d); deadline.IsZero() || dl.Before(deadline) {
-				deadline = dl
-			}
+			grpcDeadline = time.Now().Add(d)
 		}
 	}
-	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
-		deadline = d
+	// attemptDeadline bounds one attempt: its own timeout, the client's
+	// grpc-timeout and the whole request's, whichever ends first.
+	attemptDeadline := func() time.Time {
+		var deadline time.Time
+		if attempt > 0 {
+			deadline = time.Now().Add(attempt)
+		}
+		if !grpcDeadline.IsZero() && (deadline.IsZero() || grpcDeadline.Before(deadline)) {
+			deadline = grpcDeadline
+		}
+		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
+			deadline = d
+		}
+		return deadline
 	}
+	deadline := attemptDeadline()
 	if grpc && !deadline.IsZero() {
 		// The upstream learns the time actually left, so it can give up
 		// when the gateway will.
@@ -231,7 +248,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 
 	if r.ProtoMajor >= 2 && r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
-		r.Body = &deadlineBody{r: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle, deadline: deadline}
+		db := &deadlineBody{r: r.Body, rc: http.NewResponseController(w), idle: h.bodyIdle, deadline: deadline}
+		defer db.end()
+		r.Body = db
 	}
 	out := proxy.Outbound{
 		Method:        r.Method,
@@ -241,6 +260,11 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		Body:          r.Body,
 		ContentLength: r.ContentLength,
 		Deadline:      deadline,
+		DialTimeout:   target.ConnectTimeout,
+		IdleTimeout:   target.IdleTimeout,
+	}
+	if cb := target.CircuitBreaker; cb != nil && cb.MaxConnections > 0 {
+		out.AcquireConn = func(ctx context.Context) (func(), error) { return h.balancer.AcquireConn(ctx, target) }
 	}
 	if r.ContentLength == 0 {
 		out.Body = nil
@@ -251,6 +275,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	if r.ProtoMajor >= 3 {
 		alt = nil
 	}
+	session := route.Session
+	var ep *ir.Endpoint
 	writeHeader := func(status int) {
 		rh := w.Header()
 		if alt != nil {
@@ -263,10 +289,20 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		for _, f := range backendResp {
 			f.Apply(rh)
 		}
+		if session != nil && ep != nil && (sessionToken == "" || ep.Address != prefer) {
+			session.Issue(rh, filters.Token(target.Name, ep.Address), secureRequest(r))
+		}
 		w.WriteHeader(status)
 	}
 	var err error
 	if upType != "" || xconnect {
+		p, perr := h.balancer.Pick(target, in)
+		if perr != nil {
+			h.pickFailed(w, r, rec, perr)
+			return
+		}
+		ep = p.Endpoint
+		rec.Endpoint = ep.Address
 		rec.Upgrade = upType
 		if xconnect {
 			rec.Upgrade = "websocket"
@@ -288,10 +324,15 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		} else {
 			err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, topts)
 		}
+		p.Done(outcomeOf(err, false, nil, ctx))
 	} else {
-		err = h.forwarder.Forward(ctx, target, ep, &out, w, writeHeader)
+		err = h.forwardWithRetries(ctx, w, r, rec, target, in, &out, route.IR.Retry, writeHeader, attemptDeadline, func(e *ir.Endpoint) { ep = e })
 		if mirror != nil {
 			h.mirror.send(mirror)
+		}
+		if errors.Is(err, upstream.ErrNoEndpoint) || errors.Is(err, upstream.ErrCircuitOpen) {
+			h.pickFailed(w, r, rec, err)
+			return
 		}
 	}
 	rec.UpstreamConnect = out.ConnectTime
@@ -301,9 +342,13 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	if err == nil {
 		return
 	}
+	upAddr := ""
+	if ep != nil {
+		upAddr = ep.Address
+	}
 	if proxy.ResponseStarted(err) {
 		rec.Reason = "upstream_reset"
-		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", ep.Address, "error", err.Error())
+		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", upAddr, "error", err.Error())
 		panic(http.ErrAbortHandler)
 	}
 	status, reason := proxy.StatusFor(err)
@@ -311,7 +356,21 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		status, reason = 499, "client_canceled"
 	}
 	rec.Reason = reason
-	proxy.WriteError(w, r, h.log.With("upstream", ep.Address, "backend", target.Name), status, reason, err)
+	var extra http.Header
+	if reason == "circuit_open" {
+		extra = circuitOpenHeaders
+	}
+	proxy.WriteErrorHeaders(w, r, h.log.With("upstream", upAddr, "backend", target.Name), status, reason, err, extra)
+}
+
+// pickFailed answers a request for which no endpoint could be chosen.
+func (h *listenerHandler) pickFailed(w http.ResponseWriter, r *http.Request, rec *obs.Request, err error) {
+	if errors.Is(err, upstream.ErrCircuitOpen) {
+		rec.Reason = "circuit_open"
+		proxy.WriteErrorHeaders(w, r, h.log, http.StatusServiceUnavailable, "circuit_open", err, circuitOpenHeaders)
+		return
+	}
+	h.fail(w, r, rec, http.StatusServiceUnavailable, "no_healthy_upstream", err)
 }
 
 // requestURI is the origin-form target to send upstream.

@@ -98,11 +98,14 @@ func (m *mirrorer) send(p *pendingMirror) {
 		}
 		go func() {
 			defer func() { <-m.slots }()
-			ep := m.balancer.Pick(target)
-			if ep == nil {
+			pick, err := m.balancer.Pick(target, upstream.PickInput{})
+			if err != nil {
 				m.drop(p, "mirror backend has no endpoint")
 				return
 			}
+			ep := pick.Endpoint
+			// Mirrored answers are ignored; so is their outcome.
+			defer pick.Done(upstream.Outcome{Local: true})
 			ctx, cancel := context.WithTimeout(context.Background(), proxy.DefaultUpstreamTimeout)
 			defer cancel()
 			var w discardWriter

@@ -143,6 +143,12 @@ type deadlineBody struct {
 	rc       *http.ResponseController
 	idle     time.Duration
 	deadline time.Time // the request's; zero for none
+
+	// The upstream client may still read the body after the handler
+	// returned (an answer that came before the whole request), when the
+	// server's response writer is gone: end marks that, under mu.
+	mu    sync.Mutex
+	ended bool
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
@@ -150,8 +156,21 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	if !b.deadline.IsZero() && b.deadline.Before(d) {
 		d = b.deadline
 	}
+	b.mu.Lock()
+	if b.ended {
+		b.mu.Unlock()
+		return 0, http.ErrBodyReadAfterClose
+	}
 	b.rc.SetReadDeadline(d)
+	b.mu.Unlock()
 	return b.r.Read(p)
+}
+
+// end is called before the handler returns; later reads fail.
+func (b *deadlineBody) end() {
+	b.mu.Lock()
+	b.ended = true
+	b.mu.Unlock()
 }
 
 func (b *deadlineBody) Close() error { return b.r.Close() }

@@ -12,10 +12,11 @@ import (
 
 // Picker chooses the endpoint of a backend for one connection or UDP
 // session. *upstream.Balancer satisfies it; the caller owns it so that its
-// state (the round-robin position) is shared with the HTTP data plane and
-// outlives reloads. Pick returns nil when the backend has no endpoint.
+// state (balancing, health, ejections) is shared with the HTTP data plane
+// and outlives reloads. Pick fails when no endpoint may take traffic; the
+// returned Pick is Done once the dial's result is known.
 type Picker interface {
-	Pick(b *ir.Backend) *ir.Endpoint
+	Pick(b *ir.Backend, in upstream.PickInput) (upstream.Pick, error)
 }
 
 // Options configure a Listener or UDPListener. The zero value of a field

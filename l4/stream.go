@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 // Why a stream ended before relaying, as logged.
@@ -127,15 +128,17 @@ func (sc *streamConn) connect(rt *route, client net.Conn, replay []byte) {
 		return
 	}
 	sc.backend = wb.Target.Name
-	ep := l.opts.Picker.Pick(wb.Target)
-	if ep == nil {
-		sc.noBackend(errors.New("backend has no endpoints"))
+	pick, err := l.opts.Picker.Pick(wb.Target, upstream.PickInput{})
+	if err != nil {
+		sc.noBackend(err)
 		return
 	}
+	ep := pick.Endpoint
 	sc.endpoint = ep.Address
 	ctx, cancel := context.WithTimeout(l.hardCtx, l.opts.ConnectTimeout)
 	up, err := l.opts.DialContext(ctx, "tcp", ep.Address)
 	cancel()
+	pick.Done(upstream.Outcome{GatewayError: err != nil})
 	if err != nil {
 		l.stats.connectFailed.Add(1)
 		sc.reason, sc.err = endConnectFailed, err

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 // udpBufSize fits the largest UDP payload.
@@ -182,14 +183,16 @@ func (l *UDPListener) startSession(client netip.AddrPort) *udpSession {
 		return s.fail(endNoBackend, errors.New("invalid backend reference"))
 	}
 	s.backend = wb.Target.Name
-	ep := l.opts.Picker.Pick(wb.Target)
-	if ep == nil {
-		return s.fail(endNoBackend, errors.New("backend has no endpoints"))
+	pick, err := l.opts.Picker.Pick(wb.Target, upstream.PickInput{})
+	if err != nil {
+		return s.fail(endNoBackend, err)
 	}
+	ep := pick.Endpoint
 	s.endpoint = ep.Address
 	ctx, cancel := context.WithTimeout(context.Background(), l.opts.ConnectTimeout)
 	up, err := l.opts.DialContext(ctx, "udp", ep.Address)
 	cancel()
+	pick.Done(upstream.Outcome{GatewayError: err != nil})
 	if err != nil {
 		return s.fail(endConnectFailed, err)
 	}

@@ -64,6 +64,9 @@ type Request struct {
 	// was no upstream response).
 	UpstreamConnect   time.Duration
 	UpstreamFirstByte time.Duration
+	// Retries is how many times the request was sent again after a
+	// failed attempt.
+	Retries int
 
 	// Reason says why the gateway ended the request itself: "" when the
 	// upstream answered, else the reason logged with the error, e.g.

@@ -223,6 +223,8 @@ func StatusFor(err error) (status int, reason string) {
 			return 499, "client_canceled"
 		case ErrRequestBody:
 			return http.StatusBadRequest, "request_body_error"
+		case ErrOverloaded:
+			return http.StatusServiceUnavailable, "circuit_open"
 		}
 		return http.StatusBadGateway, "upstream_protocol_error"
 	}
@@ -236,6 +238,13 @@ func ResponseStarted(err error) bool { return errors.Is(err, errResponseStarted)
 // WriteError sends a gateway-made error response with a plain-text body and
 // logs why. It is the one place where the gateway answers for an upstream.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, reason string, err error) {
+	WriteErrorHeaders(w, r, log, status, reason, err, nil)
+}
+
+// WriteErrorHeaders is WriteError adding the extra headers to the answer
+// (Retry-After and RateLimit-* on a 429, the circuit breaker's mark on a
+// 503): everything else an upstream or filter put in the header goes.
+func WriteErrorHeaders(w http.ResponseWriter, r *http.Request, log *slog.Logger, status int, reason string, err error, extra http.Header) {
 	if log != nil {
 		attrs := []any{"status", status, "reason", reason, "method", r.Method, "host", r.Host, "path", r.URL.Path}
 		if err != nil {
@@ -247,7 +256,7 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status
 		return // nobody is listening
 	}
 	if IsGRPC(r.Header) {
-		writeGRPCError(w, status, reason)
+		writeGRPCError(w, status, reason, extra)
 		return
 	}
 	h := w.Header()
@@ -258,6 +267,9 @@ func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, status
 	clear(h)
 	if conn != nil {
 		h["Connection"] = conn
+	}
+	for k, v := range extra {
+		h[k] = v
 	}
 	h["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	h["X-Content-Type-Options"] = []string{"nosniff"}

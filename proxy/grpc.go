@@ -58,11 +58,21 @@ func GRPCStatusFor(status int) int {
 
 // writeGRPCError answers a gRPC call with a trailers-only response: HTTP 200
 // and the status in the header block, which ends the stream.
-func writeGRPCError(w http.ResponseWriter, status int, msg string) {
+func writeGRPCError(w http.ResponseWriter, status int, msg string, extra http.Header) {
+	WriteGRPCStatus(w, GRPCStatusFor(status), msg, extra)
+}
+
+// WriteGRPCStatus answers a gRPC call with a trailers-only response carrying
+// code and msg, plus the extra headers (for example a circuit breaker's or
+// rate limiter's).
+func WriteGRPCStatus(w http.ResponseWriter, code int, msg string, extra http.Header) {
 	h := w.Header()
 	clear(h)
+	for k, v := range extra {
+		h[k] = v
+	}
 	h["Content-Type"] = []string{"application/grpc"}
-	h["Grpc-Status"] = []string{strconv.Itoa(GRPCStatusFor(status))}
+	h["Grpc-Status"] = []string{strconv.Itoa(code)}
 	h["Grpc-Message"] = []string{grpcEncodeMessage(msg)}
 	w.WriteHeader(http.StatusOK)
 }

@@ -13,6 +13,7 @@ import (
 	"net/http/httputil"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshgate/meshgate/internal/bufpool"
@@ -66,10 +67,13 @@ const (
 	ErrCanceled
 	// ErrRequestBody: reading the client's request body failed. 400.
 	ErrRequestBody
+	// ErrOverloaded: the backend's circuit breaker refused a new
+	// connection (too many open and too many waiting). 503.
+	ErrOverloaded
 )
 
 func (e *UpstreamError) Error() string {
-	return [...]string{"upstream connect", "upstream timeout", "upstream protocol", "client canceled", "request body"}[e.Kind] + ": " + e.Err.Error()
+	return [...]string{"upstream connect", "upstream timeout", "upstream protocol", "client canceled", "request body", "circuit breaker"}[e.Kind] + ": " + e.Err.Error()
 }
 
 func (e *UpstreamError) Unwrap() error { return e.Err }
@@ -81,8 +85,11 @@ var errResponseStarted = errors.New("response already started")
 type pool struct {
 	addr string
 	tls  *tls.Config // nil: cleartext
-	mu   sync.Mutex
-	idle []*upConn
+	// idleTimeout, when set, overrides H1Client.IdleTimeout for this
+	// endpoint (a backend's policy); the last request to set it wins.
+	idleTimeout atomic.Int64
+	mu          sync.Mutex
+	idle        []*upConn
 }
 
 type upConn struct {
@@ -92,6 +99,9 @@ type upConn struct {
 	lastUsed time.Time
 	reused   bool
 	body     io.LimitedReader // reused for Content-Length bodies
+	// release frees the connection's slot in its backend's connection
+	// cap (Outbound.AcquireConn); nil when uncapped.
+	release func()
 }
 
 func (c *H1Client) pool(addr string) *pool {
@@ -114,7 +124,10 @@ func (c *H1Client) tlsPool(addr string, cfg *tls.Config, key string) *pool {
 	return p.(*pool)
 }
 
-func (c *H1Client) idleTimeout() time.Duration {
+func (c *H1Client) idleTimeout(p *pool) time.Duration {
+	if d := p.idleTimeout.Load(); d > 0 {
+		return time.Duration(d)
+	}
 	if c.IdleTimeout > 0 {
 		return c.IdleTimeout
 	}
@@ -122,13 +135,17 @@ func (c *H1Client) idleTimeout() time.Duration {
 }
 
 // get returns an idle connection to addr or dials a new one.
-func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
+func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound) (*upConn, error) {
+	if out.IdleTimeout > 0 && p.idleTimeout.Load() != int64(out.IdleTimeout) {
+		p.idleTimeout.Store(int64(out.IdleTimeout))
+	}
 	now := time.Now()
+	idleTimeout := c.idleTimeout(p)
 	p.mu.Lock()
 	for len(p.idle) > 0 {
 		uc := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(uc.lastUsed) < c.idleTimeout() {
+		if now.Sub(uc.lastUsed) < idleTimeout {
 			p.mu.Unlock()
 			uc.reused = true
 			return uc, nil
@@ -136,21 +153,31 @@ func (c *H1Client) get(ctx context.Context, p *pool) (*upConn, error) {
 		uc.close()
 	}
 	p.mu.Unlock()
-	conn, err := c.dial(ctx, p.addr)
-	if err != nil {
-		return nil, err
-	}
-	if p.tls != nil {
-		if conn, err = tlsHandshake(ctx, conn, p.tls); err != nil {
-			return nil, err
+	var release func()
+	if out.AcquireConn != nil {
+		var err error
+		if release, err = out.AcquireConn(ctx); err != nil {
+			return nil, &UpstreamError{Kind: ErrOverloaded, Err: err}
 		}
 	}
-	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn)}, nil
+	conn, err := c.dial(ctx, p.addr, out.DialTimeout)
+	if err == nil && p.tls != nil {
+		conn, err = tlsHandshake(ctx, conn, p.tls)
+	}
+	if err != nil {
+		if release != nil {
+			release()
+		}
+		return nil, err
+	}
+	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn), release: release}, nil
 }
 
-// dial opens a new connection to addr within DialTimeout.
-func (c *H1Client) dial(ctx context.Context, addr string) (net.Conn, error) {
-	timeout := c.DialTimeout
+// dial opens a new connection to addr within timeout (DialTimeout when 0).
+func (c *H1Client) dial(ctx context.Context, addr string, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = c.DialTimeout
+	}
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
@@ -175,6 +202,10 @@ func (c *H1Client) put(p *pool, uc *upConn) {
 }
 
 func (uc *upConn) close() {
+	if uc.release != nil {
+		uc.release()
+		uc.release = nil
+	}
 	uc.Conn.Close()
 	bufpool.PutReader(uc.br)
 	bufpool.PutWriter(uc.bw)
@@ -208,6 +239,15 @@ type Outbound struct {
 	ContentLength int64
 	// Deadline bounds the attempt; zero for none.
 	Deadline time.Time
+	// DialTimeout and IdleTimeout override the client's for this
+	// backend (a policy's connect and idle timeouts); zero keeps them.
+	DialTimeout time.Duration
+	IdleTimeout time.Duration
+	// AcquireConn, when set, is called before a new HTTP/1.1 connection
+	// is opened and must return a release func, called when that
+	// connection closes: the backend's connection cap. Its error
+	// fails the request with ErrOverloaded.
+	AcquireConn func(ctx context.Context) (release func(), err error)
 
 	// Set by the client, for logs and metrics: ConnectTime is the time
 	// spent opening a new connection (0 when a pooled one was used);
@@ -234,11 +274,14 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 	bodyless := out.Body == nil || out.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		uc, err := c.get(ctx, p)
+		uc, err := c.get(ctx, p, out)
 		if err == nil && !uc.reused {
 			out.ConnectTime += time.Since(start)
 		}
 		if err != nil {
+			if ue, ok := err.(*UpstreamError); ok {
+				return ue
+			}
 			return classify(ctx, ErrConnect, err)
 		}
 		done, retry, err := c.roundTrip(ctx, uc, out, w, writeHeader)

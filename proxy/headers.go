@@ -68,6 +68,42 @@ type ForwardedPolicy struct {
 	Trusted []netip.Prefix
 }
 
+// ClientIP is the address of the client that sent the request: the peer,
+// or, when the peer is a trusted proxy, the right-most address in
+// X-Forwarded-For that is not itself a trusted proxy (addresses left of it
+// could be made up by the client). It must be called before Apply, which
+// appends the peer. Rate limits and consistent hashing key on it.
+func (p *ForwardedPolicy) ClientIP(remoteAddr string, h http.Header) string {
+	ipStr, _, err := net.SplitHostPort(remoteAddr)
+	if err != nil {
+		ipStr = remoteAddr
+	}
+	if len(p.Trusted) == 0 {
+		return ipStr
+	}
+	ip, err := netip.ParseAddr(ipStr)
+	if err != nil || !p.trusts(ip.Unmap()) {
+		return ipStr
+	}
+	xff := h["X-Forwarded-For"]
+	for i := len(xff) - 1; i >= 0; i-- {
+		parts := strings.Split(xff[i], ",")
+		for j := len(parts) - 1; j >= 0; j-- {
+			a, err := netip.ParseAddr(strings.TrimSpace(parts[j]))
+			if err != nil {
+				// A hop we cannot read: everything left of it is
+				// unverifiable, so the last trusted hop is the client.
+				return ipStr
+			}
+			ipStr = a.Unmap().String()
+			if !p.trusts(a.Unmap()) {
+				return ipStr
+			}
+		}
+	}
+	return ipStr
+}
+
 func (p *ForwardedPolicy) trusts(ip netip.Addr) bool {
 	for _, pre := range p.Trusted {
 		if pre.Contains(ip) {

@@ -98,7 +98,7 @@ type TunnelOptions struct {
 // bytes) and the protocol the upstream switched to; the caller owns the
 // connection.
 func (c *H1Client) upgradeHandshake(ctx context.Context, addr string, cfg *tls.Config, out *Outbound, w http.ResponseWriter, writeHeader func(int)) (up net.Conn, br *bufio.Reader, upgrade string, done bool, err error) {
-	up, err = c.dial(ctx, addr)
+	up, err = c.dial(ctx, addr, out.DialTimeout)
 	if err == nil && cfg != nil {
 		up, err = tlsHandshake(ctx, up, cfg)
 	}

@@ -31,6 +31,13 @@ type Route struct {
 	Rewrite *filters.URLRewrite
 	// Mirrors are the rule's RequestMirror filters that have a target.
 	Mirrors []*filters.Mirror
+	// Fault is the rule's FaultInjection, or nil.
+	Fault *filters.Fault
+	// Session and Sessions are the rule's session persistence and the
+	// index resolving its tokens to a backend and endpoint; nil without
+	// session persistence.
+	Session  *filters.Session
+	Sessions *filters.SessionIndex
 	// Backends parallels IR.Backends: Backends[i].IR == &IR.Backends[i].
 	// Each carries the backendRef's own header filters, which the proxy
 	// applies after the rule's.
@@ -67,6 +74,17 @@ func compileRoute(r *ir.Route, port int, tls bool) (*Route, error) {
 		if err := rt.addFilter(f, port, tls); err != nil {
 			return nil, fmt.Errorf("filter %d: %w", i, err)
 		}
+	}
+	if r.Fault != nil {
+		f, err := filters.CompileFault(r.Fault)
+		if err != nil {
+			return nil, fmt.Errorf("fault %s: %w", r.Fault.Name, err)
+		}
+		rt.Fault = f
+	}
+	if r.SessionPersistence != nil {
+		rt.Session = filters.CompileSession(r.SessionPersistence)
+		rt.Sessions = filters.NewSessionIndex(r.Backends)
 	}
 	rt.Backends = make([]Backend, len(r.Backends))
 	for i := range r.Backends {

@@ -7,7 +7,7 @@ TOOLS=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
 
 # Debian packages.
 need=()
-for pkg_cmd in curl:curl openssl:openssl chromium:chromium slowhttptest:slowhttptest; do
+for pkg_cmd in curl:curl openssl:openssl chromium:chromium slowhttptest:slowhttptest redis-server:redis-server; do
 	command -v "${pkg_cmd#*:}" >/dev/null || need+=("${pkg_cmd%%:*}")
 done
 if ((${#need[@]})); then
@@ -31,3 +31,4 @@ build_tool() { # name module version
 }
 build_tool h2spec github.com/summerwind/h2spec/cmd/h2spec v2.2.1+incompatible
 build_tool toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server v2.5.0
+build_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen v0.23.0

@@ -33,6 +33,7 @@ import (
 	"github.com/meshgate/meshgate/metrics"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
+	"github.com/meshgate/meshgate/ratelimit"
 	"github.com/meshgate/meshgate/server"
 	"github.com/meshgate/meshgate/translate"
 )
@@ -127,6 +128,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	dashboardOn := fs.Bool("dashboard", true, "serve the live dashboard on the admin listener under /dashboard/")
 	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")
 	pprofOn := fs.Bool("pprof", false, "serve the Go profiler on the admin listener under /debug/pprof/")
+	redisAddr := fs.String("redis", "", "Redis for global rate limits shared by every replica: host:port or a redis:// or rediss:// URL (empty: global limits fail open or closed as their policy says)")
 	var tf translateFlags
 	tf.register(fs)
 	var of obsFlags
@@ -204,7 +206,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 		closeObs(ctx)
 	}()
 
+	limiter, err := ratelimit.New(*redisAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway run: --redis: %v\n", err)
+		return 2
+	}
+	defer limiter.Close()
+
 	dp = dataplane.New(dataplane.Options{
+		Limiter:       limiter,
 		Observers:     observers,
 		Underscores:   dataplane.UnderscorePolicy(*underscores),
 		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},

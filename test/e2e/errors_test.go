@@ -7,7 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
+	"regexp"
 	"sync"
 	"testing"
 	"time"
@@ -136,7 +136,7 @@ spec:
 		t.Fatal(err)
 	}
 	out, _ := exec.Command(gatewayBin, "validate", "--config", path).CombinedOutput()
-	if !strings.Contains(string(out), "REJECTED  Backend default/empty: spec.endpoints") {
+	if !regexp.MustCompile(`REJECTED  Backend default/empty[^\n]*: spec\.endpoints`).Match(out) {
 		t.Errorf("validate does not reject the Backend without endpoints:\n%s", out)
 	}
 
