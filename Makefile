@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet vulncheck fuzz bench soak clean
+.PHONY: all build run test test-deps vet vulncheck fuzz bench soak clean generate
 
 all: build
 
@@ -50,6 +50,10 @@ fuzz:
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
+
+## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
+generate:
+	@bash scripts/generate.sh
 
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
 bench: build

@@ -21,6 +21,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshgate/meshgate/api/crds"
 	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
 )
 
@@ -207,6 +208,17 @@ func parseInto(s *Snapshot, seen map[string]string, file string, data []byte) er
 		if p.Namespace == "" && !clusterScoped(h.Kind) {
 			p.Namespace = DefaultNamespace
 		}
+		if h.APIVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version {
+			// Meshgate's own kinds get what the API server gives them on
+			// create: their CRD's defaults, OpenAPI and CEL validation.
+			defaulted, errs := validateCRD(js)
+			if len(errs) > 0 {
+				p.Reason = strings.Join(errs, "; ")
+				s.Rejected = append(s.Rejected, p)
+				continue
+			}
+			js = defaulted
+		}
 		strict, err := kjson.UnmarshalStrict(js, obj)
 		if err == nil && len(strict) > 0 {
 			err = errors.Join(strict...)
@@ -241,6 +253,26 @@ func parseInto(s *Snapshot, seen map[string]string, file string, data []byte) er
 		add()
 	}
 	return nil
+}
+
+// validateCRD applies a Meshgate kind's CustomResourceDefinition to the JSON
+// object js, as the API server would on create, and returns it defaulted. The
+// validator is compiled once per process (a sync.OnceValues in package crds)
+// and never changed after.
+func validateCRD(js []byte) (defaulted []byte, errs []string) {
+	var m map[string]any
+	// Integers stay int64, as in the API server's unstructured objects.
+	if err := kjson.UnmarshalCaseSensitivePreserveInts(js, &m); err != nil {
+		return nil, []string{cleanDecodeError(err)}
+	}
+	if errs := crds.Validate(m); len(errs) > 0 {
+		return nil, errs
+	}
+	defaulted, err := json.Marshal(m)
+	if err != nil {
+		return nil, []string{err.Error()}
+	}
+	return defaulted, nil
 }
 
 // target returns a new typed object for apiVersion/kind and a function that
@@ -308,9 +340,18 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 	case apiVersion == "discovery.k8s.io/v1" && kind == "EndpointSlice":
 		o := &discoveryv1.EndpointSlice{}
 		return o, func() { s.EndpointSlices = append(s.EndpointSlices, o) }
-	case apiVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version && kind == mgv1alpha1.KindBackend:
-		o := &mgv1alpha1.Backend{}
-		return o, func() { s.Backends = append(s.Backends, o) }
+	case apiVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version:
+		switch kind {
+		case mgv1alpha1.KindBackend:
+			o := &mgv1alpha1.Backend{}
+			return o, func() { s.Backends = append(s.Backends, o) }
+		case mgv1alpha1.KindTrafficPolicy:
+			o := &mgv1alpha1.TrafficPolicy{}
+			return o, func() { s.TrafficPolicies = append(s.TrafficPolicies, o) }
+		case mgv1alpha1.KindFaultInjection:
+			o := &mgv1alpha1.FaultInjection{}
+			return o, func() { s.FaultInjections = append(s.FaultInjections, o) }
+		}
 	}
 	return nil, nil
 }
@@ -323,8 +364,13 @@ func objectMeta(obj any) *metav1.ObjectMeta {
 			return m
 		}
 	}
-	if b, ok := obj.(*mgv1alpha1.Backend); ok {
-		return &b.ObjectMeta
+	switch o := obj.(type) {
+	case *mgv1alpha1.Backend:
+		return &o.ObjectMeta
+	case *mgv1alpha1.TrafficPolicy:
+		return &o.ObjectMeta
+	case *mgv1alpha1.FaultInjection:
+		return &o.ObjectMeta
 	}
 	panic(fmt.Sprintf("config: %T has no ObjectMeta", obj))
 }

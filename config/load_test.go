@@ -35,8 +35,23 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name:     "missing name",
-			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {namespace: x}\nspec: {endpoints: []}\n",
+			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {namespace: x}\nspec: {endpoints: [{address: a, port: 1}]}\n",
 			rejected: []string{"metadata.name: required"},
+		},
+		{
+			name:     "Meshgate kind checked against its CRD's OpenAPI schema",
+			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec: {endpoints: []}\n",
+			rejected: []string{"t.yaml:1: Backend default/b: spec.endpoints: Invalid value: 0: spec.endpoints in body should have at least 1 items"},
+		},
+		{
+			name:     "Meshgate kind checked against its CRD's limits and CEL rules",
+			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p, namespace: apps}\nspec:\n  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: r}]\n  retry: {attempts: 11}\n  loadBalancer: {type: RingHash}\n",
+			rejected: []string{"t.yaml:1: TrafficPolicy apps/p: spec.retry.attempts: Invalid value: 11: spec.retry.attempts in body should be less than or equal to 10; spec.loadBalancer: Invalid value: consistentHash is required for RingHash and Maglev and allowed only with them"},
+		},
+		{
+			name:     "Meshgate kind: unknown field still rejected after validation",
+			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec: {endpoints: [{address: a, port: 1}], weight: 3}\n",
+			rejected: []string{`unknown field "spec.weight"`},
 		},
 		{
 			name:     "missing kind",
@@ -50,7 +65,7 @@ func TestParse(t *testing.T) {
 		},
 		{
 			name:     "duplicate object keeps the first",
-			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec: {endpoints: [{address: 127.0.0.1, port: 1}]}\n---\napiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b, namespace: default}\nspec: {endpoints: []}\n",
+			yaml:     "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b}\nspec: {endpoints: [{address: 127.0.0.1, port: 1}]}\n---\napiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: b, namespace: default}\nspec: {endpoints: [{address: 127.0.0.2, port: 2}]}\n",
 			backends: 1,
 			rejected: []string{"t.yaml:6: Backend default/b: duplicate object; the one at t.yaml:1 is used"},
 		},
@@ -112,6 +127,27 @@ func TestParseDefaultsAndSecretData(t *testing.T) {
 	}
 	if ns := s.GatewayClasses[0].Namespace; ns != "" {
 		t.Errorf("cluster-scoped GatewayClass kept namespace %q", ns)
+	}
+}
+
+func TestParseAppliesCRDDefaults(t *testing.T) {
+	s, err := Parse("t.yaml", []byte("apiVersion: gateway.meshgate.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: '', kind: Service, name: svc}]\n  retry: {}\n  outlierDetection: {consecutive5xx: 7}\n---\napiVersion: gateway.meshgate.dev/v1alpha1\nkind: FaultInjection\nmetadata: {name: f}\nspec: {abort: {httpStatus: 503, percentage: '0.5'}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Rejected) != 0 || len(s.TrafficPolicies) != 1 || len(s.FaultInjections) != 1 {
+		t.Fatalf("rejected %v; loaded %d policies, %d faults", s.Rejected, len(s.TrafficPolicies), len(s.FaultInjections))
+	}
+	spec := s.TrafficPolicies[0].Spec
+	if spec.Retry.Attempts == nil || *spec.Retry.Attempts != 2 {
+		t.Errorf("retry.attempts = %v, want the CRD default 2", spec.Retry.Attempts)
+	}
+	od := spec.OutlierDetection
+	if *od.Consecutive5xx != 7 || od.MaxEjectionPercent == nil || *od.MaxEjectionPercent != 50 {
+		t.Errorf("outlierDetection = consecutive5xx %d maxEjectionPercent %v, want 7 (set) and 50 (default)", *od.Consecutive5xx, od.MaxEjectionPercent)
+	}
+	if spec.Retry.Budget != nil {
+		t.Errorf("retry.budget = %+v, want unset (defaults apply inside set objects only)", spec.Retry.Budget)
 	}
 }
 
@@ -186,6 +222,7 @@ func FuzzParse(f *testing.F) {
 		}
 	}
 	f.Add([]byte("---\n---\n"))
+	f.Add([]byte("apiVersion: gateway.meshgate.dev/v1alpha1\nkind: TrafficPolicy\nmetadata: {name: p}\nspec:\n  targetRefs: [{group: '', kind: Service, name: s}]\n  retry: {attempts: 3, backoff: {baseInterval: 1s, maxInterval: 2s}}\n  loadBalancer: {type: Maglev, consistentHash: {type: Header, name: x}}\n"))
 	f.Add([]byte("apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData: {a: b}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := Parse("fuzz.yaml", data)

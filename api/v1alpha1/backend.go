@@ -1,7 +1,3 @@
-// Package v1alpha1 holds Meshgate's own Kubernetes kinds in the API group
-// gateway.meshgate.dev. They extend Gateway API through its standard
-// attachment points (backendRefs with group and kind, ExtensionRef filters,
-// policy targetRefs), so a user's manifests stay portable.
 package v1alpha1
 
 import (
@@ -26,6 +22,10 @@ const KindBackend = "Backend"
 //	- group: gateway.meshgate.dev
 //	  kind: Backend
 //	  name: billing
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:resource:categories=gateway-api;meshgate,shortName=mbe
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Backend struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -33,16 +33,28 @@ type Backend struct {
 	Spec BackendSpec `json:"spec"`
 }
 
+// BackendList is a list of Backend.
+//
+// +kubebuilder:object:root=true
+type BackendList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Backend `json:"items"`
+}
+
 // BackendSpec lists where a Backend's traffic goes.
 type BackendSpec struct {
 	// Endpoints are the addresses traffic is balanced over. At least one is
 	// required.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=256
 	Endpoints []BackendEndpoint `json:"endpoints"`
 
 	// AppProtocol names the protocol the endpoints speak, with the same
 	// values as a Service port's appProtocol (for example
 	// "kubernetes.io/h2c"). Empty means HTTP/1.1. With TLS set,
 	// "kubernetes.io/h2c" (or "h2") means HTTP/2 over TLS (ALPN h2).
+	// +kubebuilder:validation:MaxLength=256
 	AppProtocol string `json:"appProtocol,omitempty"`
 
 	// TLS, when set, makes the gateway connect to the endpoints over TLS
@@ -73,7 +85,11 @@ type LocalSecretReference struct {
 // BackendEndpoint is one upstream address.
 type BackendEndpoint struct {
 	// Address is an IP address or a host name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	Address string `json:"address"`
 	// Port is the TCP port, 1-65535.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
 }
