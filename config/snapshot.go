@@ -51,6 +51,14 @@ type Snapshot struct {
 	Digest [32]byte `json:"-"`
 }
 
+// Update is what a provider sends: a complete Snapshot, or the error that
+// kept one from being made (a file that does not parse). On error the
+// consumer keeps its previous config.
+type Update struct {
+	Snapshot *Snapshot
+	Err      error
+}
+
 // Problem is an object the loader reported instead of loading.
 type Problem struct {
 	// Position is "file:line" of the document's first line.

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/meshgate/meshgate/filesprovider"
+	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/translate"
@@ -30,6 +30,12 @@ type Controller struct {
 	Log *slog.Logger
 	// Observers are told of every reload attempt (metrics, dashboard).
 	Observers *obs.Observers
+	// Status, when set, receives the object statuses of each config
+	// once it is in force (the Kubernetes status writer), so a Gateway
+	// is reported Programmed only after its listeners are bound.
+	Status interface {
+		Publish(statuses []translate.ObjectStatus)
+	}
 
 	generation  atomic.Int64
 	statuses    atomic.Pointer[[]translate.ObjectStatus]
@@ -54,9 +60,9 @@ func (c *Controller) Statuses() []translate.ObjectStatus {
 // could not apply (say, a port still held by a process being replaced) is
 // retried with backoff, from 1 s up to 30 s, until it applies or a newer
 // update arrives.
-func (c *Controller) Run(ctx context.Context, in <-chan filesprovider.Update) {
+func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 	var (
-		last    filesprovider.Update
+		last    config.Update
 		retry   <-chan time.Time
 		backoff time.Duration
 	)
@@ -80,7 +86,7 @@ func (c *Controller) Run(ctx context.Context, in <-chan filesprovider.Update) {
 }
 
 // Handle applies one update and reports whether a new config is in force.
-func (c *Controller) Handle(u filesprovider.Update) bool {
+func (c *Controller) Handle(u config.Update) bool {
 	log := c.Log
 	if log == nil {
 		log = slog.Default()
@@ -128,5 +134,8 @@ func (c *Controller) Handle(u filesprovider.Update) bool {
 	c.Observers.Reload(&obs.Reload{Time: start, Generation: gen, OK: true, Duration: took,
 		Listeners: len(res.Config.Listeners), Rejected: rejected})
 	c.statuses.Store(&res.Statuses)
+	if c.Status != nil {
+		c.Status.Publish(res.Statuses)
+	}
 	return true
 }

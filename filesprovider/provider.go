@@ -19,13 +19,8 @@ import (
 	"github.com/meshgate/meshgate/config"
 )
 
-// Update is one load of the manifests: a Snapshot, or the error that kept
-// one from being made (a file that does not parse). On error the consumer
-// keeps its previous config.
-type Update struct {
-	Snapshot *config.Snapshot
-	Err      error
-}
+// Update is one load of the manifests; see config.Update.
+type Update = config.Update
 
 // Provider watches Path.
 type Provider struct {

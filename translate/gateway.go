@@ -2,7 +2,9 @@ package translate
 
 import (
 	"crypto/tls"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"sort"
@@ -283,6 +285,14 @@ func (t *translator) gatewayAddresses(gs *gatewayState) {
 		gs.fail(gwapiv1.GatewayReasonUnsupportedAddress, "spec.addresses: the unspecified address %s cannot be combined with other addresses", unspecified)
 		return
 	}
+	if len(gs.addrs) == 0 && t.opts.AddressPool.IsValid() {
+		if a, ok := t.poolAddress(gs.key); ok {
+			gs.addrs = []string{a}
+			return
+		}
+		gs.fail(gwapiv1.GatewayReasonAddressNotAssigned, "the address pool %s has no free address left", t.opts.AddressPool)
+		return
+	}
 	if len(gs.addrs) == 0 {
 		a := t.opts.DefaultAddress
 		if ip, err := netip.ParseAddr(a); err == nil {
@@ -513,3 +523,65 @@ func groupKind(group, kind string) string {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// poolAddress is the pool address of Gateway key: every Gateway of the
+// snapshot without spec.addresses is given one, in namespace/name order,
+// each at the hash of its name or the next free address after it.
+func (t *translator) poolAddress(key nsName) (string, bool) {
+	if t.poolAddrs == nil {
+		t.poolAddrs = map[nsName]string{}
+		var keys []nsName
+		for _, gw := range t.s.Gateways {
+			if gw != nil && !hasAddress(gw) {
+				keys = append(keys, nsName{gw.Namespace, gw.Name})
+			}
+		}
+		sort.Slice(keys, func(i, j int) bool { return keys[i].String() < keys[j].String() })
+		p := t.opts.AddressPool.Masked()
+		bits := p.Addr().BitLen() - p.Bits()
+		if bits > 16 {
+			bits = 16 // 65,536 addresses are plenty and keep the arithmetic small
+		}
+		size := uint64(1) << bits
+		used := map[uint64]bool{0: true} // the network address itself
+		if size > 2 && p.Addr().Is4() {
+			used[size-1] = true // and IPv4's broadcast
+		}
+		for _, k := range keys {
+			if uint64(len(used)) >= size {
+				break
+			}
+			h := fnv.New64a()
+			h.Write([]byte(k.String()))
+			i := h.Sum64() % size
+			for used[i] {
+				i = (i + 1) % size
+			}
+			used[i] = true
+			t.poolAddrs[k] = addrPlus(p.Addr(), i).String()
+		}
+	}
+	a, ok := t.poolAddrs[key]
+	return a, ok
+}
+
+func hasAddress(gw *gwapiv1.Gateway) bool {
+	for _, a := range gw.Spec.Addresses {
+		if a.Value != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// addrPlus is a + n, for n below 2^16 within a prefix of at least that size.
+func addrPlus(a netip.Addr, n uint64) netip.Addr {
+	b := a.As16()
+	lo := binary.BigEndian.Uint64(b[8:]) + n
+	binary.BigEndian.PutUint64(b[8:], lo)
+	out := netip.AddrFrom16(b)
+	if a.Is4() {
+		return out.Unmap()
+	}
+	return out
+}

@@ -17,7 +17,7 @@ func (t *translator) finishGateways() {
 
 func (t *translator) gatewayStatus(gs *gatewayState) ObjectStatus {
 	gen := gs.gw.Generation
-	st := ObjectStatus{Kind: kindGateway, Namespace: gs.gw.Namespace, Name: gs.gw.Name}
+	st := ObjectStatus{Kind: kindGateway, Namespace: gs.gw.Namespace, Name: gs.gw.Name, Addresses: gs.addrs}
 	var firstProblem string
 	var bad, good []string
 	programmed, resolved, acceptedListeners := 0, true, 0

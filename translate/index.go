@@ -47,7 +47,9 @@ type translator struct {
 	// policies are the TrafficPolicies by target; faults the
 	// FaultInjections by name.
 	policies *policyIndex
-	faults   map[nsName]*faultInjection
+	// poolAddrs are the Gateways' addresses from Options.AddressPool.
+	poolAddrs map[nsName]string
+	faults    map[nsName]*faultInjection
 
 	statuses []ObjectStatus
 }

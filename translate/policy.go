@@ -921,7 +921,9 @@ func convertFault(f *mgv1alpha1.FaultInjection) (*ir.Fault, string) {
 		if err != nil {
 			return nil, "spec.abort.percentage: " + err.Error()
 		}
-		fa := &ir.FaultAbort{Percent: pct, HTTPStatus: 503}
+		// Without httpStatus, plain HTTP requests get the HTTP twin of
+		// grpcStatus (filters.CompileFault maps it).
+		fa := &ir.FaultAbort{Percent: pct}
 		if a.HTTPStatus != nil {
 			if *a.HTTPStatus < 200 || *a.HTTPStatus > 599 {
 				return nil, fmt.Sprintf("spec.abort.httpStatus: %d is not an HTTP status 200-599", *a.HTTPStatus)

@@ -16,6 +16,7 @@ package translate
 
 import (
 	"fmt"
+	"net/netip"
 	"sort"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -48,6 +49,13 @@ type Options struct {
 	// DefaultAddress is the IP a Gateway's listeners bind when the Gateway
 	// has no spec.addresses. Default DefaultAddress.
 	DefaultAddress string
+	// AddressPool, when valid, gives each Gateway without spec.addresses
+	// an address of its own from this prefix instead of DefaultAddress,
+	// so Gateways sharing a port do not conflict (for example one
+	// loopback IP per Gateway when running outside a cluster). The
+	// choice is a hash of the Gateway's namespace and name, stable across
+	// reloads, with collisions moved to the next free address.
+	AddressPool netip.Prefix
 }
 
 // Result is everything one translation produces.
@@ -94,6 +102,10 @@ type ObjectStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// Listeners is a Gateway's status.listeners, in spec order.
 	Listeners []gwapiv1.ListenerStatus `json:"listeners,omitempty"`
+	// Addresses are the IPs a Gateway's listeners are bound to, for its
+	// status.addresses (a provider may report others, such as its
+	// Service's load balancer).
+	Addresses []string `json:"addresses,omitempty"`
 	// Parents is an HTTPRoute's status.parents: one entry per parentRef
 	// that names a Gateway this controller serves (or a Gateway that does
 	// not exist), in spec order.

@@ -2,7 +2,9 @@ package translate
 
 import (
 	"flag"
+	"net/netip"
 	"os"
+	"reflect"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -284,4 +286,56 @@ func FuzzTranslate(f *testing.F) {
 			t.Fatalf("marshal: %v", err)
 		}
 	})
+}
+
+// TestAddressPool: with an address pool, Gateways sharing a port get their
+// own addresses (no conflict), the same whatever the snapshot order, and a
+// Gateway with spec.addresses keeps its own.
+func TestAddressPool(t *testing.T) {
+	s := loadCase(t, "testdata/gateway_sharing.in.yaml")
+	pool := netip.MustParsePrefix("127.10.0.0/16")
+	addrs := func(s *config.Snapshot) map[string][]string {
+		r := Translate(s, Options{AddressPool: pool})
+		out := map[string][]string{}
+		for _, st := range r.Statuses {
+			if st.Kind == "Gateway" && !st.Ignored {
+				out[st.Namespace+"/"+st.Name] = st.Addresses
+				for _, c := range st.Conditions {
+					if c.Type == "Programmed" && c.Status != "True" && len(st.Addresses) > 0 && pool.Contains(netip.MustParseAddr(st.Addresses[0])) {
+						t.Errorf("Gateway %s/%s with a pool address not programmed: %s", st.Namespace, st.Name, c.Message)
+					}
+				}
+			}
+		}
+		return out
+	}
+	first := addrs(s)
+	if len(first) < 2 {
+		t.Fatalf("want several Gateways in the case, got %v", first)
+	}
+	seen := map[string]string{}
+	for gw, a := range first {
+		if gw == "team-c/pinned" {
+			if !reflect.DeepEqual(a, []string{"10.0.0.7", "2001:db8::7"}) {
+				t.Errorf("Gateway with spec.addresses got %v", a)
+			}
+			continue
+		}
+		if len(a) != 1 || !pool.Contains(netip.MustParseAddr(a[0])) {
+			t.Fatalf("Gateway %s has addresses %v, want one from %s", gw, a, pool)
+		}
+		if other, dup := seen[a[0]]; dup {
+			t.Errorf("Gateways %s and %s share %s", gw, other, a[0])
+		}
+		seen[a[0]] = gw
+	}
+	// Reversed order, same answer.
+	rev := *s
+	rev.Gateways = nil
+	for i := len(s.Gateways) - 1; i >= 0; i-- {
+		rev.Gateways = append(rev.Gateways, s.Gateways[i])
+	}
+	if second := addrs(&rev); !reflect.DeepEqual(first, second) {
+		t.Errorf("addresses depend on snapshot order:\n%v\n%v", first, second)
+	}
 }

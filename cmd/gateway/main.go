@@ -107,7 +107,9 @@ func (t *translateFlags) options() translate.Options {
 func cmdRun(args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("gateway run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configPath := fs.String("config", "", "manifest file or folder (read recursively; required)")
+	configPath := fs.String("config", "", "manifest file or folder (read recursively); required unless --kubernetes")
+	var kf kubeFlags
+	kf.register(fs)
 	adminAddr := fs.String("admin-addr", "127.0.0.1:9901", "admin listener (/healthz, /ready); empty to disable")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, fail readiness at once but keep serving this long before draining, so load balancers stop sending first (set it above their health-check interval in a cluster)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight requests may finish on SIGTERM or when a listener is removed")
@@ -136,9 +138,18 @@ func cmdRun(args []string, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *configPath == "" {
-		fmt.Fprintln(stderr, "gateway run: --config is required")
+	if (*configPath == "") == !kf.enabled {
+		fmt.Fprintln(stderr, "gateway run: give exactly one of --config (files) or --kubernetes (the cluster's API)")
 		return 2
+	}
+	topts := tf.options()
+	if kf.addressPool != "" {
+		p, err := netip.ParsePrefix(kf.addressPool)
+		if err != nil {
+			fmt.Fprintf(stderr, "gateway run: --gateway-address-pool: %v\n", err)
+			return 2
+		}
+		topts.AddressPool = p
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -227,7 +238,11 @@ func cmdRun(args []string, stderr io.Writer) int {
 		L4IdleTimeout: *l4Idle,
 		HTTP3:         server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
-	ctrl := &controller.Controller{Translate: tf.options(), Data: dp, Log: log, Observers: &observers}
+	ctrl := &controller.Controller{Translate: topts, Data: dp, Log: log, Observers: &observers}
+	source := *configPath
+	if kf.enabled {
+		source = "kubernetes"
+	}
 
 	var adminSrv *http.Server
 	if *adminAddr != "" {
@@ -240,7 +255,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 			Ready: dp.Ready,
 			Pprof: *pprofOn,
 			State: func() admin.State {
-				return admin.State{Generation: ctrl.Generation(), Source: *configPath, Config: dp.Config(), Statuses: ctrl.Statuses()}
+				return admin.State{Generation: ctrl.Generation(), Source: source, Config: dp.Config(), Statuses: ctrl.Statuses()}
 			},
 			Tables:    dp.Tables,
 			Metrics:   metricsHandler(met),
@@ -253,10 +268,17 @@ func cmdRun(args []string, stderr io.Writer) int {
 		}
 	}
 
-	updates := make(chan filesprovider.Update)
-	prov := &filesprovider.Provider{Path: *configPath, Log: log}
+	updates := make(chan config.Update)
 	provErr := make(chan error, 1)
-	go func() { provErr <- prov.Run(ctx, updates) }()
+	if kf.enabled {
+		if err := kf.start(ctx, ctrl, topts.ControllerName, updates, provErr, log); err != nil {
+			log.Error("kubernetes provider", "error", err.Error())
+			return 1
+		}
+	} else {
+		prov := &filesprovider.Provider{Path: *configPath, Log: log}
+		go func() { provErr <- prov.Run(ctx, updates) }()
+	}
 	go ctrl.Run(ctx, updates)
 
 	select {
