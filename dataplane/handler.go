@@ -324,7 +324,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		} else {
 			err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, topts)
 		}
-		p.Done(outcomeOf(err, false, nil, ctx))
+		p.Done(outcomeOf(err, false, 0, ctx))
 	} else {
 		err = h.forwardWithRetries(ctx, w, r, rec, target, in, &out, route.IR.Retry, writeHeader, attemptDeadline, func(e *ir.Endpoint) { ep = e })
 		if mirror != nil {

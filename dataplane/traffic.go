@@ -188,6 +188,13 @@ func (h *listenerHandler) forwardWithRetries(ctx context.Context, w http.Respons
 			releaseRetry()
 		}
 	}()
+	// status is the current attempt's upstream status, for outlier
+	// detection, whether the answer was relayed or discarded.
+	var status int
+	relay := func(s int) {
+		status = s
+		writeHeader(s)
+	}
 	for attempt := 0; ; attempt++ {
 		p, err := h.balancer.Pick(target, in)
 		if err != nil {
@@ -196,23 +203,25 @@ func (h *listenerHandler) forwardWithRetries(ctx context.Context, w http.Respons
 		ep := p.Endpoint
 		rec.Endpoint = ep.Address
 		onPick(ep)
+		status = 0
 		dst := w
-		wh := writeHeader
+		wh := relay
 		if rw != nil && attempt < policy.Attempts {
 			rw.discard, rw.status = false, 0
 			dst = rw
-			wh = func(status int) {
-				rw.status = status
-				if h.wantRetry(policy, attempt, status, rw.Header(), target, &releaseRetry) {
+			wh = func(s int) {
+				status = s
+				rw.status = s
+				if h.wantRetry(policy, attempt, s, rw.Header(), target, &releaseRetry) {
 					rw.discard = true
 					return
 				}
-				writeHeader(status)
+				writeHeader(s)
 			}
 		}
 		err = h.forwarder.Forward(ctx, target, ep, out, dst, wh)
 		discarded := rw != nil && dst == rw && rw.discard
-		p.Done(outcomeOf(err, discarded, rw, ctx))
+		p.Done(outcomeOf(err, discarded, status, ctx))
 		if !discarded {
 			if err == nil || rw == nil || attempt >= policy.Attempts || !h.retryableError(policy, attempt, err, ctx, target, &releaseRetry) {
 				return err
@@ -286,6 +295,12 @@ func (h *listenerHandler) takeRetry(policy *ir.Retry, target *ir.Backend, releas
 	if *release != nil {
 		return true // this request already holds one
 	}
+	if policy.BudgetPercent <= 0 && policy.MinRetryConcurrency <= 0 {
+		// A budget of 0% with no minimum allows no retry. The translator
+		// always fills both fields (defaults included), but the balancer
+		// reads two zeros as "unset" and would apply its defaults.
+		return false
+	}
 	rel, ok := h.balancer.AcquireRetry(target, policy)
 	if !ok {
 		return false
@@ -294,15 +309,13 @@ func (h *listenerHandler) takeRetry(policy *ir.Retry, target *ir.Backend, releas
 	return true
 }
 
-// outcomeOf is what an attempt tells outlier detection about its endpoint.
-func outcomeOf(err error, discarded bool, rw *retryWriter, ctx context.Context) upstream.Outcome {
-	if discarded {
-		return upstream.Outcome{Status: rw.status, GatewayError: rw.status == 502 || rw.status == 503 || rw.status == 504}
+// outcomeOf is what an attempt tells outlier detection about its endpoint;
+// status is the attempt's upstream status, 0 when unknown.
+func outcomeOf(err error, discarded bool, status int, ctx context.Context) upstream.Outcome {
+	if discarded || (err == nil && status != 0) {
+		return upstream.Outcome{Status: status, GatewayError: status == 502 || status == 503 || status == 504}
 	}
 	if err == nil {
-		if rw != nil && rw.status != 0 {
-			return upstream.Outcome{Status: rw.status, GatewayError: rw.status == 502 || rw.status == 503 || rw.status == 504}
-		}
 		return upstream.Outcome{Status: http.StatusOK}
 	}
 	var ue *proxy.UpstreamError

@@ -181,10 +181,15 @@ func launchGateway(t *testing.T, ip, cfg string, extra ...string) *gateway {
 		logs:      &logBuffer{},
 		exited:    make(chan struct{}),
 	}
-	if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	args := []string{"run", "--admin-addr", g.adminAddr, "--log-level", "debug"}
+	if cfg != "" {
+		// No cfg: the config comes from elsewhere (--kubernetes in extra).
+		if err := os.WriteFile(g.cfgPath, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "--config", g.cfgPath)
 	}
-	args := append([]string{"run", "--config", g.cfgPath, "--admin-addr", g.adminAddr, "--log-level", "debug"}, extra...)
+	args = append(args, extra...)
 	g.cmd = exec.Command(gatewayBin, args...)
 	g.cmd.Stdout = g.logs
 	g.cmd.Stderr = g.logs
