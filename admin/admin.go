@@ -1,8 +1,10 @@
 // Package admin serves the gateway's own endpoints on a separate, by default
 // loopback-only, listener: liveness and readiness, Prometheus metrics, the
 // applied config, the compiled route table, an "explain" endpoint that says
-// how a request would be routed, the live dashboard and, when asked for, the
-// Go profiler.
+// how a request would be routed, the state of every backend's endpoints
+// (/upstreams: load balancing, outlier ejection, circuit breakers, retry
+// budgets, active health checks), the live dashboard and, when asked for,
+// the Go profiler.
 package admin
 
 import (
@@ -11,11 +13,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"strings"
 
 	"github.com/meshgate/meshgate/dataplane"
+	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/translate"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 // Options select and feed the admin endpoints. Nil funcs and handlers leave
@@ -35,6 +40,11 @@ type Options struct {
 	// Tables are the HTTP listeners' route tables, for /routes and
 	// /explain.
 	Tables func() []dataplane.ListenerTable
+	// Upstreams returns the data plane's counters (normally
+	// (*dataplane.Dataplane).Stats); /upstreams shows their Backends (the
+	// balancer's state of every backend) and Health (the active health
+	// check status of every probed endpoint).
+	Upstreams func() dataplane.Stats
 }
 
 // State is what /config shows. Certificates and keys are never part of it:
@@ -55,6 +65,9 @@ type State struct {
 //	/config         the applied config and object statuses as JSON (no Secret data)
 //	/routes         the compiled route tables in precedence order (text; ?format=json)
 //	/explain        how a request would be routed: ?method=&host=&path=&header=Name:Value&listener=addr-or-port
+//	/upstreams      per backend, as JSON: endpoints in rotation, ejected and in panic mode, requests,
+//	                retries and connections in flight, circuit breaker and retry budget rejections,
+//	                ejections, and each health-checked endpoint's last result (?backend=name for one)
 //	/dashboard/     the live dashboard
 //	/debug/pprof/   the Go profiler, when opts.Pprof is set
 func Handler(opts Options) http.Handler {
@@ -93,6 +106,12 @@ func Handler(opts Options) http.Handler {
 		})
 		mux.HandleFunc("GET /explain", func(w http.ResponseWriter, r *http.Request) {
 			serveExplain(w, r, opts.Tables())
+		})
+	}
+	if opts.Upstreams != nil {
+		mux.HandleFunc("GET /upstreams", func(w http.ResponseWriter, r *http.Request) {
+			st := opts.Upstreams()
+			serveUpstreams(w, r, st.Backends, st.Health)
 		})
 	}
 	return mux
@@ -296,4 +315,70 @@ func pickListener(tables []dataplane.ListenerTable, want string) (dataplane.List
 		}
 	}
 	return dataplane.ListenerTable{}, fmt.Errorf("listener: no HTTP listener %q", want)
+}
+
+// upstreamView is one backend of /upstreams.
+type upstreamView struct {
+	Name string `json:"name"`
+	// Endpoints in the config; Healthy of them in rotation (neither
+	// ejected nor failing health checks); Ejected by outlier detection.
+	Endpoints int `json:"endpoints"`
+	Healthy   int `json:"healthy"`
+	Ejected   int `json:"ejected"`
+	// Panic: too few endpoints are healthy, so all of them take traffic.
+	Panic                 bool   `json:"panic"`
+	InFlight              int64  `json:"inFlight"`
+	RetriesInFlight       int64  `json:"retriesInFlight"`
+	Connections           int64  `json:"connections"`
+	PendingConnections    int    `json:"pendingConnections"`
+	BreakerRejections     uint64 `json:"circuitBreakerRejections"`
+	RetryBudgetRejections uint64 `json:"retryBudgetRejections"`
+	Ejections             uint64 `json:"ejections"`
+	// HealthChecks are the backend's actively probed endpoints; absent
+	// when the backend has no health check.
+	HealthChecks []healthcheck.EndpointStatus `json:"healthChecks,omitempty"`
+}
+
+// serveUpstreams answers /upstreams: every backend the balancer knows,
+// sorted by name, with its endpoints' health checks. A backend that is
+// only health-checked (no balancer state yet) still appears.
+func serveUpstreams(w http.ResponseWriter, r *http.Request, backends []upstream.BackendStats, health []healthcheck.EndpointStatus) {
+	want := r.URL.Query().Get("backend")
+	views := []upstreamView{}
+	index := map[string]int{}
+	for _, b := range backends {
+		if want != "" && b.Name != want {
+			continue
+		}
+		if _, dup := index[b.Name]; dup {
+			continue
+		}
+		index[b.Name] = len(views)
+		views = append(views, upstreamView{
+			Name: b.Name, Endpoints: b.Endpoints, Healthy: b.Healthy, Ejected: b.Ejected, Panic: b.Panic,
+			InFlight: b.InFlight, RetriesInFlight: b.RetriesInFlight, Connections: b.Connections,
+			PendingConnections: b.PendingConnections, BreakerRejections: b.BreakerRejections,
+			RetryBudgetRejections: b.RetryBudgetRejections, Ejections: b.Ejections,
+		})
+	}
+	for _, h := range health {
+		if want != "" && h.Backend != want {
+			continue
+		}
+		i, ok := index[h.Backend]
+		if !ok {
+			i = len(views)
+			index[h.Backend] = i
+			views = append(views, upstreamView{Name: h.Backend})
+		}
+		views[i].HealthChecks = append(views[i].HealthChecks, h)
+	}
+	slices.SortFunc(views, func(a, b upstreamView) int { return strings.Compare(a.Name, b.Name) })
+	if want != "" && len(views) == 0 {
+		http.Error(w, fmt.Sprintf("backend %q: no such backend", want), http.StatusNotFound)
+		return
+	}
+	writeJSON(w, struct {
+		Backends []upstreamView `json:"backends"`
+	}{views})
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,11 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/meshgate/meshgate/dataplane"
+	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/server"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 func pf(f float64) *float64 { return &f }
@@ -360,6 +363,50 @@ func TestStatsGauges(t *testing.T) {
 	if l.Gauges[0] != (Gauge{"open connections", 4}) {
 		t.Errorf("L4 gauges %+v", l.Gauges)
 	}
+}
+
+func TestUpstreamState(t *testing.T) {
+	st := dataplane.Stats{
+		Backends: []upstream.BackendStats{
+			{Name: apiBackend, Endpoints: 3, Healthy: 1, Ejected: 1, Panic: true},
+			{Name: v1, Endpoints: 2, Healthy: 2},
+		},
+		Health: []healthcheck.EndpointStatus{
+			{Backend: apiBackend, Address: "10.0.2.11:9000", Healthy: true},
+			{Backend: apiBackend, Address: "10.0.2.12:9000", Healthy: false},
+		},
+	}
+	d := New(Options{Config: testConfig, Stats: func() dataplane.Stats { return st }})
+	s := d.Snapshot()
+	api := findBackend(t, findRoute(t, s, apiRoute), apiBackend)
+	if api.Ejected == nil || *api.Ejected != 1 || api.Unhealthy == nil || *api.Unhealthy != 1 || !api.Panic {
+		t.Errorf("api backend: ejected %s unhealthy %s panic %v, want 1, 1, true", showInt(api.Ejected), showInt(api.Unhealthy), api.Panic)
+	}
+	if e := findEndpoint(t, api, "10.0.2.12:9000"); e.Health != "unhealthy" || e.Ejection != "unknown" {
+		t.Errorf("failing health check: %q %q, want unhealthy, unknown", e.Health, e.Ejection)
+	}
+	if e := findEndpoint(t, api, "10.0.2.11:9000"); e.Health != "healthy" {
+		t.Errorf("passing health check: %q", e.Health)
+	}
+	rt := findRoute(t, s, storefront)
+	b1 := findBackend(t, rt, v1)
+	if b1.Ejected == nil || *b1.Ejected != 0 || b1.Unhealthy == nil || *b1.Unhealthy != 0 || b1.Panic {
+		t.Errorf("v1 backend: ejected %s unhealthy %s panic %v, want 0, 0, false", showInt(b1.Ejected), showInt(b1.Unhealthy), b1.Panic)
+	}
+	if e := findEndpoint(t, b1, "10.0.1.11:8080"); e.Ejection != "not ejected" {
+		t.Errorf("v1 endpoint ejection %q", e.Ejection)
+	}
+	// No balancer state for v2: no counts.
+	if b2 := findBackend(t, rt, v2); b2.Ejected != nil || b2.Unhealthy != nil {
+		t.Errorf("v2 backend without state: ejected %s unhealthy %s", showInt(b2.Ejected), showInt(b2.Unhealthy))
+	}
+}
+
+func showInt(p *int) string {
+	if p == nil {
+		return "nil"
+	}
+	return strconv.Itoa(*p)
 }
 
 func TestObserveRequestDoesNotAllocate(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 // Snapshot is the whole dashboard view at one moment, as sent to browsers.
@@ -138,6 +139,12 @@ type Backend struct {
 	ConfiguredPct float64  `json:"configuredPct"`
 	ObservedPct   *float64 `json:"observedPct"`
 	Metrics
+	// Ejected endpoints (outlier detection) and Unhealthy ones (failing
+	// active health checks) now, and Panic mode, from Options.Stats; nil
+	// when the balancer has no state for the backend (or without Stats).
+	Ejected   *int        `json:"ejected,omitempty"`
+	Unhealthy *int        `json:"unhealthy,omitempty"`
+	Panic     bool        `json:"panic,omitempty"`
 	Endpoints []*Endpoint `json:"endpoints"`
 }
 
@@ -145,10 +152,13 @@ type Backend struct {
 type Endpoint struct {
 	Address string `json:"address"`
 	Metrics
-	// Health is "healthy", or "failing" when every request to it in the
-	// window failed. There are no active health checks yet.
+	// Health is "unhealthy" when it fails its active health checks,
+	// "failing" when every request to it in the window failed, else
+	// "healthy".
 	Health string `json:"health"`
-	// Ejection is "not ejected": there is no outlier ejection yet.
+	// Ejection is "not ejected" when no endpoint of the backend is
+	// ejected by outlier detection, "unknown" when some are (the
+	// balancer counts ejected endpoints per backend, not which).
 	Ejection string `json:"ejection"`
 }
 
@@ -178,6 +188,14 @@ func (d *Dashboard) Snapshot() *Snapshot {
 	if d.opts.Stats != nil {
 		st := d.opts.Stats()
 		stats = &st
+		b.upstreams = make(map[string]upstream.BackendStats, len(st.Backends))
+		for _, bs := range st.Backends {
+			b.upstreams[bs.Name] = bs
+		}
+		b.health = make(map[[2]string]bool, len(st.Health))
+		for _, h := range st.Health {
+			b.health[[2]string{h.Backend, h.Address}] = h.Healthy
+		}
 	}
 
 	var total agg
@@ -296,6 +314,11 @@ type builder struct {
 	edges    map[edgeKey]*agg
 	rules    map[ruleKey]*agg
 	backends map[backendKey]*agg
+	// upstreams and health are the balancer's state by backend name and
+	// the active health checks by backend and address (nil without
+	// Options.Stats).
+	upstreams map[string]upstream.BackendStats
+	health    map[[2]string]bool
 }
 
 func addTo[K comparable](m map[K]*agg, k K, a *agg) {
@@ -459,6 +482,12 @@ func (b *builder) backendViews(rk ruleKey, wbs []ir.WeightedBackend, timed bool)
 		if t.TLS != nil {
 			bv.TLS = t.TLS.ServerName
 		}
+		us, hasUS := b.upstreams[t.Name]
+		if hasUS {
+			bv.Ejected, bv.Panic = &us.Ejected, us.Panic
+			unhealthy := 0
+			bv.Unhealthy = &unhealthy
+		}
 		for _, ep := range t.Endpoints {
 			ea := b.edges[edgeKey{rk.listener, rk.route, rk.rule, t.Name, ep.Address}]
 			if ea == nil {
@@ -467,6 +496,15 @@ func (b *builder) backendViews(rk ruleKey, wbs []ir.WeightedBackend, timed bool)
 			ev := &Endpoint{Address: ep.Address, Metrics: metrics(ea, b.window, timed), Health: "healthy", Ejection: "not ejected"}
 			if ea.requests > 0 && ea.errors == ea.requests {
 				ev.Health = "failing"
+			}
+			if healthy, checked := b.health[[2]string{t.Name, ep.Address}]; checked && !healthy {
+				ev.Health = "unhealthy"
+				if bv.Unhealthy != nil {
+					*bv.Unhealthy++
+				}
+			}
+			if hasUS && us.Ejected > 0 {
+				ev.Ejection = "unknown"
 			}
 			bv.Endpoints = append(bv.Endpoints, ev)
 		}

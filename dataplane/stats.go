@@ -6,9 +6,11 @@ import (
 	"sort"
 	"time"
 
+	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/l4"
 	"github.com/meshgate/meshgate/server"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 // Stats is a snapshot of the data plane's gauges and counters that are
@@ -32,6 +34,13 @@ type Stats struct {
 	Shed     uint64
 	// Certificates are the served certificates and when they expire.
 	Certificates []CertExpiry
+	// Backends is the balancer's state of every backend (endpoints in
+	// rotation, ejections, in-flight requests, circuit breaker and retry
+	// budget counters), sorted by name.
+	Backends []upstream.BackendStats
+	// Health is the active health check status of every probed endpoint,
+	// sorted by backend and address.
+	Health []healthcheck.EndpointStatus
 }
 
 // L4Stats is one layer-4 listener's counters and its protocol.
@@ -50,6 +59,9 @@ type CertExpiry struct {
 
 // Stats returns a snapshot of the counters.
 func (d *Dataplane) Stats() Stats {
+	// The balancer and the health checker guard their own state; they are
+	// read before taking d.mu so a scrape never holds it while they lock.
+	backends, health := d.balancer.Stats(), d.health.Status()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	st := Stats{
@@ -60,6 +72,8 @@ func (d *Dataplane) Stats() Stats {
 		Shedding:       d.shedder.shedding.Load(),
 		Shed:           d.shedder.shed.Load(),
 		Certificates:   append([]CertExpiry(nil), d.certs...),
+		Backends:       backends,
+		Health:         health,
 		Streams: map[string]int64{
 			"h1": d.inflight[1].Load(), "h2": d.inflight[2].Load(), "h3": d.inflight[3].Load(),
 		},

@@ -7,16 +7,19 @@ import (
 )
 
 // benchRequests are a few label combinations, as a gateway with a handful
-// of routes sees them, including a gateway-made error.
+// of routes sees them, including gateway-made errors, a retried request and
+// a rate-limited one.
 func benchRequests() []obs.Request {
 	a := okRequest()
 	b := okRequest()
-	b.Route, b.Method, b.Proto = "default/api", "POST", "HTTP/2.0"
+	b.Route, b.Method, b.Proto, b.Retries = "default/api", "POST", "HTTP/2.0", 2
 	c := okRequest()
 	c.Status, c.Reason, c.UpstreamFirstByte, c.UpstreamConnect = 504, "upstream_timeout", 0, 0
 	d := okRequest()
 	d.Gateway, d.Route, d.Backend, d.Status, d.Reason = "", "", "", 404, "no_route"
-	return []obs.Request{a, b, c, d}
+	e := okRequest()
+	e.Backend, e.Status, e.Reason, e.UpstreamFirstByte, e.UpstreamConnect = "", 429, "rate_limited", 0, 0
+	return []obs.Request{a, b, c, d, e}
 }
 
 // BenchmarkObserveRequest is the cost the metrics sink adds to every
@@ -30,7 +33,7 @@ func BenchmarkObserveRequest(b *testing.B) {
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {
-		m.ObserveRequest(&reqs[i&3])
+		m.ObserveRequest(&reqs[i%len(reqs)])
 		i++
 	}
 }
@@ -48,7 +51,7 @@ func BenchmarkObserveRequestParallel(b *testing.B) {
 		mine := benchRequests()
 		i := 0
 		for pb.Next() {
-			m.ObserveRequest(&mine[i&3])
+			m.ObserveRequest(&mine[i%len(mine)])
 			i++
 		}
 	})

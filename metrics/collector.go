@@ -21,6 +21,12 @@ type statsCollector struct {
 	tlsHandshakes, tlsErrors  *prometheus.Desc
 	certExpiry, mirrorDropped *prometheus.Desc
 	l4Connections, l4Failures *prometheus.Desc
+
+	// From the balancer and health checks (Stats.Backends, Stats.Health).
+	backendEndpoints, backendRequests, backendRetries *prometheus.Desc
+	backendConnections, backendPending                *prometheus.Desc
+	breakerRejections, budgetRejections, ejections    *prometheus.Desc
+	backendPanic, endpointHealthy                     *prometheus.Desc
 }
 
 func newStatsCollector(stats func() dataplane.Stats) *statsCollector {
@@ -55,6 +61,30 @@ func newStatsCollector(stats func() dataplane.Stats) *statsCollector {
 		l4Failures: prometheus.NewDesc("meshgate_l4_connection_failures_total",
 			"Layer-4 connections (or UDP sessions and datagrams) that ended badly, by listener address and reason.",
 			[]string{"listener", "reason"}, nil),
+		backendEndpoints: prometheus.NewDesc("meshgate_backend_endpoints",
+			"Endpoints of a backend by state: total in the config, healthy (in rotation: not ejected, not failing health checks), ejected by outlier detection.",
+			[]string{"backend", "state"}, nil),
+		backendRequests: prometheus.NewDesc("meshgate_backend_requests_active",
+			"Requests in flight to a backend (what the circuit breaker's maxRequests caps).", []string{"backend"}, nil),
+		backendRetries: prometheus.NewDesc("meshgate_backend_retries_active",
+			"Requests holding a retry slot of a backend (what maxRetries and the retry budget cap).", []string{"backend"}, nil),
+		backendConnections: prometheus.NewDesc("meshgate_backend_connections_active",
+			"Upstream connections holding a connection slot of a backend (counted only when its circuit breaker sets maxConnections).",
+			[]string{"backend"}, nil),
+		backendPending: prometheus.NewDesc("meshgate_backend_connections_pending",
+			"Requests waiting for a connection slot of a backend (maxPendingRequests caps them).", []string{"backend"}, nil),
+		breakerRejections: prometheus.NewDesc("meshgate_backend_circuit_breaker_rejections_total",
+			"Requests, retries and connection waits refused by a backend's circuit breaker caps.", []string{"backend"}, nil),
+		budgetRejections: prometheus.NewDesc("meshgate_backend_retry_budget_rejections_total",
+			"Retries not made because the backend's retry budget was spent.", []string{"backend"}, nil),
+		ejections: prometheus.NewDesc("meshgate_backend_ejections_total",
+			"Endpoints ejected from a backend's rotation by outlier detection.", []string{"backend"}, nil),
+		backendPanic: prometheus.NewDesc("meshgate_backend_panic",
+			"1 while a backend is in panic mode: too few endpoints are healthy (panicThreshold), so all of them take traffic.",
+			[]string{"backend"}, nil),
+		endpointHealthy: prometheus.NewDesc("meshgate_endpoint_healthy",
+			"1 while an actively health-checked endpoint passes its checks, 0 while it fails them.",
+			[]string{"backend", "endpoint"}, nil),
 	}
 }
 
@@ -73,13 +103,25 @@ func (c *statsCollector) families() []family {
 		{"meshgate_mirror_dropped_total", counterKind},
 		{"meshgate_l4_connections_total", counterKind},
 		{"meshgate_l4_connection_failures_total", counterKind},
+		{"meshgate_backend_endpoints", gaugeKind},
+		{"meshgate_backend_requests_active", gaugeKind},
+		{"meshgate_backend_retries_active", gaugeKind},
+		{"meshgate_backend_connections_active", gaugeKind},
+		{"meshgate_backend_connections_pending", gaugeKind},
+		{"meshgate_backend_circuit_breaker_rejections_total", counterKind},
+		{"meshgate_backend_retry_budget_rejections_total", counterKind},
+		{"meshgate_backend_ejections_total", counterKind},
+		{"meshgate_backend_panic", gaugeKind},
+		{"meshgate_endpoint_healthy", gaugeKind},
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.connections, c.tunnels, c.streams, c.shedding, c.shed, c.refused, c.tlsHandshakes, c.tlsErrors,
-		c.certExpiry, c.mirrorDropped, c.l4Connections, c.l4Failures} {
+		c.certExpiry, c.mirrorDropped, c.l4Connections, c.l4Failures,
+		c.backendEndpoints, c.backendRequests, c.backendRetries, c.backendConnections, c.backendPending,
+		c.breakerRejections, c.budgetRejections, c.ejections, c.backendPanic, c.endpointHealthy} {
 		ch <- d
 	}
 }
@@ -95,11 +137,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	gauge(c.tunnels, float64(st.Tunnels))
-	shedding := 0.0
-	if st.Shedding {
-		shedding = 1
-	}
-	gauge(c.shedding, shedding)
+	gauge(c.shedding, boolValue(st.Shedding))
 	counter(c.shed, st.Shed)
 	for addr, hs := range st.HTTP {
 		counter(c.refused, hs.Refused, labelValue(addr))
@@ -136,6 +174,38 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
+	// Backend names are unique in Stats.Backends and (backend, address)
+	// pairs in Stats.Health; the seen sets only guard the scrape against
+	// a duplicate, which would fail it whole.
+	seenBackend := map[string]bool{}
+	for _, b := range st.Backends {
+		name := labelValue(b.Name)
+		if seenBackend[name] {
+			continue
+		}
+		seenBackend[name] = true
+		gauge(c.backendEndpoints, float64(b.Endpoints), name, "total")
+		gauge(c.backendEndpoints, float64(b.Healthy), name, "healthy")
+		gauge(c.backendEndpoints, float64(b.Ejected), name, "ejected")
+		gauge(c.backendRequests, float64(b.InFlight), name)
+		gauge(c.backendRetries, float64(b.RetriesInFlight), name)
+		gauge(c.backendConnections, float64(b.Connections), name)
+		gauge(c.backendPending, float64(b.PendingConnections), name)
+		counter(c.breakerRejections, b.BreakerRejections, name)
+		counter(c.budgetRejections, b.RetryBudgetRejections, name)
+		counter(c.ejections, b.Ejections, name)
+		gauge(c.backendPanic, boolValue(b.Panic), name)
+	}
+	seenEndpoint := map[[2]string]bool{}
+	for _, h := range st.Health {
+		k := [2]string{labelValue(h.Backend), labelValue(h.Address)}
+		if seenEndpoint[k] {
+			continue
+		}
+		seenEndpoint[k] = true
+		gauge(c.endpointHealthy, boolValue(h.Healthy), k[0], k[1])
+	}
+
 	for addr, s := range st.L4 {
 		proto := strings.ToLower(string(s.Protocol))
 		if proto == "" {
@@ -159,4 +229,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 			fail("handshake_error", s.HandshakeErrors)
 		}
 	}
+}
+
+// boolValue is a gauge's value for a condition: 1 when it holds.
+func boolValue(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

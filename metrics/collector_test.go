@@ -6,9 +6,11 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/dataplane"
+	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/l4"
 	"github.com/meshgate/meshgate/server"
+	"github.com/meshgate/meshgate/upstream"
 )
 
 func fakeStats() dataplane.Stats {
@@ -33,12 +35,44 @@ func fakeStats() dataplane.Stats {
 			{Name: "secret/default/tls", Listener: ":8443", NotAfter: exp}, // duplicate: dropped
 			{Name: "secret/default/other", Listener: ":8443", NotAfter: exp.Add(time.Hour)},
 		},
+		Backends: []upstream.BackendStats{
+			{Name: "default/api", Endpoints: 3, Healthy: 1, Ejected: 1, InFlight: 4, RetriesInFlight: 1, Connections: 6,
+				PendingConnections: 2, BreakerRejections: 7, RetryBudgetRejections: 8, Ejections: 9, Panic: true},
+			{Name: "default/web", Endpoints: 2, Healthy: 2},
+		},
+		Health: []healthcheck.EndpointStatus{
+			{Backend: "default/api", Address: "10.0.0.1:80", Healthy: true},
+			{Backend: "default/api", Address: "10.0.0.2:80", Healthy: false, LastError: "connection refused"},
+			{Backend: "default/api", Address: "10.0.0.2:80", Healthy: true}, // duplicate: dropped
+		},
 	}
 }
 
 func TestStatsCollector(t *testing.T) {
 	m := New(Options{Stats: fakeStats})
 	want := `
+meshgate_backend_circuit_breaker_rejections_total{backend="default/api"} 7
+meshgate_backend_circuit_breaker_rejections_total{backend="default/web"} 0
+meshgate_backend_connections_active{backend="default/api"} 6
+meshgate_backend_connections_active{backend="default/web"} 0
+meshgate_backend_connections_pending{backend="default/api"} 2
+meshgate_backend_connections_pending{backend="default/web"} 0
+meshgate_backend_ejections_total{backend="default/api"} 9
+meshgate_backend_ejections_total{backend="default/web"} 0
+meshgate_backend_endpoints{backend="default/api",state="ejected"} 1
+meshgate_backend_endpoints{backend="default/api",state="healthy"} 1
+meshgate_backend_endpoints{backend="default/api",state="total"} 3
+meshgate_backend_endpoints{backend="default/web",state="ejected"} 0
+meshgate_backend_endpoints{backend="default/web",state="healthy"} 2
+meshgate_backend_endpoints{backend="default/web",state="total"} 2
+meshgate_backend_panic{backend="default/api"} 1
+meshgate_backend_panic{backend="default/web"} 0
+meshgate_backend_requests_active{backend="default/api"} 4
+meshgate_backend_requests_active{backend="default/web"} 0
+meshgate_backend_retries_active{backend="default/api"} 1
+meshgate_backend_retries_active{backend="default/web"} 0
+meshgate_backend_retry_budget_rejections_total{backend="default/api"} 8
+meshgate_backend_retry_budget_rejections_total{backend="default/web"} 0
 meshgate_certificate_expiry_timestamp_seconds{certificate="secret/default/other",listener=":8443"} 1.8000036e+09
 meshgate_certificate_expiry_timestamp_seconds{certificate="secret/default/tls",listener=":8443"} 1.8e+09
 meshgate_connections_active{listener=":53",protocol="udp"} 4
@@ -50,6 +84,8 @@ meshgate_connections_active{listener=":8443",protocol="h2"} 5
 meshgate_connections_active{listener=":9443",protocol="tls"} 1
 meshgate_connections_refused_total{listener=":8080"} 2
 meshgate_connections_refused_total{listener=":8443"} 0
+meshgate_endpoint_healthy{backend="default/api",endpoint="10.0.0.1:80"} 1
+meshgate_endpoint_healthy{backend="default/api",endpoint="10.0.0.2:80"} 0
 meshgate_http_streams_active{protocol="h1"} 3
 meshgate_http_streams_active{protocol="h2"} 7
 meshgate_http_streams_active{protocol="h3"} 0

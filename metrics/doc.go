@@ -10,8 +10,11 @@
 //     allocates nothing once a combination has been seen.
 //   - Gauges and counters the data plane keeps anyway (open connections,
 //     WebSocket tunnels, TLS handshakes, certificate expiry, layer-4
-//     outcomes, dropped mirrors) are read from dataplane.Stats when
-//     Prometheus scrapes, so they cost nothing per request.
+//     outcomes, dropped mirrors, and per backend the balancer's endpoints
+//     in rotation, ejections, in-flight requests, circuit breaker and
+//     retry budget rejections, panic mode, and each health-checked
+//     endpoint's state) are read from dataplane.Stats when Prometheus
+//     scrapes, so they cost nothing per request.
 //
 // Names follow the Prometheus conventions: a meshgate_ prefix, base units
 // (seconds, bytes) in the name, and _total on counters. Label values are

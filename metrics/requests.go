@@ -19,6 +19,8 @@ type requestMetrics struct {
 	upstreamLatency *prometheus.HistogramVec
 	upstreamConnect *prometheus.HistogramVec
 	upstreamErrors  *prometheus.CounterVec
+	retries         *prometheus.CounterVec
+	rateLimited     *prometheus.CounterVec
 
 	// gatewayErrors has one counter per known reason (and "other"),
 	// created up front: a map read is all the hot path needs.
@@ -49,6 +51,12 @@ type children struct {
 	responseSize    prometheus.Observer
 	upstreamLatency prometheus.Observer
 	upstreamConnect prometheus.Observer
+	// retries is nil without a route and backend (nothing to retry);
+	// limited and limitDown (429 and fail-closed 503 of a rate limit) are
+	// nil without a route. They are created with the other children so
+	// their series exist, at 0, from a route's first request.
+	retries            prometheus.Counter
+	limited, limitDown prometheus.Counter
 }
 
 type upstreamErrKey struct{ backend, reason string }
@@ -73,6 +81,12 @@ func (rm *requestMetrics) init(m *Metrics) {
 	rm.upstreamErrors = m.newCounterVec("meshgate_upstream_errors_total",
 		"Requests failed because of a backend: no healthy endpoint, connect failure, timeout, protocol error or reset.",
 		"backend", "reason")
+	rm.retries = m.newCounterVec("meshgate_upstream_retries_total",
+		"Upstream attempts made again after a failed or retryable one (route retry policy), by route and backend.",
+		"route", "backend")
+	rm.rateLimited = m.newCounterVec("meshgate_rate_limited_requests_total",
+		"Requests refused by a route's rate limit, by route and reason: rate_limited (429) or rate_limit_unavailable (503, the limit's store was unreachable and it fails closed).",
+		"route", "reason")
 	ge := m.newCounterVec("meshgate_gateway_errors_total",
 		"Requests the gateway answered or ended itself instead of a backend, by reason (redirect and direct_response are configured answers).",
 		"reason")
@@ -108,7 +122,20 @@ func (m *Metrics) ObserveRequest(r *obs.Request) {
 	if r.UpstreamConnect > 0 {
 		c.upstreamConnect.Observe(r.UpstreamConnect.Seconds())
 	}
+	if r.Retries > 0 && c.retries != nil {
+		c.retries.Add(float64(r.Retries))
+	}
 	if r.Reason != "" {
+		switch r.Reason {
+		case "rate_limited":
+			if c.limited != nil {
+				c.limited.Inc()
+			}
+		case "rate_limit_unavailable":
+			if c.limitDown != nil {
+				c.limitDown.Inc()
+			}
+		}
 		rm.gatewayError(r.Backend, r.Reason)
 	}
 }
@@ -138,6 +165,13 @@ func (rm *requestMetrics) lookup(k requestKey) *children {
 		responseSize:    rm.responseSize.WithLabelValues(listener, route),
 		upstreamLatency: rm.upstreamLatency.WithLabelValues(backend),
 		upstreamConnect: rm.upstreamConnect.WithLabelValues(backend),
+	}
+	if k.route != "" {
+		c.limited = rm.rateLimited.WithLabelValues(route, "rate_limited")
+		c.limitDown = rm.rateLimited.WithLabelValues(route, "rate_limit_unavailable")
+		if k.backend != "" {
+			c.retries = rm.retries.WithLabelValues(route, backend)
+		}
 	}
 	v, _ := rm.children.LoadOrStore(k, c)
 	return v.(*children)

@@ -80,6 +80,14 @@ func TestGatewayErrors(t *testing.T) {
 		{"upstream_timeout", "default/web-svc", "upstream_timeout", true},
 		{"upstream_connect_failure", "default/web-svc", "upstream_connect_failure", true},
 		{"no_healthy_upstream", "", "no_healthy_upstream", true},
+		{"circuit_open", "default/web-svc", "circuit_open", true},
+		{"rate_limited", "", "rate_limited", false},
+		{"rate_limit_unavailable", "", "rate_limit_unavailable", false},
+		{"fault_abort", "default/web-svc", "fault_abort", false},
+		{"overloaded", "", "overloaded", false},
+		{"ambiguous_path", "", "ambiguous_path", false},
+		{"underscore_header", "", "underscore_header", false},
+		{"connect_not_allowed", "", "connect_not_allowed", false},
 		{"something_new", "default/web-svc", "other", false},
 	}
 	for _, tt := range tests {
@@ -112,6 +120,61 @@ func TestGatewayErrors(t *testing.T) {
 				t.Errorf("upstream_errors_total = %v (present %v, %d series), want 2 in 1 series", got, ok, n)
 			}
 		})
+	}
+}
+
+func TestRetries(t *testing.T) {
+	m := New(Options{})
+	r := okRequest()
+	m.ObserveRequest(&r) // not retried: the series exists at 0
+	if got := dump(t, m.Registry(), "meshgate_upstream_retries_total"); got != `meshgate_upstream_retries_total{backend="default/web-svc",route="default/web"} 0` {
+		t.Errorf("before any retry: %s", got)
+	}
+	r.Retries = 2
+	m.ObserveRequest(&r)
+	r.Retries, r.Status, r.Reason = 1, 504, "upstream_timeout"
+	m.ObserveRequest(&r)
+	o := okRequest()
+	o.Route, o.Backend, o.Retries = "default/api", "default/api-svc", 3
+	m.ObserveRequest(&o)
+	// Without a route or backend nothing can have been retried: no series.
+	n := okRequest()
+	n.Route, n.Backend, n.Status, n.Reason = "", "", 404, "no_route"
+	m.ObserveRequest(&n)
+	n = okRequest()
+	n.Backend, n.Status, n.Reason = "", 500, "no_valid_backend"
+	m.ObserveRequest(&n)
+	want := `meshgate_upstream_retries_total{backend="default/api-svc",route="default/api"} 3
+meshgate_upstream_retries_total{backend="default/web-svc",route="default/web"} 3`
+	if got := dump(t, m.Registry(), "meshgate_upstream_retries_total"); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+}
+
+func TestRateLimited(t *testing.T) {
+	m := New(Options{})
+	r := okRequest()
+	m.ObserveRequest(&r) // a route's series exist from its first request
+	r.Backend, r.Status, r.Reason = "", 429, "rate_limited"
+	m.ObserveRequest(&r)
+	m.ObserveRequest(&r)
+	r.Status, r.Reason = 503, "rate_limit_unavailable"
+	m.ObserveRequest(&r)
+	o := okRequest()
+	o.Route, o.Status, o.Reason = "default/api", 503, "circuit_open"
+	m.ObserveRequest(&o)
+	n := okRequest()
+	n.Route, n.Backend, n.Status, n.Reason = "", "", 404, "no_route"
+	m.ObserveRequest(&n)
+	want := `meshgate_rate_limited_requests_total{reason="rate_limit_unavailable",route="default/api"} 0
+meshgate_rate_limited_requests_total{reason="rate_limit_unavailable",route="default/web"} 1
+meshgate_rate_limited_requests_total{reason="rate_limited",route="default/api"} 0
+meshgate_rate_limited_requests_total{reason="rate_limited",route="default/web"} 2`
+	if got := dump(t, m.Registry(), "meshgate_rate_limited_requests_total"); got != want {
+		t.Errorf("got:\n%s\nwant:\n%s", got, want)
+	}
+	if v, _ := value(t, m.Registry(), "meshgate_gateway_errors_total", map[string]string{"reason": "rate_limited"}); v != 2 {
+		t.Errorf("gateway_errors_total{reason=rate_limited} = %v, want 2", v)
 	}
 }
 
@@ -203,9 +266,12 @@ func TestObserveRequestAllocs(t *testing.T) {
 	}
 	m := New(Options{})
 	r := okRequest()
-	r.Reason = "upstream_timeout"
+	r.Reason, r.Retries = "upstream_timeout", 2
+	l := okRequest()
+	l.Backend, l.Status, l.Reason = "", 429, "rate_limited"
 	m.ObserveRequest(&r) // first sight creates the children
-	if n := testing.AllocsPerRun(100, func() { m.ObserveRequest(&r) }); n != 0 {
+	m.ObserveRequest(&l)
+	if n := testing.AllocsPerRun(100, func() { m.ObserveRequest(&r); m.ObserveRequest(&l) }); n != 0 {
 		t.Errorf("ObserveRequest allocates %v times per request, want 0", n)
 	}
 }

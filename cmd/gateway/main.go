@@ -258,6 +258,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 				return admin.State{Generation: ctrl.Generation(), Source: source, Config: dp.Config(), Statuses: ctrl.Statuses()}
 			},
 			Tables:    dp.Tables,
+			Upstreams: dp.Stats,
 			Metrics:   metricsHandler(met),
 			Dashboard: dashboardHandler(dash),
 		}), ReadHeaderTimeout: 5 * time.Second}

@@ -140,7 +140,10 @@
       el('div', { class: 'backend-meta' },
         b.protocol ? el('span', { class: 'tag' }, b.protocol) : null,
         b.tls ? el('span', { class: 'tag' }, 'TLS ' + b.tls) : null,
-        b.valid ? null : el('span', { class: 'tag bad' }, 'answers 500')),
+        b.valid ? null : el('span', { class: 'tag bad' }, 'answers 500'),
+        b.ejected ? el('span', { class: 'tag bad', 'data-test': 'ejected' }, b.ejected + ' ejected') : null,
+        b.unhealthy ? el('span', { class: 'tag bad', 'data-test': 'unhealthy' }, b.unhealthy + ' unhealthy') : null,
+        b.panic ? el('span', { class: 'tag bad', title: 'too few healthy endpoints: all take traffic' }, 'panic') : null),
       el('div', { class: 'weights' },
         el('span', {}, 'weight ', el('b', {}, b.weight), ' · ', fmtPct(b.configuredPct)),
         timed || b.observedPct !== null
