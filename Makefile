@@ -25,6 +25,7 @@ run: build
 test: test-deps build vet
 	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -count=1 -race ./...
+	cd deploy/test && $(GO) test -count=1 ./...
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 test-deps:
@@ -58,6 +59,7 @@ generate:
 ## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
 bench: build
 	bash bench/run.sh
+	@if [[ "$${BENCH_SKIP_POLICY_OVERHEAD:-0}" != 1 ]]; then bash bench/policy-overhead.sh; fi
 
 ## soak: mixed traffic with reloads and upstream faults for SOAK_DURATION (30m), sampling RSS, goroutines and fds.
 soak: build
