@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,10 +20,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
+	"sigs.k8s.io/yaml"
 
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/internal/k8stest"
 )
 
@@ -515,4 +519,189 @@ func TestKubernetesSecretRotation(t *testing.T) {
 	if !reused || conns.Load() != 1 {
 		t.Errorf("the connection opened before the rotation was not kept (reused=%v, connections=%d)", reused, conns.Load())
 	}
+}
+
+// TestKubernetesTrafficPolicy applies Meshgate's own kinds through the API
+// server: a FaultInjection on a route rule and a TrafficPolicy with a rate
+// limit act on traffic exactly as from files, and the policies' status
+// (Accepted, TargetNotFound, Conflicted) is written to their ancestors.
+func TestKubernetesTrafficPolicy(t *testing.T) {
+	e := newKubeEnv(t)
+	v1 := newKubeBackend(t, "v1")
+	ip := newLoopbackIP(t)
+	port := freePort(t, ip)
+	addrType := gwapiv1.IPAddressType
+	e.create(&gwapiv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: e.ns},
+		Spec: gwapiv1.GatewaySpec{
+			GatewayClassName: "meshgate",
+			Addresses:        []gwapiv1.GatewaySpecAddress{{Type: &addrType, Value: ip}},
+			Listeners:        []gwapiv1.Listener{{Name: "http", Port: gwapiv1.PortNumber(port), Protocol: gwapiv1.HTTPProtocolType}},
+		},
+	})
+	e.service("app-v1", v1)
+	limited := e.route("limited", "limited.test", "app-v1")
+	e.create(limited)
+	faulty := e.route("faulty", "faulty.test", "app-v1")
+	faulty.Spec.Rules[0].Filters = []gwapiv1.HTTPRouteFilter{{
+		Type:         gwapiv1.HTTPRouteFilterExtensionRef,
+		ExtensionRef: &gwapiv1.LocalObjectReference{Group: "gateway.meshgate.dev", Kind: "FaultInjection", Name: "teapot"},
+	}}
+	e.create(faulty)
+	for _, obj := range []string{`
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: FaultInjection
+metadata: {name: teapot, namespace: apps}
+spec:
+  headers: [{name: x-fault, value: "on"}]
+  abort: {httpStatus: 418, percentage: "100"}`, `
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: limit, namespace: apps}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: limited}]
+  rateLimit:
+    local: [{key: Route, requests: 3, unit: Hour}]`, `
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: limit-again, namespace: apps}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: limited}]
+  retry: {attempts: 1}`, `
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: nowhere, namespace: apps}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: missing}]
+  retry: {attempts: 1}`} {
+		var u unstructured.Unstructured
+		if err := yaml.Unmarshal([]byte(obj), &u.Object); err != nil {
+			t.Fatal(err)
+		}
+		e.create(&u)
+		// The newer policy on the same target must lose to the older.
+		time.Sleep(1100 * time.Millisecond)
+	}
+	// An invalid one never gets past the API server's validation (the
+	// same CRD schema the files loader applies).
+	var bad unstructured.Unstructured
+	yaml.Unmarshal([]byte(`
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: TrafficPolicy
+metadata: {name: bad, namespace: apps}
+spec:
+  targetRefs: [{group: gateway.networking.k8s.io, kind: HTTPRoute, name: limited}]
+  retry: {attempts: 11}`), &bad.Object)
+	if err := e.c.Create(e.ctx(), &bad); err == nil || !strings.Contains(err.Error(), "spec.retry.attempts") {
+		t.Errorf("invalid TrafficPolicy: got %v, want a validation error naming spec.retry.attempts", err)
+	}
+
+	g := startGateway(t, ip, "", "--kubernetes", "--kubeconfig", e.cp.Kubeconfig)
+	url := g.url(port, "/")
+
+	e.eventually("fault injected for the tester", func() (bool, string) {
+		r, err := tryDo(defaultClient, request{url: url, host: "faulty.test", header: http.Header{"X-Fault": {"on"}}})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.status == 418, r.String()
+	})
+	if r := get(t, url, "faulty.test"); r.status != 200 || r.backend() != "v1" {
+		t.Errorf("request without the tester header: %s", r)
+	}
+	var codes []int
+	for i := 0; i < 5; i++ {
+		codes = append(codes, get(t, url, "limited.test").status)
+	}
+	if fmt.Sprint(codes) != "[200 200 200 429 429]" {
+		t.Errorf("rate limit of 3 per hour: statuses %v", codes)
+	}
+
+	policyReason := func(name string) (string, string) {
+		var p mgv1alpha1.TrafficPolicy
+		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: name}, &p); err != nil {
+			return "", err.Error()
+		}
+		if len(p.Status.Ancestors) == 0 {
+			return "", "no ancestors"
+		}
+		a := p.Status.Ancestors[0]
+		c := condition(a.Conditions, "Accepted")
+		if c == nil || string(a.ControllerName) != "gateway.meshgate.dev/controller" {
+			return "", fmt.Sprintf("%+v", a)
+		}
+		return c.Reason, c.Message
+	}
+	for name, want := range map[string]string{"limit": "Accepted", "limit-again": "Conflicted", "nowhere": "TargetNotFound"} {
+		e.eventually("TrafficPolicy "+name+" "+want, func() (bool, string) {
+			got, msg := policyReason(name)
+			return got == want, got + ": " + msg
+		})
+	}
+}
+
+// TestKubernetesServiceAddresses: with --gateway-service, Gateways report
+// the data-plane Service's load balancer address, or the nodes' addresses
+// for a NodePort Service, instead of the bound address.
+func TestKubernetesServiceAddresses(t *testing.T) {
+	e := newKubeEnv(t)
+	ip := newLoopbackIP(t)
+	port := freePort(t, ip)
+	e.create(&gwapiv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: e.ns},
+		Spec: gwapiv1.GatewaySpec{
+			GatewayClassName: "meshgate",
+			Listeners:        []gwapiv1.Listener{{Name: "http", Port: gwapiv1.PortNumber(port), Protocol: gwapiv1.HTTPProtocolType}},
+		},
+	})
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "meshgate", Namespace: e.ns},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Ports: []corev1.ServicePort{{Name: "http", Port: 80}},
+			ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal},
+	}
+	e.create(svc)
+	// What a cloud controller would write.
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.10"}, {Hostname: "lb.example.com"}}
+	if err := e.c.Status().Update(e.ctx(), svc); err != nil {
+		t.Fatal(err)
+	}
+	startGateway(t, ip, "", "--kubernetes", "--kubeconfig", e.cp.Kubeconfig, "--bind-address", ip, "--gateway-service", e.ns+"/meshgate")
+	addresses := func() string {
+		var gw gwapiv1.Gateway
+		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: "gw"}, &gw); err != nil {
+			return err.Error()
+		}
+		var out []string
+		for _, a := range gw.Status.Addresses {
+			out = append(out, string(*a.Type)+"="+a.Value)
+		}
+		return strings.Join(out, ",")
+	}
+	e.eventually("load balancer addresses", func() (bool, string) {
+		a := addresses()
+		return a == "IPAddress=203.0.113.10,Hostname=lb.example.com", a
+	})
+
+	// NodePort: the nodes' addresses (external first).
+	e.create(&corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-a"}})
+	node := &corev1.Node{}
+	if err := e.c.Get(e.ctx(), types.NamespacedName{Name: "node-a"}, node); err != nil {
+		t.Fatal(err)
+	}
+	node.Status.Addresses = []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "10.0.0.5"}, {Type: corev1.NodeExternalIP, Address: "198.51.100.5"}}
+	if err := e.c.Status().Update(e.ctx(), node); err != nil {
+		t.Fatal(err)
+	}
+	e.update(svc, func() {
+		svc.Spec.Type = corev1.ServiceTypeNodePort
+		svc.Spec.ExternalTrafficPolicy = ""
+	})
+	svc.Status.LoadBalancer.Ingress = nil
+	if err := e.c.Status().Update(e.ctx(), svc); err != nil {
+		t.Fatal(err)
+	}
+	e.eventually("node addresses", func() (bool, string) {
+		a := addresses()
+		return a == "IPAddress=10.0.0.5,IPAddress=198.51.100.5", a
+	})
 }
