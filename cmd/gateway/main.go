@@ -382,7 +382,7 @@ func cmdValidate(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "ACCEPTED  %s\n", id)
 		default:
 			bad++
-			fmt.Fprintf(stdout, "REJECTED  %s: %s\n", id, st.Reason)
+			fmt.Fprintf(stdout, "REJECTED  %s: %s%s\n", id, reasonPrefix(st), st.Reason)
 		}
 	}
 	// Objects that only serve as references (Services, EndpointSlices,
@@ -445,4 +445,16 @@ func dashboardHandler(d *dashboard.Dashboard) http.Handler {
 		return nil
 	}
 	return d.Handler()
+}
+
+// reasonPrefix is "Reason: " of the object's first false Accepted
+// condition (TargetNotFound, Conflicted, ...), so validate says which kind
+// of problem it is, as kubectl would show; "" when there is none.
+func reasonPrefix(st translate.ObjectStatus) string {
+	for _, c := range st.Conditions {
+		if c.Type == "Accepted" && c.Status == "False" && c.Reason != "" {
+			return c.Reason + ": "
+		}
+	}
+	return ""
 }

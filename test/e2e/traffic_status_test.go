@@ -63,8 +63,8 @@ spec:
 			t.Fatalf("exit %d, want 1:\n%s", code, out)
 		}
 		for _, want := range []*regexp.Regexp{
-			regexp.MustCompile(`(?m)^REJECTED +TrafficPolicy default/missing-target: spec\.targetRefs\[0\]: gateway\.networking\.k8s\.io/HTTPRoute default/no-such-route not found$`),
-			regexp.MustCompile(`(?m)^REJECTED +TrafficPolicy default/newer: spec\.targetRefs\[0\]: TrafficPolicy default/older already targets .*HTTPRoute default/app and wins`),
+			regexp.MustCompile(`(?m)^REJECTED +TrafficPolicy default/missing-target: TargetNotFound: spec\.targetRefs\[0\]: gateway\.networking\.k8s\.io/HTTPRoute default/no-such-route not found$`),
+			regexp.MustCompile(`(?m)^REJECTED +TrafficPolicy default/newer: Conflicted: spec\.targetRefs\[0\]: TrafficPolicy default/older already targets .*HTTPRoute default/app and wins`),
 			regexp.MustCompile(`(?m)^ACCEPTED +TrafficPolicy default/older$`),
 			regexp.MustCompile(`(?m)^REJECTED +TrafficPolicy default/too-many-attempts\b.*spec\.retry\.attempts`),
 			regexp.MustCompile(`(?m)^ACCEPTED +HTTPRoute default/app$`),
