@@ -123,15 +123,21 @@ func TestPickDoneAllocs(t *testing.T) {
 				b.PanicThreshold = 50
 				bl.Update([]*ir.Backend{b})
 				retry := &ir.Retry{BudgetPercent: 20, MinRetryConcurrency: 3}
+				// Addresses are made outside the measured function:
+				// fmt.Sprintf allocates, the balancer must not.
+				addrs := make([]string, 8)
+				for k := range addrs {
+					addrs[k] = addr(k)
+				}
 				i := 0
 				n := testing.AllocsPerRun(1000, func() {
 					i++
 					in := PickInput{Hash: uint64(i) * 0x9e3779b97f4a7c15, HasHash: i%4 != 0}
 					if i%3 == 0 {
-						in.Prefer = addr(i % 8)
+						in.Prefer = addrs[i%8]
 					}
 					if i%5 == 0 {
-						in.Avoid = addr(i % 8)
+						in.Avoid = addrs[i%8]
 					}
 					p, err := bl.Pick(b, in)
 					if err != nil {
