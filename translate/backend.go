@@ -92,7 +92,16 @@ func validateBackend(b *mgv1alpha1.Backend) ([]ir.Endpoint, ir.BackendProtocol, 
 		a := net.JoinHostPort(addr, fmt.Sprint(e.Port))
 		if !seen[a] {
 			seen[a] = true
-			eps = append(eps, ir.Endpoint{Address: a})
+			ep := ir.Endpoint{Address: a}
+			if e.Weight != nil {
+				if *e.Weight < 1 || *e.Weight > 1000 {
+					return nil, "", fmt.Sprintf("spec.endpoints[%d].weight: %d is out of range 1-1000", i, *e.Weight)
+				}
+				if *e.Weight > 1 {
+					ep.Weight = *e.Weight
+				}
+			}
+			eps = append(eps, ep)
 		}
 	}
 	sort.Slice(eps, func(i, j int) bool { return eps[i].Address < eps[j].Address })

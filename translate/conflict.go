@@ -11,13 +11,14 @@ import (
 )
 
 // findListenerConflicts applies the spec's distinctness rule within one
-// Gateway: listeners sharing a port must share the protocol, and those
-// sharing port and protocol must differ in hostname. Every listener of a
-// conflicting set is rejected; the spec forbids picking a winner.
-func (t *translator) findListenerConflicts(gs *gatewayState) {
+// Gateway or one ListenerSet (owner names the kind): listeners sharing a
+// port must share the protocol, and those sharing port and protocol must
+// differ in hostname. Every listener of a conflicting set is rejected; the
+// spec forbids picking a winner within one object.
+func findListenerConflicts(listeners []*listenerState, owner string) {
 	byPort := map[int32][]*listenerState{}
 	var ports []int32
-	for _, ls := range gs.listeners {
+	for _, ls := range listeners {
 		if !ls.accepted() {
 			continue
 		}
@@ -35,7 +36,7 @@ func (t *translator) findListenerConflicts(gs *gatewayState) {
 		if len(protocols) > 1 {
 			for _, ls := range group {
 				ls.conflictReason = gwapiv1.ListenerReasonProtocolConflict
-				ls.reject(gwapiv1.ListenerReasonProtocolConflict, "port: %d is used by other listeners of this Gateway with a different protocol", port)
+				ls.reject(gwapiv1.ListenerReasonProtocolConflict, "port: %d is used by other listeners of this %s with a different protocol", port, owner)
 			}
 			continue
 		}
@@ -53,7 +54,7 @@ func (t *translator) findListenerConflicts(gs *gatewayState) {
 			}
 			for _, ls := range same {
 				ls.conflictReason = gwapiv1.ListenerReasonHostnameConflict
-				ls.reject(gwapiv1.ListenerReasonHostnameConflict, "hostname: %s on port %d is also used by another listener of this Gateway", shown, port)
+				ls.reject(gwapiv1.ListenerReasonHostnameConflict, "hostname: %s on port %d is also used by another listener of this %s", shown, port, owner)
 			}
 		}
 	}
@@ -67,7 +68,7 @@ func (t *translator) bindListeners(gs *gatewayState) {
 	if !gs.accepted() {
 		return
 	}
-	for _, ls := range gs.listeners {
+	for _, ls := range gs.allListeners() {
 		if !ls.programmed() {
 			continue
 		}

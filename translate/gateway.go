@@ -20,6 +20,7 @@ import (
 const (
 	kindGatewayClass = "GatewayClass"
 	kindGateway      = "Gateway"
+	kindListenerSet  = "ListenerSet"
 	kindHTTPRoute    = "HTTPRoute"
 	kindGRPCRoute    = "GRPCRoute"
 	kindTCPRoute     = "TCPRoute"
@@ -41,13 +42,20 @@ type gatewayState struct {
 	reason    gwapiv1.GatewayConditionReason
 	problem   string
 	listeners []*listenerState
+	// sets are the ListenerSets attached to it, in precedence order
+	// (oldest first, then namespace/name).
+	sets []*listenerSetState
 }
 
 func (g *gatewayState) accepted() bool { return g.problem == "" }
 
-// listenerState is one Gateway listener and everything known about it.
+// listenerState is one Gateway listener, or one listener of a ListenerSet
+// attached to the Gateway, and everything known about it.
 type listenerState struct {
-	gs       *gatewayState
+	gs *gatewayState
+	// set is the ListenerSet the listener comes from; nil for the
+	// Gateway's own listeners.
+	set      *listenerSetState
 	idx      int
 	l        *gwapiv1.Listener
 	hostname string
@@ -102,7 +110,29 @@ func (l *listenerState) path() string {
 }
 
 func (l *listenerState) name() string {
+	if l.set != nil {
+		// Listener names need only be unique within their own object,
+		// so a ListenerSet's listeners are named after the set.
+		return "listenerset/" + l.set.key.String() + "/" + string(l.l.Name)
+	}
 	return l.gs.key.String() + "/" + string(l.l.Name)
+}
+
+// ownerKind and ownerNS are the kind and namespace of the object declaring
+// the listener: allowedRoutes "Same" and certificate references are
+// relative to them.
+func (l *listenerState) ownerKind() string {
+	if l.set != nil {
+		return kindListenerSet
+	}
+	return kindGateway
+}
+
+func (l *listenerState) ownerNS() string {
+	if l.set != nil {
+		return l.set.key.ns
+	}
+	return l.gs.gw.Namespace
 }
 
 func (l *listenerState) accepted() bool { return l.acceptReason == "" }
@@ -111,7 +141,7 @@ func (l *listenerState) accepted() bool { return l.acceptReason == "" }
 // listener are accepted, it conflicts with nothing and, when it terminates
 // TLS, it has a certificate.
 func (l *listenerState) programmed() bool {
-	return l.gs.accepted() && l.accepted() && (!l.terminatesTLS() || len(l.certs) > 0)
+	return l.gs.accepted() && (l.set == nil || l.set.attached()) && l.accepted() && (!l.terminatesTLS() || len(l.certs) > 0)
 }
 
 // terminatesTLS reports whether the listener needs certificates.
@@ -186,8 +216,10 @@ func (t *translator) translateGateways() {
 	// Older Gateways win conflicts for a shared port, so adding a Gateway
 	// can never take a working one down.
 	sort.SliceStable(t.gateways, func(i, j int) bool { return olderFirst(t.gateways[i].gw, t.gateways[j].gw) })
+	t.translateListenerSets()
 	for _, gs := range t.gateways {
-		t.findListenerConflicts(gs)
+		findListenerConflicts(gs.listeners, kindGateway)
+		findSetConflicts(gs)
 	}
 	for _, gs := range t.gateways {
 		t.bindListeners(gs)
@@ -232,7 +264,9 @@ func (t *translator) validateGateway(gs *gatewayState, cs *classState) {
 		gs.fail(gwapiv1.GatewayReasonInvalid, "spec.tls: Gateway-level TLS settings (client certificate validation, backend client certificates) are not supported")
 	}
 	t.gatewayAddresses(gs)
-	if len(gw.Spec.Listeners) == 0 {
+	if len(gw.Spec.Listeners) == 0 && listenerSetsFrom(gw) == gwapiv1.NamespacesFromNone {
+		// A Gateway admitting ListenerSets may leave all its listeners
+		// to them (GEP-1713, "Gateway Changes").
 		gs.fail(gwapiv1.GatewayReasonListenersNotValid, "spec.listeners: at least one listener is required")
 	}
 	names := map[gwapiv1.SectionName]int{}
@@ -424,7 +458,7 @@ func (t *translator) allowedRoutes(ls *listenerState) {
 func (t *translator) allowsNamespace(ls *listenerState, ns string) bool {
 	switch ls.from {
 	case gwapiv1.NamespacesFromSame:
-		return ns == ls.gs.gw.Namespace
+		return ns == ls.ownerNS()
 	case gwapiv1.NamespacesFromAll:
 		return true
 	case gwapiv1.NamespacesFromSelector:
@@ -468,7 +502,10 @@ func (t *translator) listenerTLS(ls *listenerState) {
 		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("tls.certificateRefs: at least one certificate is required for protocol %s in Terminate mode", ls.l.Protocol)})
 		return
 	}
-	gwNS := ls.gs.gw.Namespace
+	// A ListenerSet's references are its own: relative to its namespace
+	// and granted to ListenerSets, never to its parent Gateway (GEP-1713,
+	// "ReferenceGrant Semantics").
+	gwNS, fromKind := ls.ownerNS(), ls.ownerKind()
 	for i, ref := range cfg.CertificateRefs {
 		path := fmt.Sprintf("tls.certificateRefs[%d]", i)
 		group, kind := "", kindSecret
@@ -489,8 +526,8 @@ func (t *translator) listenerTLS(ls *listenerState) {
 			bad(gwapiv1.ListenerReasonInvalidCertificateRef, "%s is not supported; only core Secrets are", groupKind(group, kind))
 			continue
 		}
-		if !t.refGranted(gatewayGroup, kindGateway, gwNS, "", kindSecret, ns, string(ref.Name)) {
-			bad(gwapiv1.ListenerReasonRefNotPermitted, "Secret %s/%s is in another namespace and no ReferenceGrant there allows Gateways from %s", ns, ref.Name, gwNS)
+		if !t.refGranted(gatewayGroup, fromKind, gwNS, "", kindSecret, ns, string(ref.Name)) {
+			bad(gwapiv1.ListenerReasonRefNotPermitted, "Secret %s/%s is in another namespace and no ReferenceGrant there allows %ss from %s", ns, ref.Name, fromKind, gwNS)
 			continue
 		}
 		sec := t.secrets[nsName{ns, string(ref.Name)}]

@@ -28,6 +28,11 @@ type translator struct {
 	gateways     []*gatewayState // ours, in precedence order
 	gatewayIndex map[nsName]*gatewayState
 	foreignGWs   map[nsName]bool // Gateways of classes other controllers serve
+	// sets are the ListenerSets naming a Gateway of ours (or none), in
+	// precedence order; foreignSets those naming other controllers'.
+	sets        []*listenerSetState
+	setIndex    map[nsName]*listenerSetState
+	foreignSets map[nsName]bool
 
 	services   map[nsName]*corev1.Service
 	secrets    map[nsName]*corev1.Secret
@@ -89,6 +94,8 @@ func newTranslator(s *config.Snapshot, opts Options) *translator {
 		classes:       map[string]*classState{},
 		gatewayIndex:  map[nsName]*gatewayState{},
 		foreignGWs:    map[nsName]bool{},
+		setIndex:      map[nsName]*listenerSetState{},
+		foreignSets:   map[nsName]bool{},
 		services:      map[nsName]*corev1.Service{},
 		secrets:       map[nsName]*corev1.Secret{},
 		slices:        map[nsName][]*discoveryv1.EndpointSlice{},

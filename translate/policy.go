@@ -227,7 +227,11 @@ func (t *translator) routePolicies(gs *gatewayState, ls *listenerState, rs *rout
 	}
 	g := t.policies.byTarget
 	out[levelGateway] = g[policyTarget{kindGateway, gs.key.ns, gs.key.name, ""}]
-	out[levelListener] = g[policyTarget{kindGateway, gs.key.ns, gs.key.name, string(ls.l.Name)}]
+	if ls.set == nil {
+		// A Gateway sectionName names one of its own listeners; a
+		// ListenerSet's listeners inherit only Gateway-wide policies.
+		out[levelListener] = g[policyTarget{kindGateway, gs.key.ns, gs.key.name, string(ls.l.Name)}]
+	}
 	out[levelRoute] = g[policyTarget{rs.kind, rs.key.ns, rs.key.name, ""}]
 	if ruleName != "" {
 		out[levelRule] = g[policyTarget{rs.kind, rs.key.ns, rs.key.name, ruleName}]

@@ -90,7 +90,7 @@ func (t *translator) translateRoutes() {
 			if pr.Kind != nil {
 				kind = string(*pr.Kind)
 			}
-			if group != gatewayGroup || kind != kindGateway {
+			if group != gatewayGroup || (kind != kindGateway && kind != kindListenerSet) {
 				// Services (mesh) and other parents are not ours.
 				continue
 			}
@@ -99,10 +99,17 @@ func (t *translator) translateRoutes() {
 				ns = string(*pr.Namespace)
 			}
 			key := nsName{ns, string(pr.Name)}
+			if kind == kindListenerSet {
+				if t.foreignSets[key] {
+					continue
+				}
+				st.Parents = append(st.Parents, t.attachRoute(rs, j, pr, kind, nil, t.setIndex[key], installed))
+				continue
+			}
 			if t.foreignGWs[key] {
 				continue
 			}
-			st.Parents = append(st.Parents, t.attachRoute(rs, j, pr, t.gatewayIndex[key], installed))
+			st.Parents = append(st.Parents, t.attachRoute(rs, j, pr, kind, t.gatewayIndex[key], nil, installed))
 		}
 		if len(st.Parents) == 0 {
 			st.Accepted, st.Ignored = true, true
@@ -170,12 +177,16 @@ func (t *translator) compileHTTPRoute(r *gwapiv1.HTTPRoute) *routeState {
 }
 
 // attachRoute attaches a route to the listeners one parentRef selects and
-// returns the parent's status. Listeners are narrowed by sectionName and
-// port, then by allowedRoutes (kind and namespace), then by hostname
-// intersection; each step that leaves nothing has its own reason. Routes are
-// installed on every selected listener that is programmed; the listener's
-// attachedRoutes counts the route only when it is accepted.
-func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReference, gs *gatewayState, installed map[installKey]bool) gwapiv1.RouteParentStatus {
+// returns the parent's status. The parent is a Gateway (gs, nil if it does
+// not exist) or a ListenerSet (set, likewise); each has only its own
+// listeners, so a route whose parent is a Gateway never reaches its
+// ListenerSets' listeners (GEP-1713, "Gateway Parents and sectionName").
+// Listeners are narrowed by sectionName and port, then by allowedRoutes
+// (kind and namespace), then by hostname intersection; each step that
+// leaves nothing has its own reason. Routes are installed on every selected
+// listener that is programmed; the listener's attachedRoutes counts the
+// route only when it is accepted.
+func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReference, parentKind string, gs *gatewayState, set *listenerSetState, installed map[installKey]bool) gwapiv1.RouteParentStatus {
 	gen := rs.meta.Generation
 	path := fmt.Sprintf("spec.parentRefs[%d]", j)
 	ps := gwapiv1.RouteParentStatus{ParentRef: pr, ControllerName: gwapiv1.GatewayController(t.opts.ControllerName)}
@@ -191,15 +202,28 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 	if pr.Namespace != nil && *pr.Namespace != "" {
 		ns = string(*pr.Namespace)
 	}
-	if gs == nil {
-		return reject(gwapiv1.RouteReasonNoMatchingParent, t.notFound(kindGateway, ns, string(pr.Name)))
-	}
-	if !gs.accepted() {
-		return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s is not accepted: %s", gs.key, gs.problem))
+	var listeners []*listenerState
+	var parent string
+	if parentKind == kindListenerSet {
+		if set == nil {
+			return reject(gwapiv1.RouteReasonNoMatchingParent, t.notFound(kindListenerSet, ns, string(pr.Name)))
+		}
+		if !set.attached() {
+			return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("ListenerSet %s is not attached to a Gateway: %s", set.key, set.problem))
+		}
+		gs, listeners, parent = set.gs, set.listeners, "ListenerSet "+set.key.String()
+	} else {
+		if gs == nil {
+			return reject(gwapiv1.RouteReasonNoMatchingParent, t.notFound(kindGateway, ns, string(pr.Name)))
+		}
+		if !gs.accepted() {
+			return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s is not accepted: %s", gs.key, gs.problem))
+		}
+		listeners, parent = gs.listeners, "Gateway "+gs.key.String()
 	}
 
 	var candidates []*listenerState
-	for _, ls := range gs.listeners {
+	for _, ls := range listeners {
 		if pr.SectionName != nil && *pr.SectionName != "" && ls.l.Name != *pr.SectionName {
 			continue
 		}
@@ -216,7 +240,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 		if pr.Port != nil {
 			want = append(want, fmt.Sprintf("on port %d", *pr.Port))
 		}
-		return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("Gateway %s has no listener %s", gs.key, strings.Join(want, " and ")))
+		return reject(gwapiv1.RouteReasonNoMatchingParent, fmt.Sprintf("%s has no listener %s", parent, strings.Join(want, " and ")))
 	}
 
 	var allowed []*listenerState
@@ -228,10 +252,10 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 		}
 	}
 	if !kindAllowed {
-		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s accepts the %s kind (see their protocol and allowedRoutes.kinds)", gs.key, rs.kind))
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of %s accepts the %s kind (see their protocol and allowedRoutes.kinds)", parent, rs.kind))
 	}
 	if len(allowed) == 0 {
-		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of Gateway %s allows routes from namespace %s (see allowedRoutes.namespaces)", gs.key, rs.key.ns))
+		return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("no selected listener of %s allows routes from namespace %s (see allowedRoutes.namespaces)", parent, rs.key.ns))
 	}
 	if rs.hostProblem != "" {
 		ps.Conditions = []metav1.Condition{
@@ -252,7 +276,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 		}
 	}
 	if len(attached) == 0 {
-		return reject(gwapiv1.RouteReasonNoMatchingListenerHostname, fmt.Sprintf("no hostname of the route matches a hostname of the selected listeners of Gateway %s", gs.key))
+		return reject(gwapiv1.RouteReasonNoMatchingListenerHostname, fmt.Sprintf("no hostname of the route matches a hostname of the selected listeners of %s", parent))
 	}
 	if rs.kind == kindHTTPRoute || rs.kind == kindGRPCRoute {
 		// An HTTPRoute and a GRPCRoute may not share a hostname on one
@@ -268,7 +292,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 			kept = append(kept, a)
 		}
 		if len(kept) == 0 {
-			return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("its hostnames overlap those of the older %s on the selected listeners of Gateway %s; an HTTPRoute and a GRPCRoute cannot share a hostname", clash, gs.key))
+			return reject(gwapiv1.RouteReasonNotAllowedByListeners, fmt.Sprintf("its hostnames overlap those of the older %s on the selected listeners of %s; an HTTPRoute and a GRPCRoute cannot share a hostname", clash, parent))
 		}
 		attached = kept
 	}

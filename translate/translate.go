@@ -102,6 +102,13 @@ type ObjectStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// Listeners is a Gateway's status.listeners, in spec order.
 	Listeners []gwapiv1.ListenerStatus `json:"listeners,omitempty"`
+	// ListenerEntries is a ListenerSet's status.listeners, in spec order;
+	// set only for a ListenerSet attached to its Gateway.
+	ListenerEntries []gwapiv1.ListenerEntryStatus `json:"listenerEntries,omitempty"`
+	// AttachedListenerSets is a Gateway's status.attachedListenerSets:
+	// how many ListenerSets are attached and accepted. Set for Gateways
+	// that admit ListenerSets.
+	AttachedListenerSets *int32 `json:"attachedListenerSets,omitempty"`
 	// Addresses are the IPs a Gateway's listeners are bound to, for its
 	// status.addresses (a provider may report others, such as its
 	// Service's load balancer).

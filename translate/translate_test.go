@@ -99,6 +99,7 @@ func TestDeterministic(t *testing.T) {
 			r := loadCase(t, in)
 			slices.Reverse(r.GatewayClasses)
 			slices.Reverse(r.Gateways)
+			slices.Reverse(r.ListenerSets)
 			slices.Reverse(r.HTTPRoutes)
 			slices.Reverse(r.ReferenceGrants)
 			slices.Reverse(r.Services)

@@ -92,4 +92,11 @@ type BackendEndpoint struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	Port int32 `json:"port"`
+	// Weight is the endpoint's share of the Backend's traffic relative to
+	// the other endpoints (1 when unset), for example to send a bigger
+	// machine more requests.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Weight *int32 `json:"weight,omitempty"`
 }
