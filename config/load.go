@@ -324,6 +324,13 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case "ReferenceGrant":
 			o := &gwapiv1.ReferenceGrant{}
 			return o, func() { s.ReferenceGrants = append(s.ReferenceGrants, o) }
+		case "ListenerSet":
+			if apiVersion != gwapiv1.GroupName+"/v1" {
+				// ListenerSet was never served as v1beta1.
+				return nil, nil
+			}
+			o := &gwapiv1.ListenerSet{}
+			return o, func() { s.ListenerSets = append(s.ListenerSets, o) }
 		}
 	case apiVersion == "v1":
 		switch kind {

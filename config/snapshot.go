@@ -26,6 +26,7 @@ import (
 type Snapshot struct {
 	GatewayClasses  []*gwapiv1.GatewayClass
 	Gateways        []*gwapiv1.Gateway
+	ListenerSets    []*gwapiv1.ListenerSet
 	HTTPRoutes      []*gwapiv1.HTTPRoute
 	GRPCRoutes      []*gwapiv1.GRPCRoute
 	TCPRoutes       []*gwapiv1.TCPRoute

@@ -99,6 +99,11 @@ func kinds() []watched {
 				s.Gateways = append(s.Gateways, &l.(*gwapiv1.GatewayList).Items[i])
 			}
 		}},
+		{gvk: gw("ListenerSet"), optional: true, list: &gwapiv1.ListenerSetList{}, add: func(s *config.Snapshot, l client.ObjectList) {
+			for i := range l.(*gwapiv1.ListenerSetList).Items {
+				s.ListenerSets = append(s.ListenerSets, &l.(*gwapiv1.ListenerSetList).Items[i])
+			}
+		}},
 		{gvk: gw("HTTPRoute"), list: &gwapiv1.HTTPRouteList{}, add: func(s *config.Snapshot, l client.ObjectList) {
 			for i := range l.(*gwapiv1.HTTPRouteList).Items {
 				s.HTTPRoutes = append(s.HTTPRoutes, &l.(*gwapiv1.HTTPRouteList).Items[i])

@@ -159,6 +159,13 @@ func (w *StatusWriter) write(ctx context.Context, statuses []translate.ObjectSta
 				gw.Status.Conditions = mergeConditions(gw.Status.Conditions, st.Conditions)
 				gw.Status.Listeners = mergeListeners(gw.Status.Listeners, st.Listeners)
 				gw.Status.Addresses = gatewayAddresses(st.Addresses, svcAddrs, w.GatewayService.Name != "")
+				gw.Status.AttachedListenerSets = st.AttachedListenerSets
+			}))
+		case "ListenerSet":
+			note(w.update(ctx, &gwapiv1.ListenerSet{}, st, func(o client.Object) {
+				ls := o.(*gwapiv1.ListenerSet)
+				ls.Status.Conditions = mergeConditions(ls.Status.Conditions, st.Conditions)
+				ls.Status.Listeners = mergeListenerEntries(ls.Status.Listeners, st.ListenerEntries)
 			}))
 		case "HTTPRoute":
 			note(w.update(ctx, &gwapiv1.HTTPRoute{}, st, func(o client.Object) {
@@ -250,6 +257,26 @@ func mergeConditions(have []metav1.Condition, want []metav1.Condition) []metav1.
 
 func mergeListeners(have, want []gwapiv1.ListenerStatus) []gwapiv1.ListenerStatus {
 	out := make([]gwapiv1.ListenerStatus, len(want))
+	for i, l := range want {
+		var prev []metav1.Condition
+		for _, h := range have {
+			if h.Name == l.Name {
+				prev = h.Conditions
+			}
+		}
+		l.Conditions = mergeConditions(prev, l.Conditions)
+		if l.SupportedKinds == nil {
+			l.SupportedKinds = []gwapiv1.RouteGroupKind{}
+		}
+		out[i] = l
+	}
+	return out
+}
+
+// mergeListenerEntries is mergeListeners for a ListenerSet's
+// status.listeners.
+func mergeListenerEntries(have, want []gwapiv1.ListenerEntryStatus) []gwapiv1.ListenerEntryStatus {
+	out := make([]gwapiv1.ListenerEntryStatus, len(want))
 	for i, l := range want {
 		var prev []metav1.Condition
 		for _, h := range have {
