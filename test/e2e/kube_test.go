@@ -705,3 +705,76 @@ func TestKubernetesServiceAddresses(t *testing.T) {
 		return a == "IPAddress=10.0.0.5,IPAddress=198.51.100.5", a
 	})
 }
+
+// TestKubernetesListenerSet: a team's ListenerSet in its own namespace adds
+// a listener to a shared Gateway that allows it; the listener serves the
+// team's route, and status is written to the ListenerSet and the Gateway.
+func TestKubernetesListenerSet(t *testing.T) {
+	e := newKubeEnv(t)
+	v1 := newKubeBackend(t, "v1")
+	ip := newLoopbackIP(t)
+	port := freePort(t, ip)
+	addrType := gwapiv1.IPAddressType
+	all := gwapiv1.NamespacesFromAll
+	e.create(&gwapiv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: e.ns},
+		Spec: gwapiv1.GatewaySpec{
+			GatewayClassName: "meshgate",
+			Addresses:        []gwapiv1.GatewaySpecAddress{{Type: &addrType, Value: ip}},
+			AllowedListeners: &gwapiv1.AllowedListeners{Namespaces: &gwapiv1.ListenerNamespaces{From: &all}},
+			Listeners:        []gwapiv1.Listener{{Name: "http", Port: gwapiv1.PortNumber(port), Protocol: gwapiv1.HTTPProtocolType, Hostname: ptr(gwapiv1.Hostname("platform.test"))}},
+		},
+	})
+	e.create(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "team-a"}})
+	gwNS := gwapiv1.Namespace(e.ns)
+	e.create(&gwapiv1.ListenerSet{
+		ObjectMeta: metav1.ObjectMeta{Name: "team-a", Namespace: "team-a"},
+		Spec: gwapiv1.ListenerSetSpec{
+			ParentRef: gwapiv1.ParentGatewayReference{Name: "shared", Namespace: &gwNS},
+			Listeners: []gwapiv1.ListenerEntry{{Name: "a", Port: gwapiv1.PortNumber(port), Protocol: gwapiv1.HTTPProtocolType, Hostname: ptr(gwapiv1.Hostname("a.test"))}},
+		},
+	})
+	// The team's Service and route live in its namespace.
+	saved := e.ns
+	e.ns = "team-a"
+	e.service("app-a", v1)
+	rt := e.route("app-a", "a.test", "app-a")
+	e.ns = saved
+	lsGroup, lsKind := gwapiv1.Group(gwapiv1.GroupName), gwapiv1.Kind("ListenerSet")
+	rt.Spec.ParentRefs = []gwapiv1.ParentReference{{Group: &lsGroup, Kind: &lsKind, Name: "team-a"}}
+	e.create(rt)
+
+	g := startGateway(t, ip, "", "--kubernetes", "--kubeconfig", e.cp.Kubeconfig)
+	e.eventually("team route served on the shared port", func() (bool, string) {
+		r, err := tryDo(defaultClient, request{url: g.url(port, "/"), host: "a.test"})
+		if err != nil {
+			return false, err.Error()
+		}
+		return r.backend() == "v1", r.String()
+	})
+	e.eventually("ListenerSet status", func() (bool, string) {
+		var ls gwapiv1.ListenerSet
+		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: "team-a", Name: "team-a"}, &ls); err != nil {
+			return false, err.Error()
+		}
+		for _, typ := range []string{"Accepted", "Programmed"} {
+			if ok, msg := condTrue(ls.Status.Conditions, typ, ls.Generation); !ok {
+				return false, msg
+			}
+		}
+		if len(ls.Status.Listeners) != 1 || ls.Status.Listeners[0].AttachedRoutes != 1 {
+			return false, fmt.Sprintf("listeners %+v", ls.Status.Listeners)
+		}
+		return true, ""
+	})
+	e.eventually("Gateway attachedListenerSets", func() (bool, string) {
+		var gw gwapiv1.Gateway
+		if err := e.c.Get(e.ctx(), types.NamespacedName{Namespace: e.ns, Name: "shared"}, &gw); err != nil {
+			return false, err.Error()
+		}
+		n := gw.Status.AttachedListenerSets
+		return n != nil && *n == 1, fmt.Sprint(n)
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
