@@ -102,3 +102,32 @@ func readObjects(t *testing.T, file string) []*unstructured.Unstructured {
 	}
 	return out
 }
+
+// TestGatewayAPICRDsMatchModule: deploy/crds/gateway-api is the module's
+// experimental bundle, byte for byte (deploy/sync-crds.sh copies it).
+func TestGatewayAPICRDsMatchModule(t *testing.T) {
+	dir, err := k8stest.GatewayAPICRDDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob("crds/gateway-api/*.yaml")
+	if err != nil || len(files) < 10 {
+		t.Fatalf("deploy/crds/gateway-api has %d files (%v); run deploy/sync-crds.sh", len(files), err)
+	}
+	for _, f := range files {
+		if filepath.Base(f) == "kustomization.yaml" {
+			continue
+		}
+		got, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := os.ReadFile(filepath.Join(dir, filepath.Base(f)))
+		if err != nil {
+			t.Fatalf("%s is not in the module's bundle: %v", f, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from the module's copy; run deploy/sync-crds.sh", f)
+		}
+	}
+}

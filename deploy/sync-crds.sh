@@ -31,3 +31,28 @@ rm -f "$root/deploy/base/crds/kustomization.yaml"
 	done
 } >"$root/deploy/base/crds/kustomization.yaml"
 echo "sync-crds: copied ${#files[@]} CRDs to deploy/base/crds and deploy/helm/meshgate/files/crds"
+
+# The Gateway API CRDs of the version the code is built against (experimental
+# channel: TCPRoute, TLSRoute, UDPRoute, ListenerSet), from the module, so the
+# install needs nothing from the network and can never drift from go.mod.
+gwdir=$(cd "$root" && go list -m -f '{{.Dir}}' sigs.k8s.io/gateway-api)
+gwver=$(cd "$root" && go list -m -f '{{.Version}}' sigs.k8s.io/gateway-api)
+dst="$root/deploy/crds/gateway-api"
+mkdir -p "$dst"
+rm -f "$dst"/*.yaml
+gwfiles=()
+while read -r f; do
+	[ -f "$gwdir/config/crd/experimental/$f" ] || continue
+	cp "$gwdir/config/crd/experimental/$f" "$dst/"
+	chmod 0644 "$dst/$f"
+	gwfiles+=("$f")
+done < <(sed -n 's/^- //p' "$gwdir/config/crd/experimental/kustomization.yaml")
+{
+	echo "# Gateway API $gwver experimental-channel CRDs, copied from the module by"
+	echo "# deploy/sync-crds.sh; do not edit. kubectl apply --server-side -k deploy/crds/gateway-api"
+	echo "apiVersion: kustomize.config.k8s.io/v1beta1"
+	echo "kind: Kustomization"
+	echo "resources:"
+	for f in "${gwfiles[@]}"; do echo "- $f"; done
+} >"$dst/kustomization.yaml"
+echo "sync-crds: copied ${#gwfiles[@]} Gateway API $gwver CRDs to deploy/crds/gateway-api"
