@@ -297,6 +297,12 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case "UDPRoute":
 			o := &gwapiv1.UDPRoute{}
 			return o, func() { s.UDPRoutes = append(s.UDPRoutes, o) }
+		case "BackendTLSPolicy":
+			if apiVersion != gwapiv1.GroupName+"/v1alpha3" {
+				return nil, nil
+			}
+			o := &gwapiv1.BackendTLSPolicy{}
+			return o, func() { s.BackendTLSPolicies = append(s.BackendTLSPolicies, o) }
 		}
 	case group == gwapiv1.GroupName && (apiVersion == gwapiv1.GroupName+"/v1" || apiVersion == gwapiv1.GroupName+"/v1beta1"):
 		switch kind {
@@ -331,6 +337,13 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 			}
 			o := &gwapiv1.ListenerSet{}
 			return o, func() { s.ListenerSets = append(s.ListenerSets, o) }
+		case "BackendTLSPolicy":
+			if apiVersion != gwapiv1.GroupName+"/v1" {
+				// BackendTLSPolicy was never served as v1beta1.
+				return nil, nil
+			}
+			o := &gwapiv1.BackendTLSPolicy{}
+			return o, func() { s.BackendTLSPolicies = append(s.BackendTLSPolicies, o) }
 		}
 	case apiVersion == "v1":
 		switch kind {
@@ -343,6 +356,9 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case "Namespace":
 			o := &corev1.Namespace{}
 			return o, func() { s.Namespaces = append(s.Namespaces, o) }
+		case "ConfigMap":
+			o := &corev1.ConfigMap{}
+			return o, func() { s.ConfigMaps = append(s.ConfigMaps, o) }
 		}
 	case apiVersion == "discovery.k8s.io/v1" && kind == "EndpointSlice":
 		o := &discoveryv1.EndpointSlice{}
@@ -358,6 +374,9 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case mgv1alpha1.KindFaultInjection:
 			o := &mgv1alpha1.FaultInjection{}
 			return o, func() { s.FaultInjections = append(s.FaultInjections, o) }
+		case mgv1alpha1.KindRollout:
+			o := &mgv1alpha1.Rollout{}
+			return o, func() { s.Rollouts = append(s.Rollouts, o) }
 		}
 	}
 	return nil, nil
@@ -377,6 +396,8 @@ func objectMeta(obj any) *metav1.ObjectMeta {
 	case *mgv1alpha1.TrafficPolicy:
 		return &o.ObjectMeta
 	case *mgv1alpha1.FaultInjection:
+		return &o.ObjectMeta
+	case *mgv1alpha1.Rollout:
 		return &o.ObjectMeta
 	}
 	panic(fmt.Sprintf("config: %T has no ObjectMeta", obj))

@@ -40,6 +40,12 @@ type Snapshot struct {
 	Backends        []*mgv1alpha1.Backend
 	TrafficPolicies []*mgv1alpha1.TrafficPolicy
 	FaultInjections []*mgv1alpha1.FaultInjection
+	Rollouts        []*mgv1alpha1.Rollout
+
+	// BackendTLSPolicies say how to reach Services over TLS; ConfigMaps
+	// hold their CA bundles (key ca.crt).
+	BackendTLSPolicies []*gwapiv1.BackendTLSPolicy
+	ConfigMaps         []*corev1.ConfigMap
 
 	// Rejected are objects the loader could not decode (unknown fields,
 	// wrong types). They take no part in translation but are reported.

@@ -180,6 +180,9 @@ type Retry struct {
 	// jitter between attempts.
 	BackoffBase time.Duration `json:"backoffBase,omitempty"`
 	BackoffMax  time.Duration `json:"backoffMax,omitempty"`
+	// BackoffMin, when set, is a wait every retry has at least (Gateway
+	// API's rules[].retry.backoff is a minimum); jitter is added above it.
+	BackoffMin time.Duration `json:"backoffMin,omitempty"`
 	// NonIdempotent allows retrying methods that are not safe to replay
 	// (POST, PATCH); off unless a policy says so.
 	NonIdempotent bool `json:"nonIdempotent,omitempty"`
@@ -558,6 +561,15 @@ type UpstreamTLS struct {
 	CAPEM []byte `json:"-"`
 	// CAName says where CAPEM came from, for golden files and logs.
 	CAName string `json:"ca,omitempty"`
+	// SANDNSNames and SANURIs, when either is set, replace the check of
+	// ServerName: the certificate must carry one of these DNS names (a
+	// wildcard in the certificate matches) or URIs (exact).
+	SANDNSNames []string `json:"sanDNSNames,omitempty"`
+	SANURIs     []string `json:"sanURIs,omitempty"`
+	// Error, when set, says why the TLS settings are unusable (a
+	// BackendTLSPolicy with no valid CA certificate): every connection
+	// fails with it rather than go out unverified.
+	Error string `json:"error,omitempty"`
 }
 
 // BackendProtocol is the upstream protocol.

@@ -134,6 +134,16 @@ func kinds() []watched {
 				s.ReferenceGrants = append(s.ReferenceGrants, &l.(*gwapiv1.ReferenceGrantList).Items[i])
 			}
 		}},
+		{gvk: gw("BackendTLSPolicy"), optional: true, list: &gwapiv1.BackendTLSPolicyList{}, add: func(s *config.Snapshot, l client.ObjectList) {
+			for i := range l.(*gwapiv1.BackendTLSPolicyList).Items {
+				s.BackendTLSPolicies = append(s.BackendTLSPolicies, &l.(*gwapiv1.BackendTLSPolicyList).Items[i])
+			}
+		}},
+		{gvk: corev1.SchemeGroupVersion.WithKind("ConfigMap"), list: &corev1.ConfigMapList{}, add: func(s *config.Snapshot, l client.ObjectList) {
+			for i := range l.(*corev1.ConfigMapList).Items {
+				s.ConfigMaps = append(s.ConfigMaps, &l.(*corev1.ConfigMapList).Items[i])
+			}
+		}},
 		{gvk: corev1.SchemeGroupVersion.WithKind("Service"), list: &corev1.ServiceList{}, add: func(s *config.Snapshot, l client.ObjectList) {
 			for i := range l.(*corev1.ServiceList).Items {
 				s.Services = append(s.Services, &l.(*corev1.ServiceList).Items[i])
@@ -167,6 +177,11 @@ func kinds() []watched {
 		{gvk: mg(mgv1alpha1.KindFaultInjection), optional: true, list: &mgv1alpha1.FaultInjectionList{}, add: func(s *config.Snapshot, l client.ObjectList) {
 			for i := range l.(*mgv1alpha1.FaultInjectionList).Items {
 				s.FaultInjections = append(s.FaultInjections, &l.(*mgv1alpha1.FaultInjectionList).Items[i])
+			}
+		}},
+		{gvk: mg(mgv1alpha1.KindRollout), optional: true, list: &mgv1alpha1.RolloutList{}, add: func(s *config.Snapshot, l client.ObjectList) {
+			for i := range l.(*mgv1alpha1.RolloutList).Items {
+				s.Rollouts = append(s.Rollouts, &l.(*mgv1alpha1.RolloutList).Items[i])
 			}
 		}},
 	}

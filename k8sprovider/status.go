@@ -32,7 +32,10 @@ var SupportedFeatures = []gwapiv1.FeatureName{
 	"HTTPRouteResponseHeaderModification", "HTTPRouteBackendRequestHeaderModification",
 	"HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteRetry",
 	"HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket", "HTTPRouteParentRefPort",
-	"GRPCRoute", "TLSRoute", "ReferenceGrant",
+	"HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
+	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
+	"GRPCRoute", "GRPCRouteNamedRouteRule", "TLSRoute", "TLSRouteModeTerminate", "TCPRoute", "UDPRoute",
+	"ListenerSet", "ReferenceGrant",
 }
 
 // StatusWriter publishes translation results as Kubernetes status. Only the
@@ -196,6 +199,11 @@ func (w *StatusWriter) write(ctx context.Context, statuses []translate.ObjectSta
 			note(w.update(ctx, &mgv1alpha1.TrafficPolicy{}, st, func(o client.Object) {
 				p := o.(*mgv1alpha1.TrafficPolicy)
 				p.Status.Ancestors = w.policyAncestors(p, st.Conditions)
+			}))
+		case "BackendTLSPolicy":
+			note(w.update(ctx, &gwapiv1.BackendTLSPolicy{}, st, func(o client.Object) {
+				p := o.(*gwapiv1.BackendTLSPolicy)
+				p.Status.Ancestors = w.mergeAncestors(p.Status.Ancestors, st.Ancestors)
 			}))
 		}
 	}

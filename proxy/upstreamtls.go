@@ -33,7 +33,10 @@ type tlsEntry struct {
 
 // entry returns the cached config for u, building it on first use.
 func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
-	sum := sha256.Sum256(append([]byte(u.ServerName+"\x00"), u.CAPEM...))
+	if u.Error != "" {
+		return nil, fmt.Errorf("backend TLS: %s", u.Error)
+	}
+	sum := sha256.Sum256(append([]byte(u.ServerName+"\x00"+sanKey(u)), u.CAPEM...))
 	key := hex.EncodeToString(sum[:12])
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -47,6 +50,9 @@ func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
 			return nil, fmt.Errorf("backend TLS %s: no usable CA certificate", u.CAName)
 		}
 		base.RootCAs = pool
+	}
+	if len(u.SANDNSNames) > 0 || len(u.SANURIs) > 0 {
+		verifySANs(base, u)
 	}
 	h1 := base.Clone()
 	h1.NextProtos = []string{"http/1.1"}

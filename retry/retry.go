@@ -132,8 +132,14 @@ func Backoff(p *ir.Retry, attempt int, rnd uint64) time.Duration {
 	}
 	// Scale rnd onto [0, ceiling] by the high word of a 128-bit product:
 	// uniform up to a bias of ceiling/2^64, with no division.
-	hi, _ := bits.Mul64(rnd, uint64(ceiling)+1)
-	return time.Duration(hi)
+	floor := time.Duration(0)
+	if p != nil && p.BackoffMin > 0 {
+		// A guaranteed minimum (Gateway API's backoff): jitter only
+		// above it.
+		floor = min(p.BackoffMin, ceiling)
+	}
+	hi, _ := bits.Mul64(rnd, uint64(ceiling-floor)+1)
+	return floor + time.Duration(hi)
 }
 
 // DefaultMaxBody is the body size the gateway keeps for replay, as Envoy's

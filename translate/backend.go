@@ -203,7 +203,12 @@ func (t *translator) serviceBackend(ns, name string, port int32, want ir.Backend
 	if sp.AppProtocol != nil {
 		app = *sp.AppProtocol
 	}
+	upTLS := t.serviceTLS(ns, name, sp)
 	proto, err := appProtocol(app)
+	if err != nil && upTLS != nil {
+		// A BackendTLSPolicy provides the TLS these protocols need.
+		proto, err = ir.BackendHTTP1, nil
+	}
 	if err != nil && want != ir.BackendTCP && want != ir.BackendUDP {
 		// A TCPRoute or TLSRoute passes bytes through, so the port's
 		// application protocol does not matter to it.
@@ -213,7 +218,7 @@ func (t *translator) serviceBackend(ns, name string, port int32, want ir.Backend
 	if b := t.irBackends[bname]; b != nil {
 		return b, "", ""
 	}
-	b := &ir.Backend{Name: bname, Protocol: proto, Endpoints: t.serviceEndpoints(ns, name, sp)}
+	b := &ir.Backend{Name: bname, Protocol: proto, Endpoints: t.serviceEndpoints(ns, name, sp), TLS: upTLS}
 	t.irBackends[bname] = b
 	t.backendOrigin[bname] = backendOrigin{kind: kindService, ns: ns, name: name, portName: sp.Name}
 	return b, "", ""
@@ -296,6 +301,10 @@ func (t *translator) withProtocol(b *ir.Backend, p ir.BackendProtocol) *ir.Backe
 	}
 	c := *b
 	c.Protocol = p
+	if p == ir.BackendTCP || p == ir.BackendUDP {
+		// Bytes are passed through: no TLS of the gateway's own.
+		c.TLS = nil
+	}
 	t.irBackends[key] = &c
 	return &c
 }

@@ -55,6 +55,8 @@ type translator struct {
 	// poolAddrs are the Gateways' addresses from Options.AddressPool.
 	poolAddrs map[nsName]string
 	faults    map[nsName]*faultInjection
+	// btls are the BackendTLSPolicies and the Service ports they apply to.
+	btls *backendTLSIndex
 
 	statuses []ObjectStatus
 }

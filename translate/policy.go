@@ -655,14 +655,15 @@ func convertRetry(r *mgv1alpha1.Retry, dur func(string, *gwapiv1.Duration) (time
 }
 
 // httpRouteRetry converts a rule's Gateway API retry (GEP-1731): the listed
-// codes, plus connection failures and resets, which the spec lets
-// implementations retry and which are always safe to retry for requests
-// that can be replayed.
+// codes, plus connection errors (connect failures, resets and attempts that
+// hit the backendRequest timeout), which the spec says implementations
+// SHOULD retry. Its backoff is a minimum wait, with jitter above it.
 func httpRouteRetry(r *gwapiv1.HTTPRouteRetry) (*ir.Retry, error) {
 	out := &ir.Retry{
 		Attempts:            defaultRetryAttempts,
 		ConnectFailure:      true,
 		Reset:               true,
+		Timeout:             true,
 		BackoffBase:         defaultBackoffBase,
 		BudgetPercent:       defaultBudgetPercent,
 		MinRetryConcurrency: defaultMinRetries,
@@ -686,7 +687,7 @@ func httpRouteRetry(r *gwapiv1.HTTPRouteRetry) (*ir.Retry, error) {
 			return nil, fmt.Errorf("backoff: %v", err)
 		}
 		if v > 0 {
-			out.BackoffBase = v
+			out.BackoffBase, out.BackoffMin = v, v
 		} else {
 			out.BackoffBase = 0
 		}

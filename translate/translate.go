@@ -117,6 +117,9 @@ type ObjectStatus struct {
 	// that names a Gateway this controller serves (or a Gateway that does
 	// not exist), in spec order.
 	Parents []gwapiv1.RouteParentStatus `json:"parents,omitempty"`
+	// Ancestors is a policy's status.ancestors (BackendTLSPolicy: one
+	// entry per Gateway whose routes use a targeted Service).
+	Ancestors []gwapiv1.PolicyAncestorStatus `json:"ancestors,omitempty"`
 }
 
 // Translate compiles s into an ir.Config and the status of every object.
@@ -153,8 +156,10 @@ func translate(s *config.Snapshot, opts Options) *Result {
 	t.translateBackends()
 	t.translateFaults()
 	t.translatePolicies()
+	t.translateBackendTLSPolicies()
 	t.translateRoutes()
 	t.policyStatuses()
+	t.backendTLSPolicyStatuses()
 	t.finishGateways()
 	t.reportLoaderProblems()
 	return &Result{Config: t.buildConfig(), Statuses: t.sortedStatuses()}
