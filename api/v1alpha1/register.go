@@ -17,7 +17,7 @@ func Resource(resource string) schema.GroupResource {
 var (
 	// SchemeBuilder registers the kinds of this package with a scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
-	// AddToScheme adds Backend, TrafficPolicy and FaultInjection (and
+	// AddToScheme adds Backend, TrafficPolicy, FaultInjection and Rollout (and
 	// their lists) to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
@@ -27,6 +27,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&Backend{}, &BackendList{},
 		&TrafficPolicy{}, &TrafficPolicyList{},
 		&FaultInjection{}, &FaultInjectionList{},
+		&Rollout{}, &RolloutList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
