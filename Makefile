@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet vulncheck fuzz bench soak clean generate
+.PHONY: all build run test test-deps vet vulncheck fuzz bench bench-k8s soak clean generate conformance
 
 all: build
 
@@ -26,6 +26,7 @@ test: test-deps build vet
 	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -count=1 -race ./...
 	cd deploy/test && $(GO) test -count=1 ./...
+	CONFORMANCE_SHORT=1 CONFORMANCE_NO_BUILD=1 bash scripts/conformance.sh
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
 
 test-deps:
@@ -61,9 +62,17 @@ bench: build
 	bash bench/run.sh
 	@if [[ "$${BENCH_SKIP_POLICY_OVERHEAD:-0}" != 1 ]]; then bash bench/policy-overhead.sh; fi
 
+## bench-k8s: --kubernetes against a real kube-apiserver: route change latency, 1,000/5,000 HTTPRoutes (writes bench/results/DATE-k8s.md).
+bench-k8s:
+	bash bench/k8s.sh
+
 ## soak: mixed traffic with reloads and upstream faults for SOAK_DURATION (30m), sampling RSS, goroutines and fds.
 soak: build
 	bash scripts/soak.sh
+
+## conformance: Gateway API v1.6.3 conformance suite (GATEWAY-HTTP, -GRPC, -TLS) against bin/gateway with a local control plane; writes conformance/reports/v1.6.3-meshgate-report.yaml (CONFORMANCE_SHORT=1: a few core tests, no report).
+conformance: build
+	@CONFORMANCE_NO_BUILD=1 VERSION=$(VERSION) bash scripts/conformance.sh
 
 clean:
 	rm -rf bin
