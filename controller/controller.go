@@ -5,13 +5,17 @@ package controller
 
 import (
 	"context"
+	"crypto/sha256"
+	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
+	"github.com/meshgate/meshgate/plan"
 	"github.com/meshgate/meshgate/translate"
 )
 
@@ -37,10 +41,20 @@ type Controller struct {
 		Publish(statuses []translate.ObjectStatus)
 	}
 
+	// Rollouts, when set, gives each snapshot the rollout progress to
+	// apply (rollout.Engine.Prepare); a new version re-translates even an
+	// unchanged snapshot. Reapply asks for that.
+	Rollouts interface {
+		Prepare(s *config.Snapshot) (*config.Snapshot, uint64)
+	}
+
+	kickOnce    sync.Once
+	kick        chan struct{}
 	generation  atomic.Int64
 	statuses    atomic.Pointer[[]translate.ObjectStatus]
 	lastHash    [32]byte
-	applyFailed bool // the last Handle failed in the data plane: worth a retry
+	applyFailed bool              // the last Handle failed in the data plane: worth a retry
+	applied     *translate.Result // the translation in force, for the reload diff
 }
 
 // Generation counts applied configs; tests and /ready use it to see that a
@@ -54,6 +68,20 @@ func (c *Controller) Statuses() []translate.ObjectStatus {
 		return *p
 	}
 	return nil
+}
+
+// Reapply asks Run to translate the last snapshot again (rollout progress
+// changed). It never blocks.
+func (c *Controller) Reapply() {
+	select {
+	case c.kicks() <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) kicks() chan struct{} {
+	c.kickOnce.Do(func() { c.kick = make(chan struct{}, 1) })
+	return c.kick
 }
 
 // Run applies updates until ctx ends or in closes. A config the data plane
@@ -76,6 +104,10 @@ func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 			}
 			last, backoff = u, 0
 		case <-retry:
+		case <-c.kicks():
+			if last.Snapshot == nil {
+				continue
+			}
 		}
 		retry = nil
 		if !c.Handle(last) && c.applyFailed {
@@ -102,11 +134,22 @@ func (c *Controller) Handle(u config.Update) bool {
 		log.Error("config rejected; previous config stays in force", "error", u.Err.Error())
 		return failed(u.Err.Error(), 0)
 	}
-	hash := u.Snapshot.Hash()
+	snap := u.Snapshot
+	var hash [32]byte
+	if c.Rollouts != nil {
+		// Hashed after Prepare: Rollout status in the snapshot is
+		// reduced to what the translator reads.
+		var v uint64
+		snap, v = c.Rollouts.Prepare(snap)
+		h := snap.Hash()
+		hash = sha256.Sum256(fmt.Appendf(h[:], "rollouts %d", v))
+	} else {
+		hash = snap.Hash()
+	}
 	if hash == c.lastHash && c.generation.Load() > 0 {
 		return false
 	}
-	res := translate.Translate(u.Snapshot, c.Translate)
+	res := translate.Translate(snap, c.Translate)
 	rejected := 0
 	for _, st := range res.Statuses {
 		switch {
@@ -133,9 +176,21 @@ func (c *Controller) Handle(u config.Update) bool {
 		"rejected_objects", rejected, "duration", took.String())
 	c.Observers.Reload(&obs.Reload{Time: start, Generation: gen, OK: true, Duration: took,
 		Listeners: len(res.Config.Listeners), Rejected: rejected})
+	logDiff(log, gen, plan.Diff(c.applied, res))
+	c.applied = res
 	c.statuses.Store(&res.Statuses)
 	if c.Status != nil {
 		c.Status.Publish(res.Statuses)
 	}
 	return true
+}
+
+// diffLogLines is how many changes a reload's "config diff" line names.
+const diffLogLines = 20
+
+// logDiff logs what a reload changed: counts and the first changes.
+func logDiff(log *slog.Logger, gen int64, p plan.Plan) {
+	added, removed, changed := p.Counts()
+	log.Info("config diff", "generation", gen, "added", added, "removed", removed, "changed", changed,
+		"rejected_objects", len(p.Rejected), "changes", p.Lines(diffLogLines), "more", max(0, len(p.Changes)-diffLogLines))
 }

@@ -49,6 +49,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.inflight[v].Add(-1)
 	}
 	o := h.startObserving(w, r)
+	r = startDebug(o, r)
 	var span obs.Span
 	if h.obs.Tracer != nil {
 		var ctx context.Context
@@ -348,7 +349,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	if proxy.ResponseStarted(err) {
 		rec.Reason = "upstream_reset"
-		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", upAddr, "error", err.Error())
+		h.log.Warn("response aborted", "method", r.Method, "host", host, "path", r.URL.Path, "upstream", upAddr,
+			"bytes_relayed", relayedBytes(w), "retries", rec.Retries, "error", err.Error())
 		panic(http.ErrAbortHandler)
 	}
 	status, reason := proxy.StatusFor(err)
@@ -356,6 +358,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		status, reason = 499, "client_canceled"
 	}
 	rec.Reason = reason
+	if reason == "upstream_timeout" {
+		noteTimeoutStage(r, err)
+	}
 	var extra http.Header
 	if reason == "circuit_open" {
 		extra = circuitOpenHeaders

@@ -2,10 +2,15 @@ package dataplane
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,11 +26,16 @@ type recordingWriter struct {
 	w      http.ResponseWriter
 	status int
 	bytes  int64
+	// debug, when set, adds the debug header to the final response head.
+	debug *debugState
 }
 
 func (rw *recordingWriter) Header() http.Header { return rw.w.Header() }
 
 func (rw *recordingWriter) WriteHeader(code int) {
+	if rw.debug != nil && code >= 200 && rw.status < 200 {
+		rw.w.Header()[debugHeader] = []string{rw.debug.value()}
+	}
 	if rw.status == 0 || rw.status < 200 {
 		rw.status = code
 	}
@@ -34,6 +44,9 @@ func (rw *recordingWriter) WriteHeader(code int) {
 
 func (rw *recordingWriter) Write(p []byte) (int, error) {
 	if rw.status == 0 {
+		if rw.debug != nil {
+			rw.w.Header()[debugHeader] = []string{rw.debug.value()}
+		}
 		rw.status = http.StatusOK
 	}
 	n, err := rw.w.Write(p)
@@ -174,3 +187,120 @@ func (b *deadlineBody) end() {
 }
 
 func (b *deadlineBody) Close() error { return b.r.Close() }
+
+// The opt-in debug response header: a client whose address is in the
+// prefixes given to SetDebugHeaderFrom and that sends "x-meshgate-debug: 1"
+// gets the same header back, saying which route, rule, backend and endpoint
+// served it, how many retries it took and, for an answer the gateway made
+// itself, the typed reason (no_route, circuit_open, rate_limited,
+// upstream_timeout with its stage, ...). Nobody else ever gets it, and the
+// request header is removed before forwarding whoever sent it.
+
+// debugHeader is the request and response header name.
+const debugHeader = "X-Meshgate-Debug"
+
+// debugFrom are the client prefixes allowed to ask; nil: nobody.
+var debugFrom atomic.Pointer[[]netip.Prefix]
+
+// SetDebugHeaderFrom allows the debug response header for clients in
+// prefixes (none: off) in every listener of the process.
+func SetDebugHeaderFrom(prefixes []netip.Prefix) {
+	if len(prefixes) == 0 {
+		debugFrom.Store(nil)
+		return
+	}
+	p := slices.Clone(prefixes)
+	debugFrom.Store(&p)
+}
+
+// debugState is what a debugged request's response header is built from.
+type debugState struct {
+	rec *obs.Request
+	// stage says where an upstream timeout struck: connect, first-byte.
+	stage string
+}
+
+type debugKey struct{}
+
+// startDebug removes the debug request header and, when the client may
+// and did ask, marks the request for a debug answer.
+func startDebug(o *observed, r *http.Request) *http.Request {
+	v, ok := r.Header[debugHeader]
+	if !ok {
+		return r
+	}
+	delete(r.Header, debugHeader)
+	if len(v) != 1 || strings.TrimSpace(v[0]) != "1" || !debugAllowed(r.RemoteAddr) {
+		return r
+	}
+	d := &debugState{rec: &o.rec}
+	o.rw.debug = d
+	return r.WithContext(context.WithValue(r.Context(), debugKey{}, d))
+}
+
+func debugAllowed(remote string) bool {
+	ps := debugFrom.Load()
+	if ps == nil {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil {
+		return false
+	}
+	a := ap.Addr().Unmap()
+	for _, p := range *ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// noteTimeoutStage records, for a debugged request, where its upstream
+// timeout struck: opening the connection or waiting for the response
+// head (a timeout in the body comes after the header was sent).
+func noteTimeoutStage(r *http.Request, err error) {
+	d, _ := r.Context().Value(debugKey{}).(*debugState)
+	if d == nil {
+		return
+	}
+	d.stage = "first-byte"
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		d.stage = "connect"
+	}
+}
+
+// relayedBytes is how many response body bytes went to the client, when w
+// is the recording writer.
+func relayedBytes(w http.ResponseWriter) int64 {
+	if rw, ok := w.(*recordingWriter); ok {
+		return rw.bytes
+	}
+	return -1
+}
+
+// value is the debug response header's value.
+func (d *debugState) value() string {
+	rec := d.rec
+	dash := func(s string) string {
+		if s == "" {
+			return "-"
+		}
+		return s
+	}
+	rule := "-"
+	if rec.Route != "" && rec.Rule >= 0 {
+		rule = strconv.Itoa(rec.Rule)
+	}
+	reason := rec.Reason
+	if reason == "" {
+		reason = "none"
+	}
+	s := "listener=" + dash(rec.Gateway) + " route=" + dash(rec.Route) + " rule=" + rule + " backend=" + dash(rec.Backend) +
+		" endpoint=" + dash(rec.Endpoint) + " retries=" + strconv.Itoa(rec.Retries) + " reason=" + reason
+	if reason == "upstream_timeout" && d.stage != "" {
+		s += " stage=" + d.stage
+	}
+	return s
+}

@@ -327,6 +327,9 @@ func (p *Provider) snapshot(ctx context.Context) (*config.Snapshot, error) {
 		if err := c.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("list %s: %w", k.gvk.Kind, err)
 		}
+		if err := meta.EachListItem(l, scrub); err != nil {
+			return nil, err
+		}
 		k.add(s, l)
 	}
 	return s, nil
@@ -341,4 +344,42 @@ func (p *Provider) Reader() client.Reader {
 		return nil
 	}
 	return p.cache
+}
+
+// scrub drops what the translator never reads but changes on every write:
+// resourceVersion, managed fields and the status the gateway itself writes
+// (a Rollout's status is its progress and stays). Without this, each status
+// write would change the snapshot and re-translate the whole config.
+func scrub(o runtime.Object) error {
+	m, err := meta.Accessor(o)
+	if err != nil {
+		return err
+	}
+	m.SetResourceVersion("")
+	m.SetManagedFields(nil)
+	switch x := o.(type) {
+	case *gwapiv1.GatewayClass:
+		x.Status = gwapiv1.GatewayClassStatus{}
+	case *gwapiv1.Gateway:
+		x.Status = gwapiv1.GatewayStatus{}
+	case *gwapiv1.HTTPRoute:
+		x.Status = gwapiv1.HTTPRouteStatus{}
+	case *gwapiv1.GRPCRoute:
+		x.Status = gwapiv1.GRPCRouteStatus{}
+	case *gwapiv1.TCPRoute:
+		x.Status = gwapiv1.TCPRouteStatus{}
+	case *gwapiv1.TLSRoute:
+		x.Status = gwapiv1.TLSRouteStatus{}
+	case *gwapiv1.UDPRoute:
+		x.Status = gwapiv1.UDPRouteStatus{}
+	case *gwapiv1.ListenerSet:
+		x.Status = gwapiv1.ListenerSetStatus{}
+	case *gwapiv1.BackendTLSPolicy:
+		x.Status = gwapiv1.PolicyStatus{}
+	case *mgv1alpha1.TrafficPolicy:
+		x.Status = gwapiv1.PolicyStatus{}
+	case *corev1.Service:
+		x.Status = corev1.ServiceStatus{}
+	}
+	return nil
 }

@@ -63,6 +63,8 @@ func (t *translator) translateRoutes() {
 			routes = append(routes, t.compileL4Route(kindUDPRoute, &r.ObjectMeta, r.Spec.CommonRouteSpec, nil, udpRules(r.Spec.Rules)))
 		}
 	}
+	// Rollouts rewrite their target rules before the rules attach.
+	t.applyRollouts(routes)
 	// Oldest first, then by namespace/name: where routes compete (an
 	// HTTPRoute and a GRPCRoute for one hostname), the first one wins.
 	sort.SliceStable(routes, func(i, j int) bool {

@@ -17,6 +17,7 @@ import (
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/controller"
 	"github.com/meshgate/meshgate/k8sprovider"
+	"github.com/meshgate/meshgate/rollout"
 )
 
 // kubeFlags configure `gateway run --kubernetes`.
@@ -28,6 +29,9 @@ type kubeFlags struct {
 	leaseName      string
 	gatewayService string
 	addressPool    string
+	// rollouts, when set, writes Rollout status and drives rollouts
+	// while this replica leads.
+	rollouts *rollout.Engine
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
@@ -64,6 +68,10 @@ func (k *kubeFlags) start(ctx context.Context, ctrl *controller.Controller, cont
 		return fmt.Errorf("kubernetes config: %w", err)
 	}
 	cfg.UserAgent = "meshgate/" + version
+	// client-go's default of 5 requests/s would take 16 minutes to write
+	// the status of 5,000 routes; the API server's own priority and
+	// fairness still protects it.
+	cfg.QPS, cfg.Burst = 100, 200
 	scheme, err := k8sprovider.Scheme()
 	if err != nil {
 		return err
@@ -91,10 +99,18 @@ func (k *kubeFlags) start(ctx context.Context, ctrl *controller.Controller, cont
 		sw.GatewayService = types.NamespacedName{Namespace: ns, Name: name}
 	}
 	ctrl.Status = sw
+	setLeader := sw.SetLeader
+	if k.rollouts != nil {
+		k.rollouts.Writer = &rollout.KubeWriter{Client: cl, Reader: prov.Reader}
+		setLeader = func(leader bool) {
+			sw.SetLeader(leader)
+			k.rollouts.SetLeader(leader)
+		}
+	}
 	go func() { provErr <- prov.Run(ctx, updates) }()
 	go sw.Run(ctx)
 	if !k.leaderElect {
-		sw.SetLeader(true)
+		setLeader(true)
 		return nil
 	}
 	ns := k.leaseNamespace
@@ -109,7 +125,7 @@ func (k *kubeFlags) start(ctx context.Context, ctrl *controller.Controller, cont
 		host, _ := os.Hostname()
 		id = fmt.Sprintf("%s-%d", host, os.Getpid())
 	}
-	el := &k8sprovider.Election{Config: cfg, Namespace: ns, Name: k.leaseName, Identity: id, OnChange: sw.SetLeader, Log: log}
+	el := &k8sprovider.Election{Config: cfg, Namespace: ns, Name: k.leaseName, Identity: id, OnChange: setLeader, Log: log}
 	go func() {
 		if err := el.Run(ctx); err != nil {
 			log.Error("leader election stopped", "error", err.Error())

@@ -2,6 +2,8 @@
 //
 //	gateway run --config PATH        serve the manifests in PATH, reloading on change
 //	gateway validate --config PATH   report every object as accepted or rejected
+//	gateway plan --config NEW ...    what applying NEW would change (exit 0 none, 2 changes, 1 invalid)
+//	gateway explain ...              which route, backend and endpoint serve a request, and why
 //	gateway version                  print the version
 package main
 
@@ -55,6 +57,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "plan":
+		return cmdPlan(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -71,6 +77,13 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `usage:
   gateway run --config PATH [flags]       serve Gateway API manifests from a file or folder
   gateway validate --config PATH [flags]  check manifests; exit 1 if anything is rejected
+  gateway plan --config NEW (--config-old OLD | --against ADMIN_URL) [--output json]
+                                          print what applying NEW would change; exit 0 no change,
+                                          2 changes, 1 invalid (an object rejected, a parse error, a usage error)
+  gateway explain (--config PATH | --against ADMIN_URL) --host H --path /p [--method M]
+          [--header name=value ...] [--listener PORT]
+                                          which listener, route, rule, filters, policies, backend and
+                                          endpoints serve a request, and what would happen to it
   gateway version
 Run "gateway run -h" for the flags.
 `)
@@ -113,6 +126,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	adminAddr := fs.String("admin-addr", "127.0.0.1:9901", "admin listener (/healthz, /ready); empty to disable")
 	shutdownDelay := fs.Duration("shutdown-delay", 0, "on SIGTERM, fail readiness at once but keep serving this long before draining, so load balancers stop sending first (set it above their health-check interval in a cluster)")
 	drain := fs.Duration("drain-timeout", 10*time.Second, "how long in-flight requests may finish on SIGTERM or when a listener is removed")
+	debugFrom := fs.String("debug-header-from", "", `comma-separated CIDRs whose requests with "x-meshgate-debug: 1" get an x-meshgate-debug response header (route, rule, backend, endpoint, retries, typed failure reason); empty: off`)
 	trusted := fs.String("trusted-proxies", "", "comma-separated CIDRs whose X-Forwarded-*/Forwarded headers are kept and appended to; all others are replaced")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	readHeader := fs.Duration("read-header-timeout", 10*time.Second, "time allowed to read request headers")
@@ -133,6 +147,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	redisAddr := fs.String("redis", "", "Redis for global rate limits shared by every replica: host:port or a redis:// or rediss:// URL (empty: global limits fail open or closed as their policy says)")
 	var tf translateFlags
 	tf.register(fs)
+	var rf rolloutFlags
+	rf.register(fs)
 	var of obsFlags
 	of.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -162,6 +178,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gateway run: --trusted-proxies: %v\n", err)
 		return 2
 	}
+
+	debugPrefixes, err := parseCIDRs(*debugFrom)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway run: --debug-header-from: %v\n", err)
+		return 2
+	}
+	dataplane.SetDebugHeaderFrom(debugPrefixes)
 
 	switch dataplane.UnderscorePolicy(*underscores) {
 	case dataplane.UnderscoresDrop, dataplane.UnderscoresReject, dataplane.UnderscoresAllow:
@@ -217,6 +240,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		closeObs(ctx)
 	}()
 
+	rollouts := rf.engine(*configPath, kf.enabled, &observers, met, log)
+
 	limiter, err := ratelimit.New(*redisAddr)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway run: --redis: %v\n", err)
@@ -239,6 +264,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		HTTP3:         server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
 	ctrl := &controller.Controller{Translate: topts, Data: dp, Log: log, Observers: &observers}
+	wireRollouts(rollouts, ctrl, &kf)
 	source := *configPath
 	if kf.enabled {
 		source = "kubernetes"
@@ -281,6 +307,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		go func() { provErr <- prov.Run(ctx, updates) }()
 	}
 	go ctrl.Run(ctx, updates)
+	go rollouts.Run(ctx)
 
 	select {
 	case <-ctx.Done():
