@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ type Options struct {
 	Observers obs.Observers
 	// Log receives request failures and listener events.
 	Log *slog.Logger
+	// DebugHeaderFrom are the client networks that may ask for the
+	// x-meshgate-debug response header (empty: nobody).
+	DebugHeaderFrom []netip.Prefix
 	// Limiter counts rate limits; global limits need its Redis. Nil
 	// gives a Dataplane its own local-only limiter.
 	Limiter *ratelimit.Limiter
@@ -190,7 +194,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		ll := &liveListener{handler: &listenerHandler{
 			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
 			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, shedder: &d.shedder, bodyIdle: d.opts.Limits.WithDefaults().BodyIdleTimeout, log: d.opts.Log,
-			limiter: d.opts.Limiter,
+			limiter: d.opts.Limiter, debugFrom: d.opts.DebugHeaderFrom,
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {

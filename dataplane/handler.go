@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,8 @@ type listenerHandler struct {
 	bodyIdle     time.Duration
 	log          *slog.Logger
 	limiter      *ratelimit.Limiter
+	// debugFrom are the clients that may ask for the debug header.
+	debugFrom []netip.Prefix
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,7 +52,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		defer h.inflight[v].Add(-1)
 	}
 	o := h.startObserving(w, r)
-	r = startDebug(o, r)
+	r = startDebug(o, r, h.debugFrom)
 	var span obs.Span
 	if h.obs.Tracer != nil {
 		var ctx context.Context

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -189,7 +188,7 @@ func (b *deadlineBody) end() {
 func (b *deadlineBody) Close() error { return b.r.Close() }
 
 // The opt-in debug response header: a client whose address is in the
-// prefixes given to SetDebugHeaderFrom and that sends "x-meshgate-debug: 1"
+// prefixes of Options.DebugHeaderFrom and that sends "x-meshgate-debug: 1"
 // gets the same header back, saying which route, rule, backend and endpoint
 // served it, how many retries it took and, for an answer the gateway made
 // itself, the typed reason (no_route, circuit_open, rate_limited,
@@ -198,20 +197,6 @@ func (b *deadlineBody) Close() error { return b.r.Close() }
 
 // debugHeader is the request and response header name.
 const debugHeader = "X-Meshgate-Debug"
-
-// debugFrom are the client prefixes allowed to ask; nil: nobody.
-var debugFrom atomic.Pointer[[]netip.Prefix]
-
-// SetDebugHeaderFrom allows the debug response header for clients in
-// prefixes (none: off) in every listener of the process.
-func SetDebugHeaderFrom(prefixes []netip.Prefix) {
-	if len(prefixes) == 0 {
-		debugFrom.Store(nil)
-		return
-	}
-	p := slices.Clone(prefixes)
-	debugFrom.Store(&p)
-}
 
 // debugState is what a debugged request's response header is built from.
 type debugState struct {
@@ -224,13 +209,13 @@ type debugKey struct{}
 
 // startDebug removes the debug request header and, when the client may
 // and did ask, marks the request for a debug answer.
-func startDebug(o *observed, r *http.Request) *http.Request {
+func startDebug(o *observed, r *http.Request, from []netip.Prefix) *http.Request {
 	v, ok := r.Header[debugHeader]
 	if !ok {
 		return r
 	}
 	delete(r.Header, debugHeader)
-	if len(v) != 1 || strings.TrimSpace(v[0]) != "1" || !debugAllowed(r.RemoteAddr) {
+	if len(v) != 1 || strings.TrimSpace(v[0]) != "1" || !debugAllowed(r.RemoteAddr, from) {
 		return r
 	}
 	d := &debugState{rec: &o.rec}
@@ -238,9 +223,8 @@ func startDebug(o *observed, r *http.Request) *http.Request {
 	return r.WithContext(context.WithValue(r.Context(), debugKey{}, d))
 }
 
-func debugAllowed(remote string) bool {
-	ps := debugFrom.Load()
-	if ps == nil {
+func debugAllowed(remote string, from []netip.Prefix) bool {
+	if len(from) == 0 {
 		return false
 	}
 	ap, err := netip.ParseAddrPort(remote)
@@ -248,7 +232,7 @@ func debugAllowed(remote string) bool {
 		return false
 	}
 	a := ap.Addr().Unmap()
-	for _, p := range *ps {
+	for _, p := range from {
 		if p.Contains(a) {
 			return true
 		}

@@ -184,7 +184,6 @@ func cmdRun(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gateway run: --debug-header-from: %v\n", err)
 		return 2
 	}
-	dataplane.SetDebugHeaderFrom(debugPrefixes)
 
 	switch dataplane.UnderscorePolicy(*underscores) {
 	case dataplane.UnderscoresDrop, dataplane.UnderscoresReject, dataplane.UnderscoresAllow:
@@ -250,18 +249,19 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer limiter.Close()
 
 	dp = dataplane.New(dataplane.Options{
-		Limiter:       limiter,
-		Observers:     observers,
-		Underscores:   dataplane.UnderscorePolicy(*underscores),
-		Forwarded:     proxy.ForwardedPolicy{Trusted: prefixes},
-		DrainTimeout:  *drain,
-		Log:           log,
-		Limits:        server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle, MaxConnections: *maxConns, Total: &server.ConnectionCap{Max: *maxTotal}},
-		MemoryLimit:   memoryLimit,
-		Tunnels:       dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
-		DisableHTTP3:  !*http3On,
-		L4IdleTimeout: *l4Idle,
-		HTTP3:         server.H3Options{Allow0RTT: *http3ZeroRTT},
+		DebugHeaderFrom: debugPrefixes,
+		Limiter:         limiter,
+		Observers:       observers,
+		Underscores:     dataplane.UnderscorePolicy(*underscores),
+		Forwarded:       proxy.ForwardedPolicy{Trusted: prefixes},
+		DrainTimeout:    *drain,
+		Log:             log,
+		Limits:          server.Limits{ReadHeaderTimeout: *readHeader, IdleTimeout: *idle, MaxConnections: *maxConns, Total: &server.ConnectionCap{Max: *maxTotal}},
+		MemoryLimit:     memoryLimit,
+		Tunnels:         dataplane.TunnelLimits{IdleTimeout: *wsIdle, MaxLifetime: *wsLife, RemovedRouteGrace: *wsGrace},
+		DisableHTTP3:    !*http3On,
+		L4IdleTimeout:   *l4Idle,
+		HTTP3:           server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
 	ctrl := &controller.Controller{Translate: topts, Data: dp, Log: log, Observers: &observers}
 	wireRollouts(rollouts, ctrl, &kf)
