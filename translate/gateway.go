@@ -85,10 +85,12 @@ type listenerState struct {
 	hosts []*ir.ListenerHost
 	// attached counts the accepted routes attached, by route.
 	attached map[nsName]bool
-	// httpLike are the HTTPRoutes and GRPCRoutes installed, with their
-	// hostnames here, so that one of the other kind with overlapping
-	// hostnames can be refused as the spec requires.
-	httpLike []installedRoute
+	// httpLike are the HTTPRoutes and GRPCRoutes installed, by kind, with
+	// their hostnames here, so that one of the other kind with overlapping
+	// hostnames can be refused as the spec requires. Kept by kind so a
+	// route is checked only against the other kind (usually few), not
+	// against every route of the listener.
+	httpLike map[string][]installedRoute
 }
 
 // installedRoute is an HTTPRoute or GRPCRoute installed on a listener.

@@ -316,7 +316,10 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 		if valid > 0 {
 			a.ls.attached[rs.key] = true
 			if rs.kind == kindHTTPRoute || rs.kind == kindGRPCRoute {
-				a.ls.httpLike = append(a.ls.httpLike, installedRoute{rs.kind, rs.key, a.hosts})
+				if a.ls.httpLike == nil {
+					a.ls.httpLike = map[string][]installedRoute{}
+				}
+				a.ls.httpLike[rs.kind] = append(a.ls.httpLike[rs.kind], installedRoute{rs.kind, rs.key, a.hosts})
 			}
 		}
 		for _, h := range a.ls.hosts {
@@ -383,8 +386,12 @@ func (t *translator) resolvedRefsCondition(rs *routeState, gen int64) metav1.Con
 // otherKindOverlap names the installed route of the other kind (HTTPRoute
 // vs GRPCRoute) whose hostnames on ls overlap hosts, or "" if none does.
 func otherKindOverlap(ls *listenerState, kind string, hosts []string) string {
-	for _, ir := range ls.httpLike {
-		if ir.kind != kind && hostSetsOverlap(ir.hosts, hosts) {
+	other := kindHTTPRoute
+	if kind == kindHTTPRoute {
+		other = kindGRPCRoute
+	}
+	for _, ir := range ls.httpLike[other] {
+		if hostSetsOverlap(ir.hosts, hosts) {
 			return ir.kind + " " + ir.key.String()
 		}
 	}
