@@ -128,6 +128,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		h.fail(w, r, rec, http.StatusNotFound, "no_config", nil)
 		return
 	}
+	if r.TLS != nil && table.Misdirected(r.TLS.ServerName, r.Host) {
+		h.fail(w, r, rec, http.StatusMisdirectedRequest, "misdirected_request", nil)
+		return
+	}
 	route, ok := table.Match(r)
 	if ok {
 		rec.Route, rec.Rule, rec.Gateway = route.IR.Name, route.IR.RuleIndex, route.Listener

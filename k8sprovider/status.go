@@ -35,7 +35,7 @@ var SupportedFeatures = []gwapiv1.FeatureName{
 	"HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
 	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
 	"GRPCRoute", "GRPCRouteNamedRouteRule", "TLSRoute", "TLSRouteModeTerminate", "TLSRouteModeMixed", "TCPRoute", "UDPRoute",
-	"ListenerSet", "ReferenceGrant",
+	"ListenerSet", "ReferenceGrant", "BackendTLSPolicy", "BackendTLSPolicySANValidation", "GatewayAddressEmpty", "GatewayHTTPSListenerDetectMisdirectedRequests",
 }
 
 // StatusWriter publishes translation results as Kubernetes status. Only the

@@ -116,7 +116,7 @@ var reasons = []string{
 	"request_body_error",
 	"too_many_header_fields",
 	"ambiguous_path",
-	"underscore_header",
+	"underscore_header", "misdirected_request",
 	"connect_not_allowed",
 	"overloaded",
 	"rate_limited",

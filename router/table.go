@@ -162,6 +162,24 @@ func (t *Table) Match(r *http.Request) (*Route, bool) {
 	return rt, rt != nil
 }
 
+// Misdirected reports whether a TLS request's Host picks a different
+// listener of this socket than its SNI did: the connection was set up (its
+// certificate, later its client-certificate policy) for one listener, and
+// a request for another must be answered 421 Misdirected Request (RFC 9110
+// §15.5.20) so the client opens a connection for the right one. An empty
+// SNI (a client that sent none) is not judged.
+func (t *Table) Misdirected(sni, host string) bool {
+	if sni == "" {
+		return false
+	}
+	var b1, b2 [maxHost]byte
+	s, sfits := requestHost(sni, &b1)
+	h, hfits := requestHost(host, &b2)
+	vs, _ := t.hosts.lookup(s, sfits)
+	vh, _ := t.hosts.lookup(h, hfits)
+	return vs != vh
+}
+
 // match walks the route buckets the host matches, most specific first.
 func (vh *vhost) match(host []byte, fits bool, r *http.Request) *Route {
 	x := &vh.routes
