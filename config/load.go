@@ -377,6 +377,9 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		case mgv1alpha1.KindRollout:
 			o := &mgv1alpha1.Rollout{}
 			return o, func() { s.Rollouts = append(s.Rollouts, o) }
+		case mgv1alpha1.KindSecurityPolicy:
+			o := &mgv1alpha1.SecurityPolicy{}
+			return o, func() { s.SecurityPolicies = append(s.SecurityPolicies, o) }
 		}
 	}
 	return nil, nil
@@ -398,6 +401,8 @@ func objectMeta(obj any) *metav1.ObjectMeta {
 	case *mgv1alpha1.FaultInjection:
 		return &o.ObjectMeta
 	case *mgv1alpha1.Rollout:
+		return &o.ObjectMeta
+	case *mgv1alpha1.SecurityPolicy:
 		return &o.ObjectMeta
 	}
 	panic(fmt.Sprintf("config: %T has no ObjectMeta", obj))

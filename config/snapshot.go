@@ -41,6 +41,8 @@ type Snapshot struct {
 	TrafficPolicies []*mgv1alpha1.TrafficPolicy
 	FaultInjections []*mgv1alpha1.FaultInjection
 	Rollouts        []*mgv1alpha1.Rollout
+	// SecurityPolicies are Meshgate's access-control policies.
+	SecurityPolicies []*mgv1alpha1.SecurityPolicy
 
 	// BackendTLSPolicies say how to reach Services over TLS; ConfigMaps
 	// hold their CA bundles (key ca.crt).

@@ -13,10 +13,14 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
 
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
+	"github.com/meshgate/meshgate/rollout"
 	"github.com/meshgate/meshgate/server"
 )
 
@@ -276,4 +280,61 @@ func screenshotConfig(t *testing.T) *ir.Config {
 	}
 	cfg.Listeners = append(cfg.Listeners, https, tcp)
 	return cfg
+}
+
+// TestRolloutsInChromium: the page shows each Rollout with its phase, step
+// and weight, and for a rolled back one the reason with its figures.
+func TestRolloutsInChromium(t *testing.T) {
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("headless Chromium is required at %s: %v", chromiumPath, err)
+	}
+	started := metav1.NewTime(time.Now().Add(-20 * time.Second))
+	views := []rollout.View{
+		{Namespace: "default", Name: "app", Target: "HTTPRoute app", RuleName: "main", Stable: "app-stable", Canary: "app-canary", Steps: 4,
+			Status: mgv1alpha1.RolloutStatus{Phase: mgv1alpha1.RolloutRolledBack, Step: 1, StepStartedAt: &started,
+				Message: "rolled back at step 2/4 (25%): canary error rate 8.32% > maxErrorRate 1% (74 of 889 requests failed; stable 0.00%)",
+				Canary:  &mgv1alpha1.RolloutMeasurement{Requests: 889, Errors: 74, ErrorRate: "8.32", P99: "8.74ms"},
+				Stable:  &mgv1alpha1.RolloutMeasurement{Requests: 2894, ErrorRate: "0.00", P99: "4.22ms"},
+				Conditions: []metav1.Condition{{Type: mgv1alpha1.RolloutConditionRolledBack, Status: metav1.ConditionTrue, Reason: "ThresholdBreached",
+					Message: "rolled back at step 2/4 (25%): canary error rate 8.32% > maxErrorRate 1% (74 of 889 requests failed; stable 0.00%)"}}}},
+		{Namespace: "default", Name: "web", Target: "HTTPRoute web", Stable: "web-v1", Canary: "web-v2", Steps: 3,
+			Status: mgv1alpha1.RolloutStatus{Phase: mgv1alpha1.RolloutProgressing, Step: 2, CanaryWeight: 50, StepStartedAt: &started,
+				Message: "step 2 passed: step 3/3, canary at 50%",
+				Canary:  &mgv1alpha1.RolloutMeasurement{Requests: 120, ErrorRate: "0.00", P99: "5ms"},
+				Stable:  &mgv1alpha1.RolloutMeasurement{Requests: 130, ErrorRate: "0.00", P99: "4ms"}}},
+	}
+	d := New(Options{Config: testConfig, Rollouts: func() []rollout.View { return views }, Interval: 250 * time.Millisecond})
+	srv := httptest.NewServer(d.Handler())
+	defer srv.Close()
+	defer d.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx,
+		chromedp.Navigate(srv.URL+"/dashboard/"),
+		chromedp.WaitVisible(chromedp.CSS(`[data-test=rollout]`)),
+	); err != nil {
+		t.Fatalf("page did not show rollouts: %v", err)
+	}
+	got, err := chromedp.Run(bctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('[data-test=rollout]')].map(r =>
+		[r.dataset.rollout, r.querySelector('[data-test=rollout-phase]').textContent, r.querySelector('[data-test=rollout-step]').textContent,
+		 r.querySelector('[data-test=rollout-weight]').textContent, (r.querySelector('[data-test=rollout-reason]') || {}).textContent || '',
+		 r.querySelector('[data-test=rollout-canary-requests]').textContent, r.querySelector('[data-test=rollout-canary-errors]').textContent,
+		 r.querySelector('[data-test=rollout-canary-p99]').textContent].join(' | '))`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"default/app | RolledBack | 2/4 | 0% | ThresholdBreached: rolled back at step 2/4 (25%): canary error rate 8.32% > maxErrorRate 1% (74 of 889 requests failed; stable 0.00%) | 889 | 74 (8.32%) | 8.74ms",
+		"default/web | Progressing | 3/3 | 50% |  | 120 | 0 (0.00%) | 5ms",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rollouts shown:\n%q\nwant\n%q", got, want)
+	}
 }

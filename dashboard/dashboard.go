@@ -2,8 +2,8 @@
 // admin listener: the topology of the config in force (listeners → routes →
 // backends → endpoints) with the request rate, error rate and p99 latency of
 // every edge over a sliding window, the configured and observed split of
-// weighted routes, endpoint health, recent errors and the history of config
-// reloads.
+// weighted routes, endpoint health, the progress of every Rollout (and why
+// one rolled back), recent errors and the history of config reloads.
 //
 // The Dashboard is an obs.Sink and obs.ReloadSink. ObserveRequest only adds
 // to per-edge counters in one-second buckets (a short per-edge mutex, no
@@ -28,6 +28,7 @@ import (
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
+	"github.com/meshgate/meshgate/rollout"
 )
 
 // Options configure a Dashboard.
@@ -37,6 +38,9 @@ type Options struct {
 	// Stats, if set, returns the data plane's gauges: open connections,
 	// tunnels, layer-4 counters.
 	Stats func() dataplane.Stats
+	// Rollouts, if set, lists the Rollouts and their progress (the
+	// rollout engine's Views).
+	Rollouts func() []rollout.View
 	// Log receives WebSocket client errors at debug level; nil discards.
 	Log *slog.Logger
 	// Window is the sliding window of rates, error rates and p99; 10 s

@@ -19,10 +19,12 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
+	"github.com/meshgate/meshgate/rollout"
 	"github.com/meshgate/meshgate/server"
 	"github.com/meshgate/meshgate/upstream"
 )
@@ -692,5 +694,104 @@ func TestConcurrentObserveAndSnapshot(t *testing.T) {
 	}
 	if got := findRoute(t, d.Snapshot(), storefront).Requests; got != 8000 {
 		t.Errorf("route counted %d requests, want 8000", got)
+	}
+}
+
+// TestSnapshotCarriesRollouts: the snapshot shows each Rollout of a real
+// engine (phase, step, weight, the figures of its window) and, once the
+// canary breaches a threshold, RolledBack with the reason and the figures
+// that made it roll back, in the JSON browsers get.
+func TestSnapshotCarriesRollouts(t *testing.T) {
+	snap, err := config.Parse("test.yaml", []byte(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: app, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  rules:
+  - name: main
+    backendRefs:
+    - {name: app-stable, port: 80}
+    - {name: app-canary, port: 80, weight: 0}
+---
+apiVersion: gateway.meshgate.dev/v1alpha1
+kind: Rollout
+metadata: {name: app, namespace: default}
+spec:
+  targetRef: {kind: HTTPRoute, name: app, ruleName: main}
+  stableBackend: {name: app-stable}
+  canaryBackend: {name: app-canary}
+  steps:
+  - {weight: 5, minDuration: 10s, minRequests: 20}
+  - {weight: 25, minDuration: 10s, minRequests: 20}
+  - {weight: 100, minDuration: 10s, minRequests: 20}
+  analysis: {maxErrorRate: "1"}
+`))
+	if err != nil || len(snap.Rejected) > 0 {
+		t.Fatalf("parse: %v %v", err, snap.Rejected)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	e := rollout.NewEngine(rollout.NewSink(), true)
+	e.Now = func() time.Time { return now }
+	e.Prepare(snap)
+	serve := func(backend string, n, status int) {
+		for range n {
+			e.Sink.ObserveRequest(&obs.Request{Route: "default/app", Backend: "service/default/" + backend + ":80", Status: status, Duration: 4 * time.Millisecond})
+		}
+	}
+	d := New(Options{Config: testConfig, Rollouts: e.Views})
+	get := func() *Rollout {
+		t.Helper()
+		var s Snapshot
+		b, err := d.snapshotJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(b, &s); err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Rollouts) != 1 {
+			t.Fatalf("snapshot has %d rollouts, want 1: %s", len(s.Rollouts), b)
+		}
+		return s.Rollouts[0]
+	}
+
+	r := get()
+	if r.Name != "default/app" || r.Target != "HTTPRoute app" || r.Rule != "main" || r.StableBackend != "app-stable" || r.CanaryBackend != "app-canary" ||
+		r.Phase != "Progressing" || r.Step != 1 || r.Steps != 3 || r.CanaryWeight != 5 || r.StepStartedAt == nil || r.RollbackReason != "" {
+		t.Fatalf("at start: %+v", r)
+	}
+
+	// Step 1 passes; step 2 measures a window.
+	serve("app-canary", 30, 200)
+	serve("app-stable", 300, 200)
+	now = now.Add(10 * time.Second)
+	e.Tick()
+	serve("app-canary", 40, 200)
+	serve("app-stable", 160, 200)
+	now = now.Add(time.Second)
+	e.Tick()
+	r = get()
+	if r.Phase != "Progressing" || r.Step != 2 || r.CanaryWeight != 25 || r.Canary == nil || r.Stable == nil ||
+		r.Canary.Requests != 40 || r.Canary.Errors != 0 || r.Canary.ErrorPct != 0 || r.Canary.P99 == "" || r.Stable.Requests != 160 {
+		t.Fatalf("in step 2: %+v canary %+v stable %+v", r, r.Canary, r.Stable)
+	}
+
+	// The canary fails: rolled back, with why and the window's figures.
+	serve("app-canary", 10, 503)
+	now = now.Add(time.Second)
+	e.Tick()
+	r = get()
+	if r.Phase != "RolledBack" || r.CanaryWeight != 0 || r.Step != 2 || r.RollbackReason != "ThresholdBreached" ||
+		!strings.Contains(r.RollbackMessage, "canary error rate 20.00% > maxErrorRate 1% (10 of 50 requests failed; stable 0.00%)") {
+		t.Fatalf("after the breach: %+v", r)
+	}
+	if r.Canary == nil || r.Canary.Requests != 50 || r.Canary.Errors != 10 || r.Canary.ErrorPct != 20 || r.Stable == nil || r.Stable.Requests != 160 {
+		t.Fatalf("figures of the rolled back window: canary %+v stable %+v", r.Canary, r.Stable)
+	}
+
+	// Without Options.Rollouts the list is empty, not null.
+	b, err := New(Options{Config: testConfig}).snapshotJSON()
+	if err != nil || !bytes.Contains(b, []byte(`"rollouts":[]`)) {
+		t.Errorf("snapshot without rollouts: %v %s", err, b)
 	}
 }

@@ -7,12 +7,18 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/rollout"
 	"github.com/meshgate/meshgate/upstream"
 )
 
@@ -26,6 +32,9 @@ type Snapshot struct {
 	Generation int64       `json:"generation"`
 	Totals     Totals      `json:"totals"`
 	Listeners  []*Listener `json:"listeners"`
+	// Rollouts are the Rollouts of the config in force, by
+	// namespace/name (empty without Options.Rollouts).
+	Rollouts []*Rollout `json:"rollouts"`
 	// Errors are the last failed requests, Reloads the last reload
 	// attempts, newest first.
 	Errors  []ErrorEntry  `json:"errors"`
@@ -162,6 +171,94 @@ type Endpoint struct {
 	Ejection string `json:"ejection"`
 }
 
+// Rollout is one Rollout's progress and the figures of its last judged
+// window.
+type Rollout struct {
+	// Name is "namespace/name".
+	Name string `json:"name"`
+	// Target is the route ("HTTPRoute app"), Rule its rule name.
+	Target string `json:"target"`
+	Rule   string `json:"rule,omitempty"`
+	// StableBackend and CanaryBackend are the Services' names.
+	StableBackend string `json:"stableBackend"`
+	CanaryBackend string `json:"canaryBackend"`
+	// Phase is Progressing, Paused, Succeeded or RolledBack ("" before
+	// the engine has seen it).
+	Phase string `json:"phase"`
+	// Step counts from 1 (status counts from 0), of Steps.
+	Step         int   `json:"step"`
+	Steps        int   `json:"steps"`
+	CanaryWeight int32 `json:"canaryWeight"`
+	// StepStartedAt is when the current step's window began.
+	StepStartedAt *time.Time `json:"stepStartedAt"`
+	Message       string     `json:"message"`
+	// Canary and Stable are the figures of the current step's window, or
+	// of the window that was judged last when the rollout stopped (nil
+	// before the first judgement).
+	Canary *RolloutFigures `json:"canary"`
+	Stable *RolloutFigures `json:"stable"`
+	// RollbackReason is the RolledBack condition's reason
+	// (ThresholdBreached, Aborted) and RollbackMessage what it says (the
+	// breached threshold with the measured figures), when RolledBack.
+	RollbackReason  string `json:"rollbackReason,omitempty"`
+	RollbackMessage string `json:"rollbackMessage,omitempty"`
+}
+
+// RolloutFigures are one backend's figures over a rollout step's window.
+type RolloutFigures struct {
+	Requests int64 `json:"requests"`
+	Errors   int64 `json:"errors"`
+	// ErrorPct is the error rate in percent; P99 the p99 latency as a
+	// duration ("8.74ms", "" when nothing was measured).
+	ErrorPct float64 `json:"errorPct"`
+	P99      string  `json:"p99"`
+}
+
+func rollouts(views []rollout.View) []*Rollout {
+	out := make([]*Rollout, 0, len(views))
+	for _, v := range views {
+		st := &v.Status
+		r := &Rollout{
+			Name:          v.Namespace + "/" + v.Name,
+			Target:        v.Target,
+			Rule:          v.RuleName,
+			StableBackend: v.Stable,
+			CanaryBackend: v.Canary,
+			Phase:         string(st.Phase),
+			Step:          int(st.Step) + 1,
+			Steps:         v.Steps,
+			CanaryWeight:  st.CanaryWeight,
+			Message:       truncate(st.Message, 1000),
+			Canary:        figures(st.Canary),
+			Stable:        figures(st.Stable),
+		}
+		if st.StepStartedAt != nil {
+			t := st.StepStartedAt.Time
+			r.StepStartedAt = &t
+		}
+		if st.Phase == mgv1alpha1.RolloutRolledBack {
+			if c := meta.FindStatusCondition(st.Conditions, mgv1alpha1.RolloutConditionRolledBack); c != nil && c.Status == metav1.ConditionTrue {
+				r.RollbackReason, r.RollbackMessage = c.Reason, truncate(c.Message, 1000)
+			} else {
+				r.RollbackMessage = r.Message
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func figures(m *mgv1alpha1.RolloutMeasurement) *RolloutFigures {
+	if m == nil {
+		return nil
+	}
+	f := &RolloutFigures{Requests: m.Requests, Errors: m.Errors, P99: m.P99}
+	if p, err := strconv.ParseFloat(m.ErrorRate, 64); err == nil {
+		f.ErrorPct = round(p)
+	}
+	return f
+}
+
 // Snapshot computes the current view.
 func (d *Dashboard) Snapshot() *Snapshot {
 	now := d.now()
@@ -183,6 +280,10 @@ func (d *Dashboard) Snapshot() *Snapshot {
 		Errors:        d.errors.newestFirst(),
 		Reloads:       d.reloads.newestFirst(),
 		Listeners:     []*Listener{},
+		Rollouts:      []*Rollout{},
+	}
+	if d.opts.Rollouts != nil {
+		snap.Rollouts = rollouts(d.opts.Rollouts())
 	}
 	var stats *dataplane.Stats
 	if d.opts.Stats != nil {

@@ -130,6 +130,10 @@ type prepared struct {
 	l     *ir.Listener
 	table *router.Table
 	certs *mgtls.Store
+	// clientAuth is the HTTPS listener's client certificate policy.
+	clientAuth *mgtls.ClientAuth
+	// security is the listener's compiled SecurityPolicies, nil for none.
+	security *security
 }
 
 // Apply makes cfg the served config. On error nothing changed, except that
@@ -174,11 +178,17 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			return fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		p := prepared{l: l, table: table}
+		if p.security, err = compileSecurity(l); err != nil {
+			return fmt.Errorf("listener %s: %w", l.Name, err)
+		}
 		if l.Protocol == ir.ProtocolHTTPS {
 			if len(l.Certificates) == 0 {
 				return fmt.Errorf("listener %s: HTTPS without certificates", l.Name)
 			}
 			if p.certs, err = mgtls.NewStore(l.Certificates); err != nil {
+				return fmt.Errorf("listener %s: %w", l.Name, err)
+			}
+			if p.clientAuth, err = mgtls.NewClientAuth(l.ClientAuth); err != nil {
 				return fmt.Errorf("listener %s: %w", l.Name, err)
 			}
 		}
@@ -248,23 +258,25 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			ll = bound[p.l.Address]
 			d.listeners[p.l.Address] = ll
 		}
+		ll.handler.security.Store(p.security)
+		ll.srv.SetProxyProtocol(p.l.ProxyProtocol)
 		ll.handler.table.Store(p.table)
 		if p.certs != nil {
 			ll.certs.Store(p.certs)
-			ll.srv.SetTLS(mgtls.ServerConfig(ll.certs.Load))
+			ll.srv.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
 		} else {
 			ll.certs.Store(nil)
 			ll.srv.SetTLS(nil)
 		}
 		if h3 := h3s[p.l.Address]; h3 != nil {
 			ll.h3 = h3
-			h3.SetTLS(mgtls.ServerConfig(ll.certs.Load))
+			h3.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
 			h3.Serve()
 			alt := server.AltSvc(h3.Addr().(*net.UDPAddr).Port)
 			ll.handler.altSvc.Store(&alt)
 			d.opts.Log.Info("HTTP/3 listener started", "address", h3.Addr().String())
 		} else if ll.h3 != nil && p.certs != nil {
-			ll.h3.SetTLS(mgtls.ServerConfig(ll.certs.Load))
+			ll.h3.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
 		} else if ll.h3 != nil {
 			// The address now serves cleartext HTTP: no more HTTP/3.
 			ll.handler.altSvc.Store(nil)

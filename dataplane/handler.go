@@ -44,6 +44,8 @@ type listenerHandler struct {
 	limiter      *ratelimit.Limiter
 	// debugFrom are the clients that may ask for the debug header.
 	debugFrom []netip.Prefix
+	// security are the socket's compiled SecurityPolicies (security.go).
+	security atomic.Pointer[security]
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -132,12 +134,34 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		h.fail(w, r, rec, http.StatusMisdirectedRequest, "misdirected_request", nil)
 		return
 	}
+	pre := h.beforeRouting(r) // SecurityPolicy of the listener (security.go)
 	route, ok := table.Match(r)
 	if ok {
 		rec.Route, rec.Rule, rec.Gateway = route.IR.Name, route.IR.RuleIndex, route.Listener
 	}
 	if !ok {
-		h.fail(w, r, rec, http.StatusNotFound, "no_route", nil)
+		if !h.unmatched(w, r, rec, pre) {
+			h.fail(w, r, rec, http.StatusNotFound, "no_route", nil)
+		}
+		return
+	}
+	// CORS: the gateway answers preflights itself; other requests from an
+	// origin get the CORS headers, set now for the gateway's own answers
+	// and again over the upstream's in writeHeader.
+	cors, origin := route.CORS, ""
+	if cors != nil {
+		if filters.IsPreflight(r) {
+			cors.ServePreflight(w, r)
+			return
+		}
+		var hasOrigin bool
+		if origin, hasOrigin = filters.Origin(r.Header); hasOrigin {
+			cors.Apply(w.Header(), origin)
+		} else {
+			cors = nil
+		}
+	}
+	if !h.authorize(w, r, rec, pre, route) {
 		return
 	}
 	if dr := route.IR.DirectResponse; dr != nil {
@@ -290,6 +314,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		if alt != nil {
 			// The upstream's own Alt-Svc names the upstream, not us.
 			rh["Alt-Svc"] = []string{*alt}
+		}
+		if cors != nil {
+			cors.Apply(rh, origin)
 		}
 		for _, f := range respFilters {
 			f.Apply(rh)

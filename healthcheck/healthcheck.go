@@ -124,6 +124,9 @@ type settings struct {
 	protocol           ir.BackendProtocol
 	tls                bool
 	serverName, caPEM  string
+	// clientCertPEM and clientKeyPEM are the certificate the gateway
+	// presents to the backend (Gateway spec.tls.backend).
+	clientCertPEM, clientKeyPEM string
 }
 
 func settingsOf(b *ir.Backend) settings {
@@ -170,6 +173,7 @@ func settingsOf(b *ir.Backend) settings {
 		s.tls = true
 		s.serverName = b.TLS.ServerName
 		s.caPEM = string(b.TLS.CAPEM)
+		s.clientCertPEM, s.clientKeyPEM = string(b.TLS.ClientCertPEM), string(b.TLS.ClientKeyPEM)
 	}
 	return s
 }
@@ -379,6 +383,13 @@ func (c *Checker) newLoop(k loopKey, s settings) *loop {
 				l.tlsErr = errors.New("backend TLS: no usable CA certificate")
 				c.logger().Warn("health check cannot verify backend",
 					"backend", k.backend, "address", k.address, "error", l.tlsErr)
+			}
+		}
+		if s.clientCertPEM != "" {
+			if pair, err := tls.X509KeyPair([]byte(s.clientCertPEM), []byte(s.clientKeyPEM)); err == nil {
+				l.tlsConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+			} else if l.tlsErr == nil {
+				l.tlsErr = fmt.Errorf("backend TLS client certificate: %w", err)
 			}
 		}
 	}

@@ -61,6 +61,36 @@ type Listener struct {
 	// Hostname matches its host most specifically, then to that Host's
 	// routes.
 	Hosts []*ListenerHost `json:"hosts,omitempty"`
+	// ClientAuth, when set on an HTTPS listener, asks every client for a
+	// certificate and checks it against CAPEM (Gateway spec.tls.frontend).
+	// It is per socket: every host on it shares one policy.
+	ClientAuth *ClientAuth `json:"clientAuth,omitempty"`
+	// ProxyProtocol makes every connection start with a PROXY protocol
+	// v1 or v2 header whose source address is the client's (a
+	// SecurityPolicy's proxyProtocol).
+	ProxyProtocol bool `json:"proxyProtocol,omitempty"`
+}
+
+// ClientAuthMode says what happens to a client without a valid certificate.
+type ClientAuthMode string
+
+// Client certificate validation modes, as in Gateway API.
+const (
+	// ClientAuthAllowValidOnly fails the handshake unless the client
+	// presents a certificate that verifies against the CAs.
+	ClientAuthAllowValidOnly ClientAuthMode = "AllowValidOnly"
+	// ClientAuthAllowInsecureFallback asks for a certificate but lets the
+	// connection in whether or not one is presented or verifies.
+	ClientAuthAllowInsecureFallback ClientAuthMode = "AllowInsecureFallback"
+)
+
+// ClientAuth is downstream client certificate validation (mutual TLS).
+type ClientAuth struct {
+	Mode ClientAuthMode `json:"mode"`
+	// CAPEM are the trusted roots for client certificates.
+	CAPEM []byte `json:"-"`
+	// CAName says where CAPEM came from, for golden files and logs.
+	CAName string `json:"ca"`
 }
 
 // Certificate is a TLS certificate chain and key served for some hostnames.
@@ -93,6 +123,10 @@ type ListenerHost struct {
 	// L4Routes are the TCPRoute, TLSRoute or UDPRoute rules attached to a
 	// TCP, TLS or UDP listener, sorted by name.
 	L4Routes []*L4Route `json:"l4Routes,omitempty"`
+	// Security is the access control of the Gateway listener's
+	// SecurityPolicies, checked before route matching (see
+	// SecurityPolicy).
+	Security *SecurityPolicy `json:"security,omitempty"`
 }
 
 // L4Route is one rule of a TCPRoute, TLSRoute or UDPRoute.
@@ -158,6 +192,9 @@ type Route struct {
 	// Policies name the TrafficPolicies that shaped this route, for
 	// /explain and logs.
 	Policies []string `json:"policies,omitempty"`
+	// Security is the access control of the route's and rule's
+	// SecurityPolicies, checked after matching.
+	Security *SecurityPolicy `json:"security,omitempty"`
 }
 
 // Retry says when and how often a failed attempt is sent again.
@@ -341,6 +378,7 @@ const (
 	FilterRequestRedirect        FilterType = "RequestRedirect"
 	FilterURLRewrite             FilterType = "URLRewrite"
 	FilterRequestMirror          FilterType = "RequestMirror"
+	FilterCORS                   FilterType = "CORS"
 )
 
 // Filter is one filter; exactly the field for Type is set.
@@ -351,6 +389,24 @@ type Filter struct {
 	RequestRedirect        *Redirect       `json:"requestRedirect,omitempty"`
 	URLRewrite             *URLRewrite     `json:"urlRewrite,omitempty"`
 	RequestMirror          *Mirror         `json:"requestMirror,omitempty"`
+	CORS                   *CORS           `json:"cors,omitempty"`
+}
+
+// CORS is a Gateway API HTTPCORSFilter, validated: the gateway answers
+// preflight requests itself and adds the CORS response headers to the
+// responses of allowed origins.
+type CORS struct {
+	// AllowOrigins are "*" alone, or origins "scheme://host[:port]" whose
+	// host may be "*" or start with "*." (any number of labels).
+	AllowOrigins     []string `json:"allowOrigins,omitempty"`
+	AllowCredentials bool     `json:"allowCredentials,omitempty"`
+	// AllowMethods, AllowHeaders: a list, or "*" alone (the request's
+	// Access-Control-Request-Method/-Headers are echoed).
+	AllowMethods  []string `json:"allowMethods,omitempty"`
+	AllowHeaders  []string `json:"allowHeaders,omitempty"`
+	ExposeHeaders []string `json:"exposeHeaders,omitempty"`
+	// MaxAge is Access-Control-Max-Age in seconds (5 when unset).
+	MaxAge int32 `json:"maxAge"`
 }
 
 // Mirror sends a copy of a share of requests to another backend and ignores
@@ -566,6 +622,13 @@ type UpstreamTLS struct {
 	// wildcard in the certificate matches) or URIs (exact).
 	SANDNSNames []string `json:"sanDNSNames,omitempty"`
 	SANURIs     []string `json:"sanURIs,omitempty"`
+	// ClientCertPEM and ClientKeyPEM, when set, are the certificate the
+	// gateway presents to endpoints asking for one (Gateway
+	// spec.tls.backend.clientCertificateRef); ClientCertName says where
+	// they came from.
+	ClientCertPEM  []byte `json:"-"`
+	ClientKeyPEM   []byte `json:"-"`
+	ClientCertName string `json:"clientCert,omitempty"`
 	// Error, when set, says why the TLS settings are unusable (a
 	// BackendTLSPolicy with no valid CA certificate): every connection
 	// fails with it rather than go out unverified.

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
 
@@ -174,6 +175,11 @@ func kinds() []watched {
 				s.TrafficPolicies = append(s.TrafficPolicies, &l.(*mgv1alpha1.TrafficPolicyList).Items[i])
 			}
 		}},
+		{gvk: mg(mgv1alpha1.KindSecurityPolicy), optional: true, list: &mgv1alpha1.SecurityPolicyList{}, add: func(s *config.Snapshot, l client.ObjectList) {
+			for i := range l.(*mgv1alpha1.SecurityPolicyList).Items {
+				s.SecurityPolicies = append(s.SecurityPolicies, &l.(*mgv1alpha1.SecurityPolicyList).Items[i])
+			}
+		}},
 		{gvk: mg(mgv1alpha1.KindFaultInjection), optional: true, list: &mgv1alpha1.FaultInjectionList{}, add: func(s *config.Snapshot, l client.ObjectList) {
 			for i := range l.(*mgv1alpha1.FaultInjectionList).Items {
 				s.FaultInjections = append(s.FaultInjections, &l.(*mgv1alpha1.FaultInjectionList).Items[i])
@@ -327,6 +333,9 @@ func (p *Provider) snapshot(ctx context.Context) (*config.Snapshot, error) {
 		if err := c.List(ctx, l); err != nil {
 			return nil, fmt.Errorf("list %s: %w", k.gvk.Kind, err)
 		}
+		if err := sortList(l); err != nil {
+			return nil, err
+		}
 		if err := meta.EachListItem(l, scrub); err != nil {
 			return nil, err
 		}
@@ -344,6 +353,22 @@ func (p *Provider) Reader() client.Reader {
 		return nil
 	}
 	return p.cache
+}
+
+// sortList orders l's items by namespace and name: the cache lists in map
+// order, and an unchanged cluster must give an identical snapshot (its hash
+// decides whether to re-translate).
+func sortList(l client.ObjectList) error {
+	items, err := meta.ExtractList(l)
+	if err != nil {
+		return err
+	}
+	key := func(o runtime.Object) string {
+		m, _ := meta.Accessor(o)
+		return m.GetNamespace() + "/" + m.GetName()
+	}
+	sort.SliceStable(items, func(i, j int) bool { return key(items[i]) < key(items[j]) })
+	return meta.SetList(l, items)
 }
 
 // scrub drops what the translator never reads but changes on every write:
@@ -377,6 +402,8 @@ func scrub(o runtime.Object) error {
 	case *gwapiv1.BackendTLSPolicy:
 		x.Status = gwapiv1.PolicyStatus{}
 	case *mgv1alpha1.TrafficPolicy:
+		x.Status = gwapiv1.PolicyStatus{}
+	case *mgv1alpha1.SecurityPolicy:
 		x.Status = gwapiv1.PolicyStatus{}
 	case *corev1.Service:
 		x.Status = corev1.ServiceStatus{}

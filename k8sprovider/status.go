@@ -33,9 +33,10 @@ var SupportedFeatures = []gwapiv1.FeatureName{
 	"HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteRetry",
 	"HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket", "HTTPRouteParentRefPort",
 	"HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
-	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout",
+	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout", "HTTPRouteCORS",
 	"GRPCRoute", "GRPCRouteNamedRouteRule", "TLSRoute", "TLSRouteModeTerminate", "TLSRouteModeMixed", "TCPRoute", "UDPRoute",
 	"ListenerSet", "ReferenceGrant", "BackendTLSPolicy", "BackendTLSPolicySANValidation", "GatewayAddressEmpty", "GatewayHTTPSListenerDetectMisdirectedRequests",
+	"GatewayFrontendClientCertificateValidation", "GatewayFrontendClientCertificateValidationInsecureFallback", "GatewayBackendClientCertificate",
 }
 
 // StatusWriter publishes translation results as Kubernetes status. Only the
@@ -200,6 +201,11 @@ func (w *StatusWriter) write(ctx context.Context, statuses []translate.ObjectSta
 				p := o.(*mgv1alpha1.TrafficPolicy)
 				p.Status.Ancestors = w.policyAncestors(p, st.Conditions)
 			}))
+		case mgv1alpha1.KindSecurityPolicy:
+			note(w.update(ctx, &mgv1alpha1.SecurityPolicy{}, st, func(o client.Object) {
+				p := o.(*mgv1alpha1.SecurityPolicy)
+				p.Status.Ancestors = w.targetAncestors(p.Namespace, p.Spec.TargetRefs, p.Status.Ancestors, st.Conditions)
+			}))
 		case "BackendTLSPolicy":
 			note(w.update(ctx, &gwapiv1.BackendTLSPolicy{}, st, func(o client.Object) {
 				p := o.(*gwapiv1.BackendTLSPolicy)
@@ -337,18 +343,24 @@ func hasTimes(cs []metav1.Condition) bool {
 // policyAncestors is one ancestor entry per targetRef of p, all with the
 // policy's conditions; other controllers' entries are kept.
 func (w *StatusWriter) policyAncestors(p *mgv1alpha1.TrafficPolicy, conds []metav1.Condition) []gwapiv1.PolicyAncestorStatus {
+	return w.targetAncestors(p.Namespace, p.Spec.TargetRefs, p.Status.Ancestors, conds)
+}
+
+// targetAncestors is policyAncestors for any policy kind: its namespace,
+// targetRefs and current ancestors.
+func (w *StatusWriter) targetAncestors(namespace string, refs []gwapiv1.LocalPolicyTargetReferenceWithSectionName, cur []gwapiv1.PolicyAncestorStatus, conds []metav1.Condition) []gwapiv1.PolicyAncestorStatus {
 	var out []gwapiv1.PolicyAncestorStatus
-	for _, a := range p.Status.Ancestors {
+	for _, a := range cur {
 		if string(a.ControllerName) != w.ControllerName {
 			out = append(out, a)
 		}
 	}
-	for _, ref := range p.Spec.TargetRefs {
-		ns := gwapiv1.Namespace(p.Namespace)
+	for _, ref := range refs {
+		ns := gwapiv1.Namespace(namespace)
 		group, kind := ref.Group, ref.Kind
 		pr := gwapiv1.ParentReference{Group: &group, Kind: &kind, Namespace: &ns, Name: ref.Name, SectionName: ref.SectionName}
 		var prev []metav1.Condition
-		for _, a := range p.Status.Ancestors {
+		for _, a := range cur {
 			if string(a.ControllerName) == w.ControllerName && reflect.DeepEqual(a.AncestorRef, pr) {
 				prev = a.Conditions
 			}

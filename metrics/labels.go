@@ -124,6 +124,12 @@ var reasons = []string{
 	"fault_abort",
 	"direct_response",
 	"redirect",
+	"auth_denied_ip",
+	"auth_invalid_jwt",
+	"auth_forbidden",
+	"auth_basic_failed",
+	"ext_auth_denied",
+	"ext_auth_unavailable",
 	"aborted",
 	"other",
 }

@@ -714,6 +714,22 @@ func FilterSummary(f ir.Filter) string {
 			t = f.RequestMirror.Target.Name
 		}
 		return fmt.Sprintf("mirror %g%% to %s", f.RequestMirror.Percent, t)
+	case f.CORS != nil:
+		c := f.CORS
+		p := []string{"origins " + strings.Join(c.AllowOrigins, ",")}
+		if len(c.AllowMethods) > 0 {
+			p = append(p, "methods "+strings.Join(c.AllowMethods, ","))
+		}
+		if len(c.AllowHeaders) > 0 {
+			p = append(p, "headers "+strings.Join(c.AllowHeaders, ","))
+		}
+		if len(c.ExposeHeaders) > 0 {
+			p = append(p, "expose "+strings.Join(c.ExposeHeaders, ","))
+		}
+		if c.AllowCredentials {
+			p = append(p, "credentials")
+		}
+		return fmt.Sprintf("cors %s max-age %d", strings.Join(p, " "), c.MaxAge)
 	}
 	return string(f.Type)
 }

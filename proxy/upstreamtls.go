@@ -36,7 +36,12 @@ func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
 	if u.Error != "" {
 		return nil, fmt.Errorf("backend TLS: %s", u.Error)
 	}
-	sum := sha256.Sum256(append([]byte(u.ServerName+"\x00"+sanKey(u)), u.CAPEM...))
+	h := sha256.New()
+	for _, part := range [][]byte{[]byte(u.ServerName), []byte(sanKey(u)), u.CAPEM, u.ClientCertPEM, u.ClientKeyPEM} {
+		h.Write(part)
+		h.Write([]byte{0})
+	}
+	sum := h.Sum(nil)
 	key := hex.EncodeToString(sum[:12])
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -53,6 +58,15 @@ func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
 	}
 	if len(u.SANDNSNames) > 0 || len(u.SANURIs) > 0 {
 		verifySANs(base, u)
+	}
+	if len(u.ClientCertPEM) > 0 {
+		pair, err := tls.X509KeyPair(u.ClientCertPEM, u.ClientKeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("backend TLS client certificate %s: %w", u.ClientCertName, err)
+		}
+		// Presented whenever the backend asks, even if its list of
+		// acceptable CAs does not name the issuer: the backend decides.
+		base.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
 	}
 	h1 := base.Clone()
 	h1.NextProtos = []string{"http/1.1"}

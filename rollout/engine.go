@@ -643,3 +643,48 @@ func (e *Engine) Rollbacks() map[string]int64 {
 	}
 	return out
 }
+
+// View is one Rollout as the dashboard shows it: what it targets, how many
+// steps it has, and its progress.
+type View struct {
+	Namespace, Name string
+	// Target is "Kind name" of the route, RuleName its rule ("" when the
+	// targetRef names none).
+	Target, RuleName string
+	Stable, Canary   string
+	Steps            int
+	// Status is the engine's own progress when it drives (leader), else
+	// the status last seen (a follower serves what the leader wrote).
+	Status mgv1alpha1.RolloutStatus
+}
+
+// Views lists every Rollout of the config in force, by namespace/name.
+func (e *Engine) Views() []View {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	names := make([]string, 0, len(e.objects))
+	for n := range e.objects {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]View, 0, len(names))
+	for _, n := range names {
+		ro := e.objects[n]
+		st := &ro.Status
+		if x := e.state[n]; x != nil && e.leader {
+			st = x
+		}
+		v := View{
+			Namespace: ro.Namespace, Name: ro.Name,
+			Target: ro.Spec.TargetRef.Kind + " " + ro.Spec.TargetRef.Name,
+			Stable: ro.Spec.StableBackend.Name, Canary: ro.Spec.CanaryBackend.Name,
+			Steps:  len(ro.Spec.Steps),
+			Status: *st.DeepCopy(),
+		}
+		if rn := ro.Spec.TargetRef.RuleName; rn != nil {
+			v.RuleName = string(*rn)
+		}
+		out = append(out, v)
+	}
+	return out
+}

@@ -33,6 +33,9 @@ type Route struct {
 	Mirrors []*filters.Mirror
 	// Fault is the rule's FaultInjection, or nil.
 	Fault *filters.Fault
+	// CORS is the rule's CORS filter, or nil. It answers preflight
+	// requests and adds CORS headers to the responses of allowed origins.
+	CORS *filters.CORS
 	// Session and Sessions are the rule's session persistence and the
 	// index resolving its tokens to a backend and endpoint; nil without
 	// session persistence.
@@ -146,6 +149,15 @@ func (rt *Route) addFilter(f ir.Filter, port int, tls bool) error {
 			return err
 		}
 		rt.Rewrite = rw
+	case ir.FilterCORS:
+		if rt.CORS != nil {
+			return errors.New("more than one CORS")
+		}
+		c, err := filters.NewCORS(f.CORS)
+		if err != nil {
+			return err
+		}
+		rt.CORS = c
 	default:
 		return fmt.Errorf("unsupported filter type %q", f.Type)
 	}

@@ -96,6 +96,9 @@ type Listener struct {
 	log     *slog.Logger
 	limits  Limits
 	tls     atomic.Pointer[ctls.Config] // nil: cleartext
+	// proxyProto makes connections start with a PROXY protocol header
+	// (proxyproto.go).
+	proxyProto atomic.Bool
 
 	h2     *http2.Server
 	h2base *http.Server // carries HTTP/2's graceful-shutdown hook
@@ -241,6 +244,24 @@ func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 // It applies to connections accepted from now on.
 func (l *Listener) SetTLS(cfg *ctls.Config) { l.tls.Store(cfg) }
 
+// SetProxyProtocol makes connections accepted from now on start with a
+// PROXY protocol v1 or v2 header, read within the read-header timeout;
+// connections without a valid one are closed.
+func (l *Listener) SetProxyProtocol(on bool) { l.proxyProto.Store(on) }
+
+// readProxy replaces c by the connection its PROXY header describes, or
+// closes it and returns nil.
+func (l *Listener) readProxy(c net.Conn) net.Conn {
+	pc, err := acceptProxy(c, l.limits.ReadHeaderTimeout)
+	if err != nil {
+		l.stats.refused.Add(1)
+		l.log.Debug("proxy protocol header refused", "remote", c.RemoteAddr().String(), "error", err)
+		c.Close()
+		return nil
+	}
+	return pc
+}
+
 // Serve accepts connections until Shutdown. It returns at once; errors of
 // individual connections are logged.
 func (l *Listener) Serve() {
@@ -273,11 +294,17 @@ func (l *Listener) acceptLoop() {
 		}
 		l.stats.open.Add(1)
 		cfg := l.tls.Load()
+		proxied := l.proxyProto.Load()
 		l.wg.Add(1)
 		if cfg == nil {
 			go func() {
 				defer l.wg.Done()
 				defer l.release()
+				if proxied {
+					if c = l.readProxy(c); c == nil {
+						return
+					}
+				}
 				l.serveH1(c, nil)
 			}()
 			continue
@@ -285,6 +312,11 @@ func (l *Listener) acceptLoop() {
 		go func() {
 			defer l.wg.Done()
 			defer l.release()
+			if proxied {
+				if c = l.readProxy(c); c == nil {
+					return
+				}
+			}
 			l.serveTLS(c, cfg)
 		}()
 	}

@@ -1,6 +1,6 @@
 // Package tls selects server certificates by SNI and builds the TLS settings
-// every HTTPS listener shares. (Certificates from ACME, client-certificate
-// policy and backend TLS will live here too.)
+// every HTTPS listener shares, including its client certificate policy
+// (ClientAuth). (Certificates from ACME and backend TLS will live here too.)
 package tls
 
 import (

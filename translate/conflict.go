@@ -79,7 +79,7 @@ func (t *translator) bindListeners(gs *gatewayState) {
 			addr := net.JoinHostPort(ip, fmt.Sprint(ls.l.Port))
 			sock := t.sockets[addr]
 			if sock == nil {
-				sock = &socket{address: addr, port: ls.l.Port, ip: ip, protocol: ls.protocol, owner: gs, byHostname: map[string]*listenerState{}}
+				sock = &socket{address: addr, port: ls.l.Port, ip: ip, protocol: ls.protocol, owner: gs, byHostname: map[string]*listenerState{}, clientAuth: ls.clientAuth}
 				t.sockets[addr] = sock
 			}
 			sock.byHostname[ls.hostname] = ls
@@ -110,6 +110,11 @@ func (t *translator) claimable(ls *listenerState) bool {
 				}
 				ls.conflictReason = gwapiv1.ListenerReasonHostnameConflict
 				ls.reject(gwapiv1.ListenerReasonHostnameConflict, "hostname: %s on %s is already served by listener %s", shown, addr, other.name())
+				return false
+			}
+			if !sameClientAuth(sock.clientAuth, ls.clientAuth) {
+				// One socket has one TLS config (see tls.ClientAuth).
+				ls.reject(gwapiv1.ListenerReasonPortUnavailable, "port: %s is already served by Gateway %s with a different client certificate validation (spec.tls.frontend); Gateways sharing a port must agree on it", addr, sock.owner.key)
 				return false
 			}
 			continue

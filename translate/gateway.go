@@ -45,6 +45,8 @@ type gatewayState struct {
 	// sets are the ListenerSets attached to it, in precedence order
 	// (oldest first, then namespace/name).
 	sets []*listenerSetState
+	// tlsState is what spec.tls resolved to; nil when unset.
+	tlsState *gatewayTLSState
 }
 
 func (g *gatewayState) accepted() bool { return g.problem == "" }
@@ -81,6 +83,9 @@ type listenerState struct {
 	selector labels.Selector
 
 	certs []*ir.Certificate
+	// clientAuth is the Gateway's spec.tls.frontend validation for an
+	// HTTPS listener's port; nil for none.
+	clientAuth *ir.ClientAuth
 	// hosts are this listener's share of each socket it is bound on.
 	hosts []*ir.ListenerHost
 	// attached counts the accepted routes attached, by route.
@@ -220,6 +225,7 @@ func (t *translator) translateGateways() {
 	sort.SliceStable(t.gateways, func(i, j int) bool { return olderFirst(t.gateways[i].gw, t.gateways[j].gw) })
 	t.translateListenerSets()
 	for _, gs := range t.gateways {
+		t.gatewayTLS(gs)
 		findListenerConflicts(gs.listeners, kindGateway)
 		findSetConflicts(gs)
 	}
@@ -258,12 +264,6 @@ func (t *translator) validateGateway(gs *gatewayState, cs *classState) {
 	if gw.Spec.Infrastructure != nil && gw.Spec.Infrastructure.ParametersRef != nil {
 		p := gw.Spec.Infrastructure.ParametersRef
 		gs.fail(gwapiv1.GatewayReasonInvalidParameters, "spec.infrastructure.parametersRef: %s %s is not supported; Meshgate Gateways take no parameters", p.Kind, p.Name)
-	}
-	if gw.Spec.TLS != nil {
-		// Frontend client-certificate validation cannot be ignored safely
-		// (it would let unauthenticated clients in), and backend client
-		// certificates are not implemented either.
-		gs.fail(gwapiv1.GatewayReasonInvalid, "spec.tls: Gateway-level TLS settings (client certificate validation, backend client certificates) are not supported")
 	}
 	t.gatewayAddresses(gs)
 	if len(gw.Spec.Listeners) == 0 && listenerSetsFrom(gw) == gwapiv1.NamespacesFromNone {

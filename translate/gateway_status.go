@@ -148,11 +148,20 @@ func (t *translator) gatewayStatus(gs *gatewayState) ObjectStatus {
 	default:
 		st.Conditions = append(st.Conditions, condition(string(gwapiv1.GatewayConditionProgrammed), false, string(gwapiv1.GatewayReasonInvalid), "No listener is bound", gen))
 	}
-	if resolved {
+	tlsRefs, tlsConds := gs.gatewayTLSConditions(gen)
+	switch {
+	case tlsRefs != nil:
+		// The Gateway's own reference comes before its listeners'.
+		st.Conditions = append(st.Conditions, *tlsRefs)
+		if firstProblem == "" {
+			firstProblem = tlsRefs.Message
+		}
+	case resolved:
 		st.Conditions = append(st.Conditions, condition(string(gwapiv1.GatewayConditionResolvedRefs), true, string(gwapiv1.GatewayReasonResolvedRefs), "All references are resolved", gen))
-	} else {
+	default:
 		st.Conditions = append(st.Conditions, condition(string(gwapiv1.GatewayConditionResolvedRefs), false, string(gwapiv1.GatewayReasonListenersNotResolved), "Some listeners have unresolved references", gen))
 	}
+	st.Conditions = append(st.Conditions, tlsConds...)
 	st.Accepted = firstProblem == ""
 	st.Reason = firstProblem
 	return st

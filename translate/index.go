@@ -52,6 +52,8 @@ type translator struct {
 	// policies are the TrafficPolicies by target; faults the
 	// FaultInjections by name.
 	policies *policyIndex
+	// security are the SecurityPolicies by target (securitypolicy.go).
+	security *securityIndex
 	// poolAddrs are the Gateways' addresses from Options.AddressPool.
 	poolAddrs map[nsName]string
 	faults    map[nsName]*faultInjection
@@ -87,6 +89,9 @@ type socket struct {
 	hosts      []*ir.ListenerHost
 	certs      []*ir.Certificate
 	listeners  []*listenerState
+	// clientAuth is the HTTPS client certificate validation every
+	// listener on the socket shares.
+	clientAuth *ir.ClientAuth
 }
 
 func newTranslator(s *config.Snapshot, opts Options) *translator {

@@ -333,6 +333,7 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 					c := *r
 					c.Hostnames = a.hosts
 					t.applyPolicies(&c, gs, a.ls, rs)
+					t.applySecurity(&c, rs)
 					h.Routes = append(h.Routes, &c)
 				}
 				if rr.l4 != nil {

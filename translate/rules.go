@@ -359,7 +359,7 @@ func (t *translator) buildFilters(rs *routeState, path string, fs []gwapiv1.HTTP
 		fp := fmt.Sprintf("%s[%d]", path, k)
 		switch f.Type {
 		case gwapiv1.HTTPRouteFilterRequestHeaderModifier, gwapiv1.HTTPRouteFilterResponseHeaderModifier,
-			gwapiv1.HTTPRouteFilterRequestRedirect, gwapiv1.HTTPRouteFilterURLRewrite:
+			gwapiv1.HTTPRouteFilterRequestRedirect, gwapiv1.HTTPRouteFilterURLRewrite, gwapiv1.HTTPRouteFilterCORS:
 			if prev, dup := seen[f.Type]; dup {
 				invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.type: %s is already used by %s[%d]; each filter type may appear once", fp, f.Type, path, prev)
 				continue
@@ -445,7 +445,18 @@ func (t *translator) buildFilters(rs *routeState, path string, fs []gwapiv1.HTTP
 				continue
 			}
 			fr.filters = append(fr.filters, ir.Filter{Type: ir.FilterRequestMirror, RequestMirror: m})
-		case gwapiv1.HTTPRouteFilterCORS, gwapiv1.HTTPRouteFilterExternalAuth:
+		case gwapiv1.HTTPRouteFilterCORS:
+			if f.CORS == nil {
+				invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.cors: required for type CORS", fp)
+				continue
+			}
+			c, err := corsFilter(f.CORS)
+			if err != nil {
+				invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.cors.%v", fp, err)
+				continue
+			}
+			fr.filters = append(fr.filters, ir.Filter{Type: ir.FilterCORS, CORS: c})
+		case gwapiv1.HTTPRouteFilterExternalAuth:
 			invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.type: %s filters are not supported by Meshgate", fp, f.Type)
 		default:
 			invalid(gwapiv1.RouteReasonUnsupportedValue, "%s.type: unknown filter type %q", fp, f.Type)

@@ -156,13 +156,18 @@ func translate(s *config.Snapshot, opts Options) *Result {
 	t.translateBackends()
 	t.translateFaults()
 	t.translatePolicies()
+	t.translateSecurityPolicies()
 	t.translateBackendTLSPolicies()
 	t.translateRoutes()
+	t.applyGatewayBackendCerts()
 	t.policyStatuses()
+	t.securityPolicyStatuses()
 	t.backendTLSPolicyStatuses()
 	t.finishGateways()
 	t.reportLoaderProblems()
-	return &Result{Config: t.buildConfig(), Statuses: t.sortedStatuses()}
+	cfg := t.buildConfig()
+	t.applyProxyProtocol(cfg)
+	return &Result{Config: cfg, Statuses: t.sortedStatuses()}
 }
 
 // reportLoaderProblems carries the loader's rejected and ignored objects into
@@ -213,6 +218,9 @@ func (t *translator) buildConfig() *ir.Config {
 			Address:  sock.address,
 			Protocol: sock.protocol,
 			Hosts:    sock.hosts,
+		}
+		if sock.protocol == ir.ProtocolHTTPS {
+			l.ClientAuth = sock.clientAuth
 		}
 		sort.Slice(l.Hosts, func(i, j int) bool { return l.Hosts[i].Name < l.Hosts[j].Name })
 		for _, h := range l.Hosts {

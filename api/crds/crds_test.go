@@ -351,6 +351,7 @@ func TestKindsAndFiles(t *testing.T) {
 		"gateway.meshgate.dev/v1alpha1/Backend",
 		"gateway.meshgate.dev/v1alpha1/FaultInjection",
 		"gateway.meshgate.dev/v1alpha1/Rollout",
+		"gateway.meshgate.dev/v1alpha1/SecurityPolicy",
 		"gateway.meshgate.dev/v1alpha1/TrafficPolicy",
 	}
 	if got := v.Kinds(); !slices.Equal(got, want) {

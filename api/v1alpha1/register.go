@@ -17,7 +17,8 @@ func Resource(resource string) schema.GroupResource {
 var (
 	// SchemeBuilder registers the kinds of this package with a scheme.
 	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
-	// AddToScheme adds Backend, TrafficPolicy, FaultInjection and Rollout (and
+	// AddToScheme adds Backend, TrafficPolicy, FaultInjection, Rollout and
+	// SecurityPolicy (and
 	// their lists) to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
 )
@@ -28,6 +29,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 		&TrafficPolicy{}, &TrafficPolicyList{},
 		&FaultInjection{}, &FaultInjectionList{},
 		&Rollout{}, &RolloutList{},
+		&SecurityPolicy{}, &SecurityPolicyList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil

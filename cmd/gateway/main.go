@@ -36,6 +36,7 @@ import (
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
 	"github.com/meshgate/meshgate/ratelimit"
+	"github.com/meshgate/meshgate/rollout"
 	"github.com/meshgate/meshgate/server"
 	"github.com/meshgate/meshgate/translate"
 )
@@ -210,7 +211,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	defer stop()
 
 	var observers obs.Observers
-	var dp *dataplane.Dataplane // set below; the metrics read it only when scraped
+	var dp *dataplane.Dataplane  // set below; the metrics read it only when scraped
+	var rollouts *rollout.Engine // set below; the dashboard reads it only when a browser asks
 	var met *metrics.Metrics
 	if *metricsOn {
 		met = metrics.New(metrics.Options{Stats: func() dataplane.Stats { return dp.Stats() }})
@@ -220,9 +222,10 @@ func cmdRun(args []string, stderr io.Writer) int {
 	var dash *dashboard.Dashboard
 	if *dashboardOn {
 		dash = dashboard.New(dashboard.Options{
-			Config: func() *ir.Config { return dp.Config() },
-			Stats:  func() dataplane.Stats { return dp.Stats() },
-			Log:    log,
+			Config:   func() *ir.Config { return dp.Config() },
+			Stats:    func() dataplane.Stats { return dp.Stats() },
+			Rollouts: func() []rollout.View { return rollouts.Views() },
+			Log:      log,
 		})
 		defer dash.Close()
 		observers.Sinks = append(observers.Sinks, dash)
@@ -239,7 +242,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		closeObs(ctx)
 	}()
 
-	rollouts := rf.engine(*configPath, kf.enabled, &observers, met, log)
+	rollouts = rf.engine(*configPath, kf.enabled, &observers, met, log)
 
 	limiter, err := ratelimit.New(*redisAddr)
 	if err != nil {

@@ -279,6 +279,55 @@
       ]), 'No reloads yet.');
   }
 
+  // ---- rollouts ----
+  const PHASE_BADGE = { Progressing: 'info', Paused: 'warn', Succeeded: 'ok', RolledBack: 'bad' };
+
+  function renderRollout(r) {
+    const phase = r.phase || 'Pending';
+    const w = Math.max(0, Math.min(100, r.canaryWeight || 0));
+    const bar = el('div', { class: 'bar', 'data-test': 'rollout-weight-bar', title: 'stable ' + (100 - w) + '% · canary ' + w + '%' });
+    if (100 - w > 0) {
+      const s = el('div', { class: 'seg stable' }, 100 - w >= 14 ? 'stable ' + (100 - w) + '%' : '');
+      s.style.width = (100 - w) + '%';
+      bar.append(s);
+    }
+    if (w > 0) {
+      const c = el('div', { class: 'seg canary' }, w >= 14 ? 'canary ' + w + '%' : '');
+      c.style.width = w + '%';
+      bar.append(c);
+    }
+    const fig = (label, name, f) => [
+      el('span', {}, label, ' ', el('span', { class: 'muted mono' }, name)),
+      f ? el('span', { 'data-test': 'rollout-' + label + '-requests' }, fmtCount(f.requests)) : '–',
+      f ? el('span', { class: errClass(f.errorPct) ? 'warn-text ' + errClass(f.errorPct) : null, 'data-test': 'rollout-' + label + '-errors' },
+        fmtCount(f.errors) + ' (' + f.errorPct.toFixed(2) + '%)') : '–',
+      f && f.p99 ? el('span', { 'data-test': 'rollout-' + label + '-p99' }, f.p99) : '–',
+    ];
+    const rolledBack = phase === 'RolledBack';
+    return el('div', { class: 'rollout phase-' + phase.toLowerCase(), 'data-test': 'rollout', 'data-rollout': r.name },
+      el('div', { class: 'rollout-head' },
+        el('span', { class: 'rollout-name' }, r.name),
+        el('span', { class: 'badge ' + (PHASE_BADGE[phase] || 'info'), 'data-test': 'rollout-phase' }, phase),
+        el('span', { class: 'rollout-target' }, r.target + (r.rule ? ' · rule ' + r.rule : '')),
+        el('span', { class: 'rollout-step' },
+          'step ', el('b', { 'data-test': 'rollout-step' }, r.step + '/' + r.steps),
+          ' · canary ', el('b', { 'data-test': 'rollout-weight' }, w + '%'))),
+      bar,
+      rolledBack
+        ? el('div', { class: 'rollout-reason', 'data-test': 'rollout-reason' },
+          (r.rollbackReason ? r.rollbackReason + ': ' : '') + (r.rollbackMessage || r.message))
+        : (r.message ? el('div', { class: 'rollout-msg' }, r.message) : null),
+      table([rolledBack ? 'Last window' : 'Step window' + (r.stepStartedAt ? ' since ' + fmtTime(r.stepStartedAt) : ''),
+        'Requests', 'Errors', 'p99'],
+      [fig('canary', r.canaryBackend, r.canary), fig('stable', r.stableBackend, r.stable)], ''));
+  }
+
+  function renderRollouts(list) {
+    const panel = document.getElementById('rollouts');
+    panel.hidden = list.length === 0;
+    document.getElementById('rollout-list').replaceChildren(...list.map(renderRollout));
+  }
+
   function setText(id, v) { document.getElementById(id).textContent = v; }
 
   function render(s) {
@@ -300,6 +349,7 @@
     } else {
       topo.replaceChildren(...s.listeners.map((l) => renderListener(l, s.windowSeconds)));
     }
+    renderRollouts(s.rollouts || []);
     document.getElementById('errors').replaceChildren(renderErrors(s.errors || []));
     document.getElementById('reloads').replaceChildren(renderReloads(s.reloads || []));
   }

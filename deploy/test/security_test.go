@@ -257,7 +257,7 @@ func TestRBAC(t *testing.T) {
 	}
 
 	gwAPI := []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "tcproutes", "tlsroutes", "udproutes", "backendtlspolicies", "listenersets"}
-	mg := []string{"backends", "trafficpolicies", "faultinjections", "rollouts"}
+	mg := []string{"backends", "trafficpolicies", "faultinjections", "rollouts", "securitypolicies"}
 	wantRead := []string{"gateway.networking.k8s.io/referencegrants", "/services", "/secrets", "/configmaps", "/namespaces", "discovery.k8s.io/endpointslices"}
 	wantWrite := []string{"coordination.k8s.io/leases", "/events", "events.k8s.io/events"}
 	for _, r := range gwAPI {
