@@ -33,7 +33,7 @@ var SupportedFeatures = []gwapiv1.FeatureName{
 	"HTTPRouteRequestTimeout", "HTTPRouteBackendTimeout", "HTTPRouteRetry",
 	"HTTPRouteBackendProtocolH2C", "HTTPRouteBackendProtocolWebSocket", "HTTPRouteParentRefPort",
 	"HTTPRoute303RedirectStatusCode", "HTTPRoute307RedirectStatusCode", "HTTPRoute308RedirectStatusCode",
-	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout", "HTTPRouteCORS",
+	"HTTPRouteNamedRouteRule", "HTTPRouteRetryConnectionError", "HTTPRouteRetryBackendTimeout", "HTTPRouteCORS", "HTTPRouteDestinationPortMatching",
 	"GRPCRoute", "GRPCRouteNamedRouteRule", "TLSRoute", "TLSRouteModeTerminate", "TLSRouteModeMixed", "TCPRoute", "UDPRoute",
 	"ListenerSet", "ReferenceGrant", "BackendTLSPolicy", "BackendTLSPolicySANValidation", "GatewayAddressEmpty", "GatewayHTTPSListenerDetectMisdirectedRequests",
 	"GatewayFrontendClientCertificateValidation", "GatewayFrontendClientCertificateValidationInsecureFallback", "GatewayBackendClientCertificate",
