@@ -52,6 +52,7 @@ fuzz:
 	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME)
 
 ## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
 generate:

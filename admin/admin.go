@@ -60,7 +60,9 @@ type State struct {
 // Handler returns the admin endpoints:
 //
 //	/healthz        200 while the process runs
-//	/ready          200 once a config is applied and all its listeners are bound, else 503
+//	/ready          200 once a config is applied and at least one of its listeners is bound (or
+//	                it has none), else 503; listeners that could not be bound are reported in
+//	                the statuses and logs, not here
 //	/metrics        Prometheus metrics
 //	/config         the applied config and object statuses as JSON (no Secret data)
 //	/routes         the compiled route tables in precedence order (text; ?format=json)
@@ -83,7 +85,7 @@ func Handler(opts Options) http.Handler {
 	})
 	mux.HandleFunc("GET /ready", func(w http.ResponseWriter, r *http.Request) {
 		if opts.Ready == nil || !opts.Ready() {
-			http.Error(w, "not ready: no config applied yet", http.StatusServiceUnavailable)
+			http.Error(w, "not ready: no config applied yet, or none of its listeners is bound", http.StatusServiceUnavailable)
 			return
 		}
 		io.WriteString(w, "ready\n")

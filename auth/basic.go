@@ -113,4 +113,3 @@ func (b *Basic) Check(h http.Header) (user string, ok bool) {
 	b.mu.Unlock()
 	return user, true
 }
-

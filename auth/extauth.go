@@ -52,6 +52,15 @@ func NewExt(e *ir.ExtAuth) (*Ext, error) {
 	if e.Backend == nil {
 		return nil, errors.New("extAuth: no backend")
 	}
+	if e.GRPC {
+		// Connect now, so the first check does not spend its timeout
+		// on the handshake.
+		for _, ep := range e.Backend.Endpoints {
+			if c, err := grpcConn(ep.Address); err == nil {
+				c.Connect()
+			}
+		}
+	}
 	return &Ext{ir: e, client: extHTTPClient}, nil
 }
 

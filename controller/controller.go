@@ -1,6 +1,8 @@
 // Package controller connects a provider to the data plane: each snapshot is
 // translated and applied, unchanged snapshots are skipped, and a snapshot that
-// cannot be used leaves the running config in force.
+// cannot be used leaves the running config in force. Listeners the data plane
+// could not bind are reported in the statuses (Programmed=False) and their
+// binds retried in the background, without holding back later updates.
 package controller
 
 import (
@@ -8,6 +10,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,9 +22,11 @@ import (
 	"github.com/meshgate/meshgate/translate"
 )
 
-// Applier is the data plane as the controller sees it.
+// Applier is the data plane as the controller sees it. Apply applies cfg
+// except for the listeners it could not bind, which it returns; on error
+// nothing changed. Applying the same cfg again retries those binds.
 type Applier interface {
-	Apply(cfg *ir.Config) error
+	Apply(cfg *ir.Config) ([]ir.Unbound, error)
 }
 
 // Controller applies provider updates.
@@ -55,6 +60,7 @@ type Controller struct {
 	lastHash    [32]byte
 	applyFailed bool              // the last Handle failed in the data plane: worth a retry
 	applied     *translate.Result // the translation in force, for the reload diff
+	unbound     []ir.Unbound      // listeners of the config in force not bound yet
 }
 
 // Generation counts applied configs; tests and /ready use it to see that a
@@ -85,9 +91,11 @@ func (c *Controller) kicks() chan struct{} {
 }
 
 // Run applies updates until ctx ends or in closes. A config the data plane
-// could not apply (say, a port still held by a process being replaced) is
-// retried with backoff, from 1 s up to 30 s, until it applies or a newer
-// update arrives.
+// could not apply is retried with backoff, from 1 s up to 30 s, until it
+// applies or a newer update arrives. So are the listeners of the config in
+// force it could not bind (say, a port still held by a process being
+// replaced): the same config is applied again until they are bound or a
+// newer config replaces it. Updates are handled as they come meanwhile.
 func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 	var (
 		last    config.Update
@@ -95,6 +103,7 @@ func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 		backoff time.Duration
 	)
 	for {
+		rebind := false
 		select {
 		case <-ctx.Done():
 			return
@@ -104,17 +113,78 @@ func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 			}
 			last, backoff = u, 0
 		case <-retry:
+			rebind = !c.applyFailed
 		case <-c.kicks():
 			if last.Snapshot == nil {
 				continue
 			}
 		}
 		retry = nil
-		if !c.Handle(last) && c.applyFailed {
+		if rebind {
+			c.rebind()
+		} else {
+			c.Handle(last)
+		}
+		if c.applyFailed || len(c.unbound) > 0 {
 			backoff = min(max(2*backoff, time.Second), 30*time.Second)
 			retry = time.After(backoff)
+		} else {
+			backoff = 0
 		}
 	}
+}
+
+// rebind applies the config in force again, so the data plane binds the
+// listeners it could not bind before, and publishes the statuses again when
+// that changed what is bound. It reports whether every listener is bound.
+func (c *Controller) rebind() bool {
+	if len(c.unbound) == 0 || c.applied == nil {
+		return true
+	}
+	log := c.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	unbound, err := c.Data.Apply(c.applied.Config)
+	if err != nil {
+		// Not expected: the same config applied before.
+		log.Error("retrying unbound listeners failed", "error", err.Error())
+		return false
+	}
+	still := map[string]bool{}
+	for _, u := range unbound {
+		still[u.Listener.Address] = true
+	}
+	changed := len(unbound) != len(c.unbound)
+	for _, u := range c.unbound {
+		if !still[u.Listener.Address] {
+			changed = true
+			log.Info("listener bound after retry", "address", u.Listener.Address, "protocol", u.Listener.Protocol, "gateway_listeners", hostNames(u.Listener))
+		}
+	}
+	c.unbound = unbound
+	if changed {
+		c.publish(c.applied)
+	}
+	return len(unbound) == 0
+}
+
+// publish makes res's statuses, marked with the listeners not bound, the
+// statuses in force and hands them to the status writer.
+func (c *Controller) publish(res *translate.Result) {
+	statuses := markUnbound(res.Statuses, res.Config, c.unbound)
+	c.statuses.Store(&statuses)
+	if c.Status != nil {
+		c.Status.Publish(statuses)
+	}
+}
+
+func hostNames(l *ir.Listener) string {
+	names := make([]string, len(l.Hosts))
+	for i, h := range l.Hosts {
+		names[i] = h.Name
+	}
+	return strings.Join(names, ",")
 }
 
 // Handle applies one update and reports whether a new config is in force.
@@ -164,24 +234,27 @@ func (c *Controller) Handle(u config.Update) bool {
 		log.Error("config not applied; previous config stays in force", "error", "translator failed")
 		return failed("translator failed", rejected)
 	}
-	if err := c.Data.Apply(res.Config); err != nil {
+	unbound, err := c.Data.Apply(res.Config)
+	if err != nil {
 		log.Error("config not applied; previous config stays in force", "error", err.Error())
 		c.applyFailed = true
 		return failed(err.Error(), rejected)
 	}
+	c.unbound = unbound
+	for _, u := range unbound {
+		log.Warn("listener not bound; the rest of the config is applied, retrying in the background",
+			"address", u.Listener.Address, "protocol", u.Listener.Protocol, "gateway_listeners", hostNames(u.Listener), "error", u.Err.Error())
+	}
 	c.lastHash = hash
 	gen := c.generation.Add(1)
 	took := time.Since(start)
-	log.Info("config applied", "generation", gen, "listeners", len(res.Config.Listeners),
+	log.Info("config applied", "generation", gen, "listeners", len(res.Config.Listeners), "unbound_listeners", len(unbound),
 		"rejected_objects", rejected, "duration", took.String())
 	c.Observers.Reload(&obs.Reload{Time: start, Generation: gen, OK: true, Duration: took,
 		Listeners: len(res.Config.Listeners), Rejected: rejected})
 	logDiff(log, gen, plan.Diff(c.applied, res))
 	c.applied = res
-	c.statuses.Store(&res.Statuses)
-	if c.Status != nil {
-		c.Status.Publish(res.Statuses)
-	}
+	c.publish(res)
 	return true
 }
 

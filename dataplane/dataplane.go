@@ -2,7 +2,9 @@
 // builds everything a config needs (route tables, certificate stores, new
 // sockets) before it changes anything, then swaps it in: a config that fails
 // to build leaves the running one untouched, and sockets whose address stays
-// are never closed.
+// are never closed. A listener whose socket cannot be bound (address not on
+// this host, port taken) does not hold the rest back: it is left unbound and
+// reported, and a later Apply tries it again.
 package dataplane
 
 import (
@@ -85,6 +87,7 @@ type Dataplane struct {
 	// inflight counts requests being served by HTTP major version (1-3).
 	inflight [4]atomic.Int64
 	current  atomic.Pointer[ir.Config]
+	bound    atomic.Int64 // sockets of the config in force that are bound
 	applied  atomic.Bool
 	stopping atomic.Bool
 	draining sync.WaitGroup
@@ -136,9 +139,13 @@ type prepared struct {
 	security *security
 }
 
-// Apply makes cfg the served config. On error nothing changed, except that
-// an error binding a new address leaves the old config serving too.
-func (d *Dataplane) Apply(cfg *ir.Config) error {
+// Apply makes cfg the served config. On error (a listener that does not
+// compile, a certificate that does not load, an address switching between
+// HTTP and a layer-4 protocol) nothing changed. A new address that cannot
+// be bound is not an error: the rest of cfg is applied, that listener
+// serves nothing, and it is returned in unbound with its bind error.
+// Applying the same cfg again binds what has become bindable since.
+func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
@@ -152,22 +159,22 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	}
 	l4Preps, err := prepareL4(l4Ls)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// An address that changes between HTTP and a layer-4 protocol would
 	// need its socket closed before the new one can bind, which would
 	// break the "old config keeps serving on failure" rule.
 	for _, l := range httpLs {
 		if _, ok := d.l4[l.Address]; ok {
-			return fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, d.l4[l.Address].protocol)
+			return nil, fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, d.l4[l.Address].protocol)
 		}
 	}
 	for _, l := range l4Ls {
 		if _, ok := d.listeners[l.Address]; ok {
-			return fmt.Errorf("listener %s: %s is serving HTTP; remove that listener in one reload, then add this one", l.Name, l.Address)
+			return nil, fmt.Errorf("listener %s: %s is serving HTTP; remove that listener in one reload, then add this one", l.Name, l.Address)
 		}
 		if live, ok := d.l4[l.Address]; ok && !sameSocketKind(live.protocol, l.Protocol) {
-			return fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, live.protocol)
+			return nil, fmt.Errorf("listener %s: %s is serving %s; remove that listener in one reload, then add this one", l.Name, l.Address, live.protocol)
 		}
 	}
 
@@ -175,28 +182,30 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	for _, l := range httpLs {
 		table, err := router.Compile(l)
 		if err != nil {
-			return fmt.Errorf("listener %s: %w", l.Name, err)
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		p := prepared{l: l, table: table}
 		if p.security, err = compileSecurity(l); err != nil {
-			return fmt.Errorf("listener %s: %w", l.Name, err)
+			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		if l.Protocol == ir.ProtocolHTTPS {
 			if len(l.Certificates) == 0 {
-				return fmt.Errorf("listener %s: HTTPS without certificates", l.Name)
+				return nil, fmt.Errorf("listener %s: HTTPS without certificates", l.Name)
 			}
 			if p.certs, err = mgtls.NewStore(l.Certificates); err != nil {
-				return fmt.Errorf("listener %s: %w", l.Name, err)
+				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 			}
 			if p.clientAuth, err = mgtls.NewClientAuth(l.ClientAuth); err != nil {
-				return fmt.Errorf("listener %s: %w", l.Name, err)
+				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 			}
 		}
 		preps = append(preps, p)
 	}
 
-	// Bind new addresses first; if one fails, undo and keep the old config.
+	// Bind new addresses first. One that fails is left out of this
+	// config (failed) and reported; the others go ahead.
 	bound := map[string]*liveListener{}
+	failed := map[string]bool{}
 	for _, p := range preps {
 		if _, ok := d.listeners[p.l.Address]; ok {
 			continue
@@ -208,29 +217,26 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 		}}
 		srv, err := server.Listen(p.l.Address, ll.handler, d.opts.Limits, d.opts.Log)
 		if err != nil {
-			for _, b := range bound {
-				b.srv.Shutdown(context.Background())
-			}
-			return fmt.Errorf("listener %s: bind %s: %w", p.l.Name, p.l.Address, err)
+			failed[p.l.Address] = true
+			unbound = append(unbound, ir.Unbound{Listener: p.l, Err: fmt.Errorf("bind %s/%s: %w", p.l.Protocol, p.l.Address, err)})
+			continue
 		}
 		ll.srv = srv
 		bound[p.l.Address] = ll
 	}
 
-	l4Bound, err := d.bindL4(l4Preps)
-	if err != nil {
-		for _, b := range bound {
-			b.srv.Shutdown(context.Background())
-		}
-		return err
+	l4Bound, l4Unbound := d.bindL4(l4Preps)
+	for _, u := range l4Unbound {
+		failed[u.Listener.Address] = true
 	}
+	unbound = append(unbound, l4Unbound...)
 
 	// HTTP/3 rides along with HTTPS. Its UDP socket is an extra: when it
 	// cannot be bound the listener still serves HTTP/1.1 and HTTP/2, and no
 	// Alt-Svc sends clients looking for it.
 	h3s := map[string]*server.H3Listener{}
 	for _, p := range preps {
-		if d.opts.DisableHTTP3 || p.certs == nil {
+		if d.opts.DisableHTTP3 || p.certs == nil || failed[p.l.Address] {
 			continue
 		}
 		ll := d.listeners[p.l.Address]
@@ -251,6 +257,9 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	// Swap: from here on nothing fails.
 	keep := map[string]bool{}
 	for _, p := range preps {
+		if failed[p.l.Address] {
+			continue
+		}
 		keep[p.l.Address] = true
 		ll := d.listeners[p.l.Address]
 		isNew := ll == nil
@@ -307,9 +316,12 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 			d.opts.Log.Info("listener stopped", "address", addr)
 		}()
 	}
-	d.swapL4(l4Preps, l4Bound)
+	d.swapL4(l4Preps, l4Bound, failed)
 	routes := map[string]map[string]bool{}
 	for _, p := range preps {
+		if failed[p.l.Address] {
+			continue
+		}
 		names := map[string]bool{}
 		for _, h := range p.l.Hosts {
 			for _, r := range h.Routes {
@@ -325,8 +337,9 @@ func (d *Dataplane) Apply(cfg *ir.Config) error {
 	d.opts.Limiter.Update(limits)
 	d.certs = certExpiries(cfg)
 	d.current.Store(cfg)
+	d.bound.Store(int64(len(d.listeners) + len(d.l4)))
 	d.applied.Store(true)
-	return nil
+	return unbound, nil
 }
 
 // stopH3 drains an HTTP/3 listener that is no longer wanted.
@@ -367,9 +380,19 @@ func (d *Dataplane) Tables() []ListenerTable {
 // not be modified.
 func (d *Dataplane) Config() *ir.Config { return d.current.Load() }
 
-// Ready reports whether a config has been applied; every listener of an
-// applied config is bound by construction.
-func (d *Dataplane) Ready() bool { return d.applied.Load() && !d.stopping.Load() }
+// Ready reports whether a config has been applied and serves something:
+// at least one of its listeners is bound, or it has none. A listener that
+// could not be bound while others are is reported in the statuses and logs
+// (and retried), not by taking the whole replica out of its load balancer;
+// a replica that binds none of its listeners serves nothing and is not
+// ready.
+func (d *Dataplane) Ready() bool {
+	if !d.applied.Load() || d.stopping.Load() {
+		return false
+	}
+	cfg := d.current.Load()
+	return len(cfg.Listeners) == 0 || d.bound.Load() > 0
+}
 
 // Stopping makes Ready false for good, before the listeners close, so a
 // load balancer stops sending new connections while they are still served.

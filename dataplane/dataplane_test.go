@@ -2,27 +2,38 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/meshgate/meshgate/ir"
 )
 
+// handedOut are the addresses freeAddr returned: the kernel may give a
+// port just closed again, and two listeners of one test must differ.
+var handedOut sync.Map
+
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		if _, dup := handedOut.LoadOrStore(addr, true); !dup {
+			return addr
+		}
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func namedBackend(t *testing.T, name string) *ir.Backend {
@@ -58,8 +69,9 @@ func get(t *testing.T, c *http.Client, addr string) (string, error) {
 }
 
 // TestApply walks the data plane through the reload cases that matter to
-// traffic: a route change on a kept socket, a config that cannot be bound or
-// compiled (the old one stays), and a removed listener.
+// traffic: a route change on a kept socket, a listener that cannot be bound
+// (the rest applies), a config that cannot be compiled (the old one stays),
+// and a removed listener.
 func TestApply(t *testing.T) {
 	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
 	defer d.Shutdown(context.Background())
@@ -76,7 +88,7 @@ func TestApply(t *testing.T) {
 	if d.Ready() {
 		t.Fatal("ready before any config")
 	}
-	if err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, one, "")}}); err != nil {
+	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, one, "")}}); err != nil {
 		t.Fatal(err)
 	}
 	if !d.Ready() {
@@ -87,7 +99,7 @@ func TestApply(t *testing.T) {
 	}
 
 	// Same socket, new route; plus a new listener.
-	if err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, two, ""), listenerTo(a2, one, "")}}); err != nil {
+	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, two, ""), listenerTo(a2, one, "")}}); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := get(t, keepAlive, a1); err != nil || got != "two" {
@@ -100,30 +112,34 @@ func TestApply(t *testing.T) {
 		t.Fatalf("new listener: %q %v", got, err)
 	}
 
-	// A port held by someone else: nothing changes.
+	// A port held by someone else: the rest applies, that listener is
+	// reported with its bind error.
 	taken, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	err = d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, one, ""), listenerTo(taken.Addr().String(), one, "")}})
-	if err == nil || !strings.Contains(err.Error(), "bind") {
-		t.Fatalf("taken port: err = %v", err)
+	unbound, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, one, ""), listenerTo(a2, one, ""), listenerTo(taken.Addr().String(), one, "")}})
+	if err != nil || len(unbound) != 1 || unbound[0].Listener.Address != taken.Addr().String() || !errors.Is(unbound[0].Err, syscall.EADDRINUSE) {
+		t.Fatalf("taken port: unbound %v, err %v", unbound, err)
 	}
-	if got, _ := get(t, keepAlive, a1); got != "two" {
-		t.Fatalf("a failed Apply changed the served config: %q", got)
+	if got, _ := get(t, keepAlive, a1); got != "one" {
+		t.Fatalf("the bindable listener did not get its new route: %q", got)
+	}
+	if !d.Ready() {
+		t.Fatal("not ready with one of two listeners bound")
 	}
 
 	// A config that does not compile: nothing changes.
-	if err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, one, "(")}}); err == nil {
+	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a1, two, "(")}}); err == nil {
 		t.Fatal("invalid regex applied")
 	}
-	if got, _ := get(t, keepAlive, a1); got != "two" {
+	if got, _ := get(t, keepAlive, a1); got != "one" {
 		t.Fatalf("a failed Apply changed the served config: %q", got)
 	}
 
 	// Removing a listener closes its socket after the drain.
-	if err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a2, two, "")}}); err != nil {
+	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(a2, two, "")}}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
@@ -143,5 +159,79 @@ func TestApply(t *testing.T) {
 	}
 	if addrs := d.Addresses(); len(addrs) != 1 || addrs[0] != a2 {
 		t.Errorf("Addresses = %v", addrs)
+	}
+}
+
+// TestApplyUnbound: listeners that cannot be bound (an address not on this
+// host, a port another socket holds) are reported while the others serve;
+// applying the same config again binds the port once it is free, and a
+// config whose every listener is unbound is not ready.
+func TestApplyUnbound(t *testing.T) {
+	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
+	defer d.Shutdown(context.Background())
+	one, two := namedBackend(t, "one"), namedBackend(t, "two")
+	holder, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy := holder.Addr().String()
+	good := freeAddr(t) // not busy's port: that one is held
+	// 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+	foreign := net.JoinHostPort("192.0.2.1", strings.Split(freeAddr(t), ":")[1])
+	udpFree, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	udpAddr := udpFree.LocalAddr().String()
+	udpFree.Close()
+	udp := &ir.Listener{Name: "192.0.2.1:udp", Address: net.JoinHostPort("192.0.2.1", strings.Split(udpAddr, ":")[1]), Protocol: ir.ProtocolUDP,
+		Hosts: []*ir.ListenerHost{{Name: "default/bad/udp", L4Routes: []*ir.L4Route{{Name: "default/u", Backends: []ir.WeightedBackend{{Weight: 1, Target: two}}}}}}}
+
+	cfg := &ir.Config{Listeners: []*ir.Listener{listenerTo(busy, two, ""), listenerTo(foreign, two, ""), listenerTo(good, one, ""), udp}}
+	unbound, err := d.Apply(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	why := map[string]error{}
+	for _, u := range unbound {
+		why[u.Listener.Address] = u.Err
+	}
+	if len(unbound) != 3 || !errors.Is(why[busy], syscall.EADDRINUSE) || !errors.Is(why[foreign], syscall.EADDRNOTAVAIL) || !errors.Is(why[udp.Address], syscall.EADDRNOTAVAIL) {
+		t.Fatalf("unbound = %v", unbound)
+	}
+	if got, err := get(t, http.DefaultClient, good); err != nil || got != "one" {
+		t.Fatalf("bindable listener: %q %v", got, err)
+	}
+	if !d.Ready() {
+		t.Fatal("not ready although a listener serves")
+	}
+	if addrs := d.Addresses(); len(addrs) != 1 || addrs[0] != good {
+		t.Errorf("Addresses = %v", addrs)
+	}
+
+	// The holder goes away: the same config applied again binds the port.
+	holder.Close()
+	unbound, err = d.Apply(cfg)
+	if err != nil || len(unbound) != 2 {
+		t.Fatalf("retry: unbound %v, err %v", unbound, err)
+	}
+	if got, err := get(t, http.DefaultClient, busy); err != nil || got != "two" {
+		t.Fatalf("listener bound on retry: %q %v", got, err)
+	}
+	if got, err := get(t, http.DefaultClient, good); err != nil || got != "one" {
+		t.Fatalf("kept listener after retry: %q %v", got, err)
+	}
+
+	// Nothing bindable at all: applied, but the replica is not ready.
+	d2 := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
+	defer d2.Shutdown(context.Background())
+	if unbound, err := d2.Apply(&ir.Config{Listeners: []*ir.Listener{listenerTo(foreign, one, "")}}); err != nil || len(unbound) != 1 {
+		t.Fatalf("foreign only: unbound %v, err %v", unbound, err)
+	}
+	if d2.Ready() {
+		t.Fatal("ready with no listener bound")
+	}
+	if _, err := d2.Apply(&ir.Config{}); err != nil || !d2.Ready() {
+		t.Fatalf("empty config: err %v, ready %v", err, d2.Ready())
 	}
 }

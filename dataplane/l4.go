@@ -34,10 +34,10 @@ func prepareL4(ls []*ir.Listener) ([]l4Prepared, error) {
 	return out, nil
 }
 
-// bindL4 binds the addresses not already served. On error every socket it
-// bound is closed again.
-func (d *Dataplane) bindL4(preps []l4Prepared) (map[string]l4.Server, error) {
-	bound := map[string]l4.Server{}
+// bindL4 binds the addresses not already served; those that cannot be
+// bound are returned in unbound.
+func (d *Dataplane) bindL4(preps []l4Prepared) (bound map[string]l4.Server, unbound []ir.Unbound) {
+	bound = map[string]l4.Server{}
 	for _, p := range preps {
 		if live, ok := d.l4[p.l.Address]; ok && sameSocketKind(live.protocol, p.l.Protocol) {
 			continue
@@ -51,14 +51,12 @@ func (d *Dataplane) bindL4(preps []l4Prepared) (map[string]l4.Server, error) {
 			srv, err = l4.Listen(context.Background(), p.l.Address, opts)
 		}
 		if err != nil {
-			for _, b := range bound {
-				b.Shutdown(context.Background())
-			}
-			return nil, fmt.Errorf("listener %s: bind %s/%s: %w", p.l.Name, p.l.Protocol, p.l.Address, err)
+			unbound = append(unbound, ir.Unbound{Listener: p.l, Err: fmt.Errorf("bind %s/%s: %w", p.l.Protocol, p.l.Address, err)})
+			continue
 		}
 		bound[p.l.Address] = srv
 	}
-	return bound, nil
+	return bound, unbound
 }
 
 // sameSocketKind reports whether one socket can serve both protocols: TCP
@@ -74,10 +72,14 @@ type liveL4 struct {
 }
 
 // swapL4 installs the new tables, starts the new sockets and drains the
-// ones the config no longer has. It cannot fail.
-func (d *Dataplane) swapL4(preps []l4Prepared, bound map[string]l4.Server) {
+// ones the config no longer has; failed addresses could not be bound and
+// are skipped. It cannot fail.
+func (d *Dataplane) swapL4(preps []l4Prepared, bound map[string]l4.Server, failed map[string]bool) {
 	keep := map[string]bool{}
 	for _, p := range preps {
+		if failed[p.l.Address] {
+			continue
+		}
 		keep[p.l.Address] = true
 		if srv := bound[p.l.Address]; srv != nil {
 			if old, ok := d.l4[p.l.Address]; ok {

@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	"sigs.k8s.io/gateway-api/conformance"
 	"sigs.k8s.io/gateway-api/conformance/tests"
 	"sigs.k8s.io/gateway-api/conformance/utils/suite"
@@ -29,6 +30,12 @@ const (
 	gatewayClassName = "meshgate"
 	controllerName   = "gateway.meshgate.dev/controller"
 	addressPool      = "127.100.0.0/16"
+	// usableAddress and unusableAddress are GatewayStaticAddresses'
+	// spec.addresses: one the gateway can bind in the run's network
+	// namespace (loopback, outside the pool so no pool Gateway has it) and
+	// one it cannot (TEST-NET-1, on no interface: EADDRNOTAVAIL).
+	usableAddress   = "127.101.0.1"
+	unusableAddress = "192.0.2.10"
 	// Tool versions, cached in ${MESHGATE_TOOLS} by scripts/conformance.sh.
 	echoBasicVersion = "v1.6.3" // built from sigs.k8s.io/gateway-api/conformance/echo-basic
 	corednsVersion   = "v1.12.2"
@@ -43,7 +50,8 @@ const (
 // the real gateway binary (bin/gateway, or $MESHGATE_GATEWAY_BIN) with a
 // local control plane and the node agent. The suite's own flags apply
 // (-run-test, -skip-tests, -conformance-profiles, -report-output, ...);
-// defaults here: GatewayClass "meshgate", profiles GATEWAY-HTTP, -GRPC and -TLS, features
+// defaults here: GatewayClass "meshgate", profiles GATEWAY-HTTP, -GRPC and -TLS,
+// GatewayStaticAddresses' -usable-address and -unusable-address, features
 // inferred from GatewayClass status.supportedFeatures, base resources not
 // cleaned up (the whole cluster goes away), and for full runs (no
 // -run-test) the report written to conformance/reports/.
@@ -200,6 +208,13 @@ func TestConformance(t *testing.T) {
 	}
 	if !set["cleanup-base-resources"] {
 		opts.CleanupBaseResources = false
+	}
+	ipType := gatewayv1.IPAddressType
+	if !set["usable-address"] {
+		opts.UsableNetworkAddresses = []gatewayv1.GatewaySpecAddress{{Type: &ipType, Value: usableAddress}}
+	}
+	if !set["unusable-address"] {
+		opts.UnusableNetworkAddresses = []gatewayv1.GatewaySpecAddress{{Type: &ipType, Value: unusableAddress}}
 	}
 	// MESHGATE_CONFORMANCE_TESTS=A,B,C runs only those tests (the suite's
 	// -run-test takes one): every other test is skipped. No report then.
