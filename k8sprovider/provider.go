@@ -18,6 +18,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"k8s.io/client-go/discovery"
 	"log/slog"
 	"sort"
 	"sync"
@@ -213,19 +214,9 @@ func (p *Provider) Run(ctx context.Context, out chan<- config.Update) error {
 	if err != nil {
 		return err
 	}
-	httpClient, err := rest.HTTPClientFor(p.Config)
-	if err != nil {
-		return fmt.Errorf("kubernetes client: %w", err)
+	if err := waitForAPI(ctx, p.Config, log); err != nil {
+		return err
 	}
-	mapper, err := apiutil.NewDynamicRESTMapper(p.Config, httpClient)
-	if err != nil {
-		return fmt.Errorf("kubernetes discovery: %w", err)
-	}
-	c, err := cache.New(p.Config, cache.Options{Scheme: scheme, Mapper: mapper, HTTPClient: httpClient})
-	if err != nil {
-		return fmt.Errorf("kubernetes cache: %w", err)
-	}
-
 	changed := make(chan struct{}, 1)
 	poke := func() {
 		select {
@@ -238,27 +229,24 @@ func (p *Provider) Run(ctx context.Context, out chan<- config.Update) error {
 		UpdateFunc: func(any, any) { poke() },
 		DeleteFunc: func(any) { poke() },
 	}
-	var active []watched
-	for _, k := range kinds() {
-		if _, err := mapper.RESTMapping(k.gvk.GroupKind(), k.gvk.Version); err != nil {
-			if meta.IsNoMatchError(err) && k.optional {
-				log.Warn("kind not served by the API server (CRD not installed?); not watched", "kind", k.gvk.String())
-				continue
-			}
-			return fmt.Errorf("kubernetes: %s: %w", k.gvk, err)
+	var (
+		c      cache.Cache
+		active []watched
+	)
+	for backoff := time.Second; ; backoff = min(2*backoff, 30*time.Second) {
+		var err error
+		c, active, err = p.setup(ctx, scheme, handler, log)
+		if err == nil {
+			break
 		}
-		obj, err := scheme.New(k.gvk)
-		if err != nil {
-			return err
+		// Right after an API server (re)start, the CRD groups may not be
+		// in discovery yet: wait and try again rather than exit.
+		log.Warn("kubernetes watches not set up; retrying", "error", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
 		}
-		inf, err := c.GetInformer(ctx, obj.(client.Object))
-		if err != nil {
-			return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
-		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
-			return fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
-		}
-		active = append(active, k)
 	}
 	cacheErr := make(chan error, 1)
 	go func() { cacheErr <- c.Start(ctx) }()
@@ -409,4 +397,68 @@ func scrub(o runtime.Object) error {
 		x.Status = corev1.ServiceStatus{}
 	}
 	return nil
+}
+
+// waitForAPI returns once the API server answers, retrying with backoff
+// (1 s up to 30 s) while it does not: a gateway started during an API
+// outage waits, unready, instead of exiting and crash-looping.
+func waitForAPI(ctx context.Context, cfg *rest.Config, log *slog.Logger) error {
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("kubernetes client: %w", err)
+	}
+	backoff := time.Second
+	for {
+		_, err := dc.ServerVersion()
+		if err == nil {
+			return nil
+		}
+		log.Warn("kubernetes API server not reachable; retrying", "error", err.Error(), "retry_in", backoff.String())
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// setup resolves every watched kind and registers its informer.
+func (p *Provider) setup(ctx context.Context, scheme *runtime.Scheme, handler toolscache.ResourceEventHandler, log *slog.Logger) (cache.Cache, []watched, error) {
+	httpClient, err := rest.HTTPClientFor(p.Config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	mapper, err := apiutil.NewDynamicRESTMapper(p.Config, httpClient)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes discovery: %w", err)
+	}
+	c, err := cache.New(p.Config, cache.Options{Scheme: scheme, Mapper: mapper, HTTPClient: httpClient})
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubernetes cache: %w", err)
+	}
+
+	var active []watched
+	for _, k := range kinds() {
+		if _, err := mapper.RESTMapping(k.gvk.GroupKind(), k.gvk.Version); err != nil {
+			if meta.IsNoMatchError(err) && k.optional {
+				log.Warn("kind not served by the API server (CRD not installed?); not watched", "kind", k.gvk.String())
+				continue
+			}
+			return nil, nil, fmt.Errorf("kubernetes: %s: %w", k.gvk, err)
+		}
+		obj, err := scheme.New(k.gvk)
+		if err != nil {
+			return nil, nil, err
+		}
+		inf, err := c.GetInformer(ctx, obj.(client.Object))
+		if err != nil {
+			return nil, nil, fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return nil, nil, fmt.Errorf("watch %s: %w", k.gvk.Kind, err)
+		}
+		active = append(active, k)
+	}
+	return c, active, nil
 }

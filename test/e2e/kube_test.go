@@ -778,3 +778,39 @@ func TestKubernetesListenerSet(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestKubernetesStartWithAPIDown: a gateway started while the API server is
+// down waits, unready, instead of exiting; once the server is back it syncs
+// and serves.
+func TestKubernetesStartWithAPIDown(t *testing.T) {
+	e := newKubeEnv(t)
+	v1 := newKubeBackend(t, "v1")
+	ip := newLoopbackIP(t)
+	port := freePort(t, ip)
+	addrType := gwapiv1.IPAddressType
+	e.create(&gwapiv1.Gateway{
+		ObjectMeta: metav1.ObjectMeta{Name: "gw", Namespace: e.ns},
+		Spec: gwapiv1.GatewaySpec{
+			GatewayClassName: "meshgate",
+			Addresses:        []gwapiv1.GatewaySpecAddress{{Type: &addrType, Value: ip}},
+			Listeners:        []gwapiv1.Listener{{Name: "http", Port: gwapiv1.PortNumber(port), Protocol: gwapiv1.HTTPProtocolType}},
+		},
+	})
+	e.service("app-v1", v1)
+	e.create(e.route("app", "app.test", "app-v1"))
+
+	e.cp.StopAPIServer()
+	g := launchGateway(t, ip, "", "--kubernetes", "--kubeconfig", e.cp.Kubeconfig)
+	time.Sleep(3 * time.Second)
+	if !g.running() {
+		t.Fatal("the gateway exited while the API server was down")
+	}
+	if code := g.adminGet("/ready"); code == http.StatusOK {
+		t.Error("ready before any config was read")
+	}
+	e.cp.StartAPIServer()
+	g.waitReady()
+	if r := get(t, g.url(port, "/"), "app.test"); r.backend() != "v1" {
+		t.Errorf("after the API server came back: %s", r)
+	}
+}
