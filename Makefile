@@ -41,18 +41,21 @@ vulncheck:
 
 # Each fuzz target for a short, bounded time (its seed corpus also runs in `go test`).
 FUZZTIME ?= 30s
+# Minimizing a new input can outlast a short run and fail it ("context
+# deadline exceeded"); keep it short, the input is saved either way.
+FUZZMINIMIZE ?= 2s
 fuzz:
-	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./translate -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./router -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzDecodeText$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./l4 -run '^$$' -fuzz '^FuzzParseClientHello$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME)
-	$(GO) test ./server -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./config -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./translate -run '^$$' -fuzz '^FuzzTranslate$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./router -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzDecodeText$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./l4 -run '^$$' -fuzz '^FuzzParseClientHello$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./dataplane -run '^$$' -fuzz '^FuzzNormalizePath$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./grpcweb -run '^$$' -fuzz '^FuzzEncodeText$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./server -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 
 ## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
 generate:

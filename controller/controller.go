@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/acme"
 	"github.com/meshgate/meshgate/config"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
@@ -53,6 +54,15 @@ type Controller struct {
 		Prepare(s *config.Snapshot) (*config.Snapshot, uint64)
 	}
 
+	// ACME, when set, tells which ACME-managed hostnames have no
+	// certificate yet and why; their listeners are reported
+	// Programmed=False until they do. Refresh publishes changes.
+	ACME interface {
+		States() map[string]acme.State
+	}
+
+	refreshOnce sync.Once
+	refresh     chan struct{}
 	kickOnce    sync.Once
 	kick        chan struct{}
 	generation  atomic.Int64
@@ -83,6 +93,20 @@ func (c *Controller) Reapply() {
 	case c.kicks() <- struct{}{}:
 	default:
 	}
+}
+
+// Refresh asks Run to publish the statuses of the config in force again
+// (an ACME certificate was obtained or failed). It never blocks.
+func (c *Controller) Refresh() {
+	select {
+	case c.refreshes() <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Controller) refreshes() chan struct{} {
+	c.refreshOnce.Do(func() { c.refresh = make(chan struct{}, 1) })
+	return c.refresh
 }
 
 func (c *Controller) kicks() chan struct{} {
@@ -118,6 +142,11 @@ func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 			if last.Snapshot == nil {
 				continue
 			}
+		case <-c.refreshes():
+			if c.applied != nil {
+				c.publish(c.applied)
+			}
+			continue
 		}
 		retry = nil
 		if rebind {
@@ -173,6 +202,9 @@ func (c *Controller) rebind() bool {
 // statuses in force and hands them to the status writer.
 func (c *Controller) publish(res *translate.Result) {
 	statuses := markUnbound(res.Statuses, res.Config, c.unbound)
+	if c.ACME != nil {
+		statuses = markACME(statuses, res.Config, c.ACME.States())
+	}
 	c.statuses.Store(&statuses)
 	if c.Status != nil {
 		c.Status.Publish(statuses)

@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/acme"
 	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
@@ -65,6 +66,10 @@ type Options struct {
 	// Limiter counts rate limits; global limits need its Redis. Nil
 	// gives a Dataplane its own local-only limiter.
 	Limiter *ratelimit.Limiter
+	// ACME obtains, renews and serves the certificates of HTTPS listener
+	// hosts marked ACME and answers their validations; nil refuses
+	// configs with such hosts.
+	ACME *acme.Manager
 }
 
 // Dataplane runs the listeners of the current config.
@@ -137,6 +142,8 @@ type prepared struct {
 	clientAuth *mgtls.ClientAuth
 	// security is the listener's compiled SecurityPolicies, nil for none.
 	security *security
+	// acmeNames are the HTTPS listener's hostnames served from ACME.
+	acmeNames map[string]bool
 }
 
 // Apply makes cfg the served config. On error (a listener that does not
@@ -189,7 +196,11 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		if l.Protocol == ir.ProtocolHTTPS {
-			if len(l.Certificates) == 0 {
+			p.acmeNames = acmeNames(l)
+			if len(p.acmeNames) > 0 && d.opts.ACME == nil {
+				return nil, fmt.Errorf("listener %s: ACME certificates asked for, but the gateway runs without ACME", l.Name)
+			}
+			if len(l.Certificates) == 0 && len(p.acmeNames) == 0 {
 				return nil, fmt.Errorf("listener %s: HTTPS without certificates", l.Name)
 			}
 			if p.certs, err = mgtls.NewStore(l.Certificates); err != nil {
@@ -211,7 +222,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			continue
 		}
 		ll := &liveListener{handler: &listenerHandler{
-			addr: p.l.Address, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
+			addr: p.l.Address, acme: d.opts.ACME, forwarder: d.forwarder, balancer: &d.balancer, forwarded: &d.opts.Forwarded,
 			tunnels: &d.tunnels, tunnelLimits: d.opts.Tunnels, mirror: d.mirror, obs: &d.opts.Observers, inflight: &d.inflight, underscores: d.opts.Underscores, shedder: &d.shedder, bodyIdle: d.opts.Limits.WithDefaults().BodyIdleTimeout, log: d.opts.Log,
 			limiter: d.opts.Limiter, debugFrom: d.opts.DebugHeaderFrom,
 		}}
@@ -272,20 +283,20 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 		ll.handler.table.Store(p.table)
 		if p.certs != nil {
 			ll.certs.Store(p.certs)
-			ll.srv.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
+			ll.srv.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
 		} else {
 			ll.certs.Store(nil)
 			ll.srv.SetTLS(nil)
 		}
 		if h3 := h3s[p.l.Address]; h3 != nil {
 			ll.h3 = h3
-			h3.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
+			h3.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
 			h3.Serve()
 			alt := server.AltSvc(h3.Addr().(*net.UDPAddr).Port)
 			ll.handler.altSvc.Store(&alt)
 			d.opts.Log.Info("HTTP/3 listener started", "address", h3.Addr().String())
 		} else if ll.h3 != nil && p.certs != nil {
-			ll.h3.SetTLS(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)))
+			ll.h3.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
 		} else if ll.h3 != nil {
 			// The address now serves cleartext HTTP: no more HTTP/3.
 			ll.handler.altSvc.Store(nil)
@@ -336,6 +347,11 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 	d.health.Update(context.Background(), backends)
 	d.opts.Limiter.Update(limits)
 	d.certs = certExpiries(cfg)
+	if d.opts.ACME != nil {
+		// After the swap, so the listeners answering the CA's
+		// validations are up.
+		d.opts.ACME.Sync(acmeHosts(cfg))
+	}
 	d.current.Store(cfg)
 	d.bound.Store(int64(len(d.listeners) + len(d.l4)))
 	d.applied.Store(true)

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meshgate/meshgate/acme"
 	"github.com/meshgate/meshgate/filters"
 	"github.com/meshgate/meshgate/grpcweb"
 	"github.com/meshgate/meshgate/ir"
@@ -24,7 +25,9 @@ import (
 // listenerHandler serves every request of one socket from the route table
 // current when the request arrived.
 type listenerHandler struct {
-	addr      string
+	addr string
+	// acme answers HTTP-01 validations; nil without ACME.
+	acme      *acme.Manager
 	table     atomic.Pointer[router.Table]
 	forwarder *proxy.Forwarder
 	balancer  *upstream.Balancer
@@ -49,6 +52,9 @@ type listenerHandler struct {
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h.acme != nil && h.serveACMEChallenge(w, r) {
+		return
+	}
 	if v := r.ProtoMajor; v >= 1 && v <= 3 && h.inflight != nil {
 		h.inflight[v].Add(1)
 		defer h.inflight[v].Add(-1)

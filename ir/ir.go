@@ -127,6 +127,17 @@ type ListenerHost struct {
 	// SecurityPolicies, checked before route matching (see
 	// SecurityPolicy).
 	Security *SecurityPolicy `json:"security,omitempty"`
+	// ACME, set on an HTTPS listener's host, means its certificate for
+	// Hostname (always a concrete name) is obtained and renewed from an
+	// ACME CA by the data plane (package acme), not from certificateRefs.
+	ACME *ACME `json:"acme,omitempty"`
+}
+
+// ACME is an ACME-managed certificate's settings (Gateway annotations
+// gateway.meshgate.dev/acme and gateway.meshgate.dev/acme-email).
+type ACME struct {
+	// Email is the ACME account's contact; may be empty.
+	Email string `json:"email,omitempty"`
 }
 
 // L4Route is one rule of a TCPRoute, TLSRoute or UDPRoute.

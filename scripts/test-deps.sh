@@ -32,4 +32,5 @@ build_tool() { # name module version
 build_tool h2spec github.com/summerwind/h2spec/cmd/h2spec v2.2.1+incompatible
 build_tool toxiproxy-server github.com/Shopify/toxiproxy/v2/cmd/server v2.5.0
 build_tool controller-gen sigs.k8s.io/controller-tools/cmd/controller-gen v0.23.0
+build_tool pebble github.com/letsencrypt/pebble/v2/cmd/pebble v2.10.1 # ACME test server for test/e2e/acme_test.go
 bash "$(dirname "${BASH_SOURCE[0]}")/k8s-tools.sh" # etcd, kube-apiserver, kube-controller-manager, kubectl for internal/k8stest

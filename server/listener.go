@@ -340,6 +340,11 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	if st.Version == ctls.VersionTLS13 {
 		ackNow(c)
 	}
+	if st.NegotiatedProtocol == "acme-tls/1" {
+		// An ACME TLS-ALPN-01 validation: the handshake was all of it.
+		tc.Close()
+		return
+	}
 	if st.NegotiatedProtocol != "h2" {
 		l.serveH1(tc, &st)
 		return

@@ -84,7 +84,7 @@ func (t *translator) bindListeners(gs *gatewayState) {
 			}
 			sock.byHostname[ls.hostname] = ls
 			sock.listeners = append(sock.listeners, ls)
-			h := &ir.ListenerHost{Name: ls.name(), Hostname: ls.hostname, TLSMode: ls.tlsMode}
+			h := &ir.ListenerHost{Name: ls.name(), Hostname: ls.hostname, TLSMode: ls.tlsMode, ACME: ls.acme}
 			sock.hosts = append(sock.hosts, h)
 			sock.certs = append(sock.certs, ls.certs...)
 			ls.hosts = append(ls.hosts, h)

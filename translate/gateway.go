@@ -83,6 +83,8 @@ type listenerState struct {
 	selector labels.Selector
 
 	certs []*ir.Certificate
+	// acme is set when the listener's certificate comes from ACME.
+	acme *ir.ACME
 	// clientAuth is the Gateway's spec.tls.frontend validation for an
 	// HTTPS listener's port; nil for none.
 	clientAuth *ir.ClientAuth
@@ -148,7 +150,7 @@ func (l *listenerState) accepted() bool { return l.acceptReason == "" }
 // listener are accepted, it conflicts with nothing and, when it terminates
 // TLS, it has a certificate.
 func (l *listenerState) programmed() bool {
-	return l.gs.accepted() && (l.set == nil || l.set.attached()) && l.accepted() && (!l.terminatesTLS() || len(l.certs) > 0)
+	return l.gs.accepted() && (l.set == nil || l.set.attached()) && l.accepted() && (!l.terminatesTLS() || len(l.certs) > 0 || l.acme != nil)
 }
 
 // terminatesTLS reports whether the listener needs certificates.
@@ -476,6 +478,9 @@ func (t *translator) allowsNamespace(ls *listenerState, ns string) bool {
 // listener is programmed with the good ones if there is at least one.
 func (t *translator) listenerTLS(ls *listenerState) {
 	cfg := ls.l.TLS
+	if cfg == nil && t.listenerACME(ls) {
+		return
+	}
 	if cfg == nil {
 		ls.refs = append(ls.refs, refProblem{string(gwapiv1.ListenerReasonInvalidCertificateRef), fmt.Sprintf("tls: required for protocol %s", ls.l.Protocol)})
 		if ls.protocol == ir.ProtocolTLS {
@@ -498,6 +503,9 @@ func (t *translator) listenerTLS(ls *listenerState) {
 	}
 	if cfg.Mode != nil && *cfg.Mode == gwapiv1.TLSModePassthrough {
 		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls.mode: Passthrough is not supported for protocol HTTPS; use a TLS listener with TLSRoutes")
+		return
+	}
+	if len(cfg.CertificateRefs) == 0 && t.listenerACME(ls) {
 		return
 	}
 	if len(cfg.CertificateRefs) == 0 {

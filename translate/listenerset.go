@@ -184,7 +184,7 @@ func (t *translator) validateListenerSet(ss *listenerSetState) {
 			names[l.Name] = i
 		}
 		t.validateListener(ls)
-		if ls.accepted() && ls.terminatesTLS() && len(ls.certs) == 0 {
+		if ls.accepted() && ls.terminatesTLS() && len(ls.certs) == 0 && ls.acme == nil {
 			// GEP-1713 (conformance, "missing ReferenceGrant"): a
 			// ListenerSet listener without a usable certificate is
 			// not accepted, so it claims no hostname.

@@ -152,6 +152,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 	rf.register(fs)
 	var of obsFlags
 	of.register(fs)
+	var af acmeFlags
+	af.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -251,7 +253,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	defer limiter.Close()
 
+	acmeMgr, err := af.manager(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "gateway run: %v\n", err)
+		return 2
+	}
+	defer acmeMgr.Stop()
+
 	dp = dataplane.New(dataplane.Options{
+		ACME:            acmeMgr,
 		DebugHeaderFrom: debugPrefixes,
 		Limiter:         limiter,
 		Observers:       observers,
@@ -266,7 +276,8 @@ func cmdRun(args []string, stderr io.Writer) int {
 		L4IdleTimeout:   *l4Idle,
 		HTTP3:           server.H3Options{Allow0RTT: *http3ZeroRTT},
 	})
-	ctrl := &controller.Controller{Translate: topts, Data: dp, Log: log, Observers: &observers}
+	ctrl := &controller.Controller{Translate: topts, Data: dp, Log: log, Observers: &observers, ACME: acmeMgr}
+	acmeMgr.OnChange(ctrl.Refresh)
 	wireRollouts(rollouts, ctrl, &kf)
 	source := *configPath
 	if kf.enabled {
