@@ -543,6 +543,9 @@ func TestClientCap(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
+	// The client side returns at the 101; the server registers the client
+	// just after, so wait for both before counting on a full house.
+	waitFor(t, "both clients registered", func() bool { return d.Clients() == 2 })
 	_, resp, err := websocket.DefaultDialer.Dial(wsURL(srv), nil)
 	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("third client: %v, want 503", err)
