@@ -168,45 +168,52 @@ func hasRuleName(n int, name func(int) *gwapiv1.SectionName, want string) bool {
 // least one target, otherwise why not (Invalid, TargetNotFound, Conflicted).
 func (t *translator) policyStatuses() {
 	for _, tp := range t.policies.all {
-		p := tp.p
-		st := ObjectStatus{Kind: mgv1alpha1.KindTrafficPolicy, Namespace: p.Namespace, Name: p.Name}
-		reason, msg := string(gwapiv1.PolicyReasonAccepted), "Policy is accepted"
+		t.statuses = append(t.statuses, attachedPolicyStatus(mgv1alpha1.KindTrafficPolicy, &tp.p.ObjectMeta, tp.p.Spec.TargetRefs, tp.problem, tp.found, tp.conflicted))
+	}
+}
+
+// attachedPolicyStatus is the status of a policy attached by targetRefs
+// (TrafficPolicy, SecurityPolicy): problem makes it Invalid; otherwise
+// found[i] and conflicted[i] (the winning policy's name) say what became of
+// each targetRef.
+func attachedPolicyStatus(kind string, meta *metav1.ObjectMeta, refs []gwapiv1.LocalPolicyTargetReferenceWithSectionName, problem string, found []bool, conflicted []string) ObjectStatus {
+	st := ObjectStatus{Kind: kind, Namespace: meta.Namespace, Name: meta.Name}
+	reason, msg := string(gwapiv1.PolicyReasonAccepted), "Policy is accepted"
+	if problem != "" {
+		reason, msg = string(gwapiv1.PolicyReasonInvalid), problem
+	} else {
 		var notes []string
 		applied := 0
-		if tp.problem != "" {
-			reason, msg = string(gwapiv1.PolicyReasonInvalid), tp.problem
-		} else {
-			for i, ref := range p.Spec.TargetRefs {
-				path := fmt.Sprintf("spec.targetRefs[%d]", i)
-				what := groupKind(string(ref.Group), string(ref.Kind)) + " " + p.Namespace + "/" + string(ref.Name)
-				if ref.SectionName != nil {
-					what += " section " + string(*ref.SectionName)
-				}
-				switch {
-				case !tp.found[i]:
-					notes = append(notes, path+": "+what+" not found")
-				case tp.conflicted[i] != "":
-					notes = append(notes, fmt.Sprintf("%s: TrafficPolicy %s already targets %s and wins, being older", path, tp.conflicted[i], what))
-				default:
-					applied++
-				}
+		for i, ref := range refs {
+			path := fmt.Sprintf("spec.targetRefs[%d]", i)
+			what := groupKind(string(ref.Group), string(ref.Kind)) + " " + meta.Namespace + "/" + string(ref.Name)
+			if ref.SectionName != nil {
+				what += " section " + string(*ref.SectionName)
 			}
 			switch {
-			case applied > 0 && len(notes) > 0:
-				msg = "Policy is accepted for some targets; " + strings.Join(notes, "; ")
-			case applied == 0 && allFalse(tp.found):
-				reason, msg = string(gwapiv1.PolicyReasonTargetNotFound), strings.Join(notes, "; ")
-			case applied == 0:
-				reason, msg = string(gwapiv1.PolicyReasonConflicted), strings.Join(notes, "; ")
+			case !found[i]:
+				notes = append(notes, path+": "+what+" not found")
+			case conflicted[i] != "":
+				notes = append(notes, fmt.Sprintf("%s: %s %s already targets %s and wins, being older", path, kind, conflicted[i], what))
+			default:
+				applied++
 			}
 		}
-		st.Accepted = reason == string(gwapiv1.PolicyReasonAccepted)
-		if !st.Accepted {
-			st.Reason = msg
+		switch {
+		case applied > 0 && len(notes) > 0:
+			msg = "Policy is accepted for some targets; " + strings.Join(notes, "; ")
+		case applied == 0 && allFalse(found):
+			reason, msg = string(gwapiv1.PolicyReasonTargetNotFound), strings.Join(notes, "; ")
+		case applied == 0:
+			reason, msg = string(gwapiv1.PolicyReasonConflicted), strings.Join(notes, "; ")
 		}
-		st.Conditions = []metav1.Condition{condition(string(gwapiv1.PolicyConditionAccepted), st.Accepted, reason, msg, p.Generation)}
-		t.statuses = append(t.statuses, st)
 	}
+	st.Accepted = reason == string(gwapiv1.PolicyReasonAccepted)
+	if !st.Accepted {
+		st.Reason = msg
+	}
+	st.Conditions = []metav1.Condition{condition(string(gwapiv1.PolicyConditionAccepted), st.Accepted, reason, msg, meta.Generation)}
+	return st
 }
 
 func allFalse(bs []bool) bool {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	mgv1alpha1 "github.com/meshgate/meshgate/api/v1alpha1"
@@ -408,43 +407,6 @@ func (t *translator) securityPolicyStatuses() {
 		return
 	}
 	for _, sp := range t.security.all {
-		p := sp.p
-		st := ObjectStatus{Kind: mgv1alpha1.KindSecurityPolicy, Namespace: p.Namespace, Name: p.Name}
-		reason, msg := string(gwapiv1.PolicyReasonAccepted), "Policy is accepted"
-		var notes []string
-		applied := 0
-		if sp.problem != "" {
-			reason, msg = string(gwapiv1.PolicyReasonInvalid), sp.problem
-		} else {
-			for i, ref := range p.Spec.TargetRefs {
-				path := fmt.Sprintf("spec.targetRefs[%d]", i)
-				what := groupKind(string(ref.Group), string(ref.Kind)) + " " + p.Namespace + "/" + string(ref.Name)
-				if ref.SectionName != nil {
-					what += " section " + string(*ref.SectionName)
-				}
-				switch {
-				case !sp.found[i]:
-					notes = append(notes, path+": "+what+" not found")
-				case sp.conflicted[i] != "":
-					notes = append(notes, fmt.Sprintf("%s: SecurityPolicy %s already targets %s and wins, being older", path, sp.conflicted[i], what))
-				default:
-					applied++
-				}
-			}
-			switch {
-			case applied > 0 && len(notes) > 0:
-				msg = "Policy is accepted for some targets; " + strings.Join(notes, "; ")
-			case applied == 0 && allFalse(sp.found):
-				reason, msg = string(gwapiv1.PolicyReasonTargetNotFound), strings.Join(notes, "; ")
-			case applied == 0:
-				reason, msg = string(gwapiv1.PolicyReasonConflicted), strings.Join(notes, "; ")
-			}
-		}
-		st.Accepted = reason == string(gwapiv1.PolicyReasonAccepted)
-		if !st.Accepted {
-			st.Reason = msg
-		}
-		st.Conditions = []metav1.Condition{condition(string(gwapiv1.PolicyConditionAccepted), st.Accepted, reason, msg, p.Generation)}
-		t.statuses = append(t.statuses, st)
+		t.statuses = append(t.statuses, attachedPolicyStatus(mgv1alpha1.KindSecurityPolicy, &sp.p.ObjectMeta, sp.p.Spec.TargetRefs, sp.problem, sp.found, sp.conflicted))
 	}
 }
