@@ -180,7 +180,16 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		route.Redirect.Serve(w, r, prefix)
 		return
 	}
-	clientIP := h.forwarded.ClientIP(r.RemoteAddr, r.Header)
+	// The client's address, taken before Apply extends X-Forwarded-For:
+	// from the pre-routing checks when they ran, else only if the route
+	// uses it.
+	var clientIP string
+	switch {
+	case pre != nil:
+		clientIP = pre.clientIP
+	case route.UsesClientIP:
+		clientIP = h.forwarded.ClientIP(r.RemoteAddr, r.Header)
+	}
 	if len(route.IR.RateLimits) > 0 && !h.checkRateLimits(w, r, rec, route, clientIP) {
 		return
 	}

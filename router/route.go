@@ -31,6 +31,10 @@ type Route struct {
 	Rewrite *filters.URLRewrite
 	// Mirrors are the rule's RequestMirror filters that have a target.
 	Mirrors []*filters.Mirror
+	// UsesClientIP says whether serving the route needs the client's
+	// address (a rate limit, or hashing on the source IP), so it is
+	// worked out only for such routes.
+	UsesClientIP bool
 	// Fault is the rule's FaultInjection, or nil.
 	Fault *filters.Fault
 	// CORS is the rule's CORS filter, or nil. It answers preflight
@@ -88,6 +92,12 @@ func compileRoute(r *ir.Route, port int, tls bool) (*Route, error) {
 	if r.SessionPersistence != nil {
 		rt.Session = filters.CompileSession(r.SessionPersistence)
 		rt.Sessions = filters.NewSessionIndex(r.Backends)
+	}
+	rt.UsesClientIP = len(r.RateLimits) > 0
+	for _, wb := range r.Backends {
+		if t := wb.Target; t != nil && t.LoadBalancer != nil && t.LoadBalancer.HashOn == ir.HashSourceIP {
+			rt.UsesClientIP = true
+		}
 	}
 	rt.Backends = make([]Backend, len(r.Backends))
 	for i := range r.Backends {
