@@ -25,6 +25,8 @@ run: build
 test: test-deps build vet
 	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -count=1 -race ./...
+	# Allocation counts are only meaningful without the race detector.
+	$(GO) test -count=1 -run 'Alloc' ./metrics ./upstream ./ratelimit ./router ./filters ./dashboard
 	cd deploy/test && $(GO) test -count=1 ./...
 	CONFORMANCE_SHORT=1 CONFORMANCE_NO_BUILD=1 bash scripts/conformance.sh
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s

@@ -262,7 +262,7 @@ func TestObserveRequestConcurrent(t *testing.T) {
 
 func TestObserveRequestAllocs(t *testing.T) {
 	if raceEnabled {
-		t.Skip("the race detector allocates")
+		t.Skip("the race detector allocates; make test runs this test again without -race")
 	}
 	m := New(Options{})
 	r := okRequest()
