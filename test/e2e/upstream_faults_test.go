@@ -477,16 +477,20 @@ func TestUpstreamFaults(t *testing.T) {
 	ups := make([]*faultUpstream, len(cases))
 	for i, tc := range cases {
 		var upPort int
-		if tc.serve != nil {
+		name := "f-" + tc.slug
+		switch {
+		case tc.serve == nil:
+			// Nothing listens on a loopback address of its own, so the
+			// connection is refused: a port freed on 127.0.0.1 could be
+			// taken again by another upstream of this test.
+			cfg += strings.Replace(backendYAML(name, 80), "address: 127.0.0.1", "address: "+newLoopbackIP(t), 1)
+		case tc.tls:
 			ups[i] = newFaultUpstream(t, tc.serve)
 			upPort = ups[i].port
-		} else {
-			upPort = freePort(t, "127.0.0.1")
-		}
-		name := "f-" + tc.slug
-		if tc.tls {
 			cfg += tlsBackendYAML(name, upPort, "", "x.test", name+"-ca", ca)
-		} else {
+		default:
+			ups[i] = newFaultUpstream(t, tc.serve)
+			upPort = ups[i].port
 			cfg += backendYAML(name, upPort)
 		}
 		cfg += fmt.Sprintf(`---
