@@ -5,8 +5,9 @@
 // listeners: HTTP-01 by every HTTP listener (HandleHTTPChallenge, before
 // routing) and TLS-ALPN-01 by the HTTPS listener (GetCertificate answers
 // ClientHellos offering only "acme-tls/1"). Certificates, account keys and
-// locks live in certmagic Storage: a folder (certmagic.FileStorage), so
-// replicas sharing the folder share certificates and only one orders each.
+// locks live in certmagic Storage: a folder (certmagic.FileStorage) or
+// Kubernetes Secrets with Lease locks (SecretStorage), so replicas sharing
+// it share certificates and only one orders each.
 // Renewal and OCSP stapling are certmagic's own maintenance.
 package acme
 
@@ -188,6 +189,21 @@ func (m *Manager) configFor(email string) *certmagic.Config {
 
 // event records certmagic's obtain and renewal outcomes.
 func (m *Manager) event(_ context.Context, event string, data map[string]any) error {
+	if event == "cached_managed_cert" {
+		// Loaded from storage: ordered by another replica sharing it
+		// (which held the lock), or by an earlier run.
+		sans, _ := data["sans"].([]string)
+		for _, n := range sans {
+			m.mu.Lock()
+			ready := m.states[n].Ready
+			m.mu.Unlock()
+			if !ready {
+				m.log.Info("ACME certificate loaded from storage", "hostname", n)
+				m.setState(n, State{Ready: true})
+			}
+		}
+		return nil
+	}
 	name, _ := data["identifier"].(string)
 	if name == "" {
 		return nil
@@ -293,6 +309,42 @@ func (m *Manager) States() map[string]State {
 	out := make(map[string]State, len(m.states))
 	for k, v := range m.states {
 		out[k] = v
+	}
+	return out
+}
+
+// Certificate is a managed certificate being served.
+type Certificate struct {
+	// Name is the managed hostname.
+	Name string
+	// NotAfter is when it expires.
+	NotAfter time.Time
+}
+
+// Certificates returns the newest cached certificate of every managed
+// hostname that has one, sorted by name, so the certificate expiry metric
+// covers ACME certificates too (renewals included).
+func (m *Manager) Certificates() []Certificate {
+	m.mu.Lock()
+	names := make([]string, 0, len(m.hosts))
+	for n := range m.hosts {
+		names = append(names, n)
+	}
+	m.mu.Unlock()
+	// The cache is asked without m.mu: it calls GetConfigForCert, which
+	// takes m.mu, while holding its own lock.
+	sort.Strings(names)
+	var out []Certificate
+	for _, n := range names {
+		var newest time.Time
+		for _, c := range m.cache.AllMatchingCertificates(n) {
+			if c.Leaf != nil && slices.Contains(c.Names, n) && c.Leaf.NotAfter.After(newest) {
+				newest = c.Leaf.NotAfter
+			}
+		}
+		if !newest.IsZero() {
+			out = append(out, Certificate{Name: n, NotAfter: newest})
+		}
 	}
 	return out
 }

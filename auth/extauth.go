@@ -2,11 +2,13 @@ package auth
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,9 +19,9 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshgate/meshgate/ir"
+	"github.com/meshgate/meshgate/proxy"
 )
 
 // ExtResult is an external authorization decision.
@@ -40,35 +42,126 @@ type ExtResult struct {
 	Err error
 }
 
-// Ext is a compiled extAuth section.
+// Ext is a compiled extAuth section. The connections it uses come from a
+// pool shared across configurations: Start takes them (and connects gRPC
+// endpoints ahead of the first check), Stop gives them back once no check
+// is in flight, so a reload that drops a service closes its connections
+// after the old configuration's requests are done with them.
 type Ext struct {
-	ir     *ir.ExtAuth
-	next   atomic.Uint64
-	client *http.Client
+	ir   *ir.ExtAuth
+	next atomic.Uint64
+	pool *connPool
+	// tlsKey and tlsCfg are the backend's TLS settings (nil cfg:
+	// cleartext); tlsErr says why they are unusable, failing every
+	// check rather than sending it unverified.
+	tlsKey string
+	tlsCfg *tls.Config
+	tlsErr error
+
+	mu      sync.Mutex
+	active  int  // checks in flight
+	held    bool // conns and client are taken from pool
+	stopped bool
+	conns   map[string]*grpc.ClientConn
+	client  *http.Client
 }
 
-// NewExt compiles an extAuth section.
-func NewExt(e *ir.ExtAuth) (*Ext, error) {
+// NewExt compiles an extAuth section. Over TLS when its backend has TLS
+// settings (a Backend's spec.tls, a Service's BackendTLSPolicy).
+func NewExt(e *ir.ExtAuth) (*Ext, error) { return newExt(e, defaultConns) }
+
+func newExt(e *ir.ExtAuth, pool *connPool) (*Ext, error) {
 	if e.Backend == nil {
 		return nil, errors.New("extAuth: no backend")
 	}
-	if e.GRPC {
-		// Connect now, so the first check does not spend its timeout
-		// on the handshake.
-		for _, ep := range e.Backend.Endpoints {
-			if c, err := grpcConn(ep.Address); err == nil {
-				c.Connect()
-			}
+	x := &Ext{ir: e, pool: pool}
+	if u := e.Backend.TLS; u != nil {
+		x.tlsKey = proxy.UpstreamTLSKey(u)
+		if x.tlsCfg, x.tlsErr = proxy.ClientTLSConfig(u); x.tlsErr != nil {
+			x.tlsErr = fmt.Errorf("extAuth backend %s: %w", e.Backend.Name, x.tlsErr)
 		}
 	}
-	return &Ext{ir: e, client: extHTTPClient}, nil
+	return x, nil
 }
 
-var extHTTPClient = &http.Client{
-	Transport: &http.Transport{MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, DisableCompression: true},
-	CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	},
+// Start takes the connections from the pool and, for gRPC, connects now so
+// the first check does not spend its timeout on the handshake.
+func (e *Ext) Start() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.acquire()
+	for _, c := range e.conns {
+		c.Connect()
+	}
+}
+
+// Stop gives the connections back once no check is in flight (at once if
+// none is); the last user of a connection closes it. A check still
+// arriving later takes them again for its duration.
+func (e *Ext) Stop() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped = true
+	if e.active == 0 {
+		e.release()
+	}
+}
+
+// acquire takes the connections; e.mu is held.
+func (e *Ext) acquire() {
+	if e.held || e.tlsErr != nil {
+		return
+	}
+	e.held = true
+	if !e.ir.GRPC {
+		e.client = e.pool.httpClient(e.tlsKey, e.tlsCfg)
+		return
+	}
+	e.conns = make(map[string]*grpc.ClientConn, len(e.ir.Backend.Endpoints))
+	for _, ep := range e.ir.Backend.Endpoints {
+		if _, ok := e.conns[ep.Address]; ok {
+			continue
+		}
+		if c, err := e.pool.grpcConn(ep.Address, e.tlsKey, e.tlsCfg); err == nil {
+			e.conns[ep.Address] = c
+		}
+	}
+}
+
+// release gives the connections back; e.mu is held.
+func (e *Ext) release() {
+	if !e.held {
+		return
+	}
+	e.held = false
+	if !e.ir.GRPC {
+		e.pool.releaseHTTP(e.tlsKey)
+		e.client = nil
+		return
+	}
+	for addr := range e.conns {
+		e.pool.releaseGRPC(addr, e.tlsKey)
+	}
+	e.conns = nil
+}
+
+// begin marks a check in flight and returns the connections to use.
+func (e *Ext) begin() (map[string]*grpc.ClientConn, *http.Client) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.acquire()
+	e.active++
+	return e.conns, e.client
+}
+
+// end marks a check done, giving the connections back if Stop was called.
+func (e *Ext) end() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.active--
+	if e.active == 0 && e.stopped {
+		e.release()
+	}
 }
 
 // endpoint picks the next endpoint round robin, skipping draining ones
@@ -98,20 +191,33 @@ func (e *Ext) Check(ctx context.Context, r *http.Request, clientIP string) ExtRe
 	if timeout <= 0 {
 		timeout = time.Second
 	}
+	if e.tlsErr != nil {
+		return ExtResult{Unavailable: true, Err: e.tlsErr}
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	conns, client := e.begin()
+	defer e.end()
 	if e.ir.GRPC {
-		return e.checkGRPC(ctx, addr, r, clientIP)
+		conn := conns[addr]
+		if conn == nil {
+			return ExtResult{Unavailable: true, Err: fmt.Errorf("no connection to %s", addr)}
+		}
+		return e.checkGRPC(ctx, conn, r, clientIP)
 	}
-	return e.checkHTTP(ctx, addr, r)
+	return e.checkHTTP(ctx, client, addr, r)
 }
 
 // Hop-by-hop fields and framing are not sent to the HTTP service.
 var extSkip = map[string]bool{"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Te": true,
 	"Trailer": true, "Transfer-Encoding": true, "Upgrade": true, "Content-Length": true}
 
-func (e *Ext) checkHTTP(ctx context.Context, addr string, r *http.Request) ExtResult {
-	u := "http://" + addr + e.ir.Path + r.URL.RequestURI()
+func (e *Ext) checkHTTP(ctx context.Context, client *http.Client, addr string, r *http.Request) ExtResult {
+	scheme := "http://"
+	if e.tlsCfg != nil {
+		scheme = "https://"
+	}
+	u := scheme + addr + e.ir.Path + r.URL.RequestURI()
 	req, err := http.NewRequestWithContext(ctx, r.Method, u, nil)
 	if err != nil {
 		return ExtResult{Unavailable: true, Err: err}
@@ -122,9 +228,14 @@ func (e *Ext) checkHTTP(ctx context.Context, addr string, r *http.Request) ExtRe
 		}
 	}
 	req.Host = r.Host
-	resp, err := e.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
-		return ExtResult{Unavailable: true, Err: err}
+		// Not the URL: its query may hold credentials.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return ExtResult{Unavailable: true, Err: fmt.Errorf("%s%s: %w", scheme, addr, err)}
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
@@ -155,32 +266,7 @@ func (e *Ext) checkHTTP(ctx context.Context, addr string, r *http.Request) ExtRe
 	return ExtResult{Status: status, Header: h, Body: body}
 }
 
-// gRPC connections to ext_authz services, by address; they outlive
-// reloads, as grpc-go reconnects by itself.
-var (
-	grpcMu    sync.Mutex
-	grpcConns = map[string]*grpc.ClientConn{}
-)
-
-func grpcConn(addr string) (*grpc.ClientConn, error) {
-	grpcMu.Lock()
-	defer grpcMu.Unlock()
-	if c := grpcConns[addr]; c != nil {
-		return c, nil
-	}
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	grpcConns[addr] = c
-	return c, nil
-}
-
-func (e *Ext) checkGRPC(ctx context.Context, addr string, r *http.Request, clientIP string) ExtResult {
-	conn, err := grpcConn(addr)
-	if err != nil {
-		return ExtResult{Unavailable: true, Err: err}
-	}
+func (e *Ext) checkGRPC(ctx context.Context, conn *grpc.ClientConn, r *http.Request, clientIP string) ExtResult {
 	headers := make(map[string]string, len(r.Header)+4)
 	for k, vs := range r.Header {
 		headers[strings.ToLower(k)] = strings.Join(vs, ",")

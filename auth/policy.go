@@ -148,3 +148,32 @@ func (p *Policy) Check(ctx context.Context, s Section, r *http.Request, clientIP
 
 // PolicyOf names the SecurityPolicy that set section s.
 func (p *Policy) PolicyOf(s Section) string { return p.policy[s] }
+
+// Start readies what the policy's checks need once its configuration goes
+// live: connections to an authorization service are taken from the shared
+// pool and opened. Safe on nil.
+func (p *Policy) Start() {
+	if p != nil && p.ext != nil {
+		p.ext.Start()
+	}
+}
+
+// Stop gives back what Start took once the configuration is replaced; the
+// connections are closed after the checks in flight are done, unless a
+// newer configuration uses them too. Safe on nil.
+func (p *Policy) Stop() {
+	if p != nil && p.ext != nil {
+		p.ext.Stop()
+	}
+}
+
+// ClaimHeaders are the headers the jwt section sets from claims
+// (claimToHeaders of every provider), canonical; none without one. They
+// drive claim-based routing, so a client's own copies must be removed
+// before the request is matched.
+func (p *Policy) ClaimHeaders() []string {
+	if p == nil || p.jwt == nil {
+		return nil
+	}
+	return p.jwt.headers
+}

@@ -3,6 +3,7 @@ package dataplane
 import (
 	ctls "crypto/tls"
 	"net/http"
+	"sort"
 	"strings"
 
 	"github.com/meshgate/meshgate/acme"
@@ -82,4 +83,34 @@ func (h *listenerHandler) serveACMEChallenge(w http.ResponseWriter, r *http.Requ
 		return true
 	}
 	return false
+}
+
+// withACMECerts adds to certs (the Secret and file certificates of the
+// config in force) the ACME certificates m serves on cfg's listeners, as
+// "acme/<hostname>", so the expiry metric covers both; sorted by listener,
+// then name.
+func withACMECerts(certs []CertExpiry, cfg *ir.Config, m *acme.Manager) []CertExpiry {
+	out := append([]CertExpiry(nil), certs...)
+	if m == nil || cfg == nil {
+		return out
+	}
+	served := m.Certificates()
+	if len(served) == 0 {
+		return out
+	}
+	for _, l := range cfg.Listeners {
+		names := acmeNames(l)
+		for _, c := range served {
+			if names[c.Name] {
+				out = append(out, CertExpiry{Name: "acme/" + c.Name, Listener: l.Address, NotAfter: c.NotAfter})
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Listener != out[j].Listener {
+			return out[i].Listener < out[j].Listener
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
 }

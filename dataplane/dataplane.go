@@ -9,6 +9,7 @@ package dataplane
 
 import (
 	"context"
+	ctls "crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -96,6 +97,11 @@ type Dataplane struct {
 	applied  atomic.Bool
 	stopping atomic.Bool
 	draining sync.WaitGroup
+	// tickets are the session ticket keys of every HTTPS listener, kept
+	// across reloads (tls.TicketKeys).
+	tickets *mgtls.TicketKeys
+	// ocsp staples the Secret and file certificates (tls/ocsp.go).
+	ocsp mgtls.Stapler
 }
 
 type liveListener struct {
@@ -122,7 +128,7 @@ func New(opts Options) *Dataplane {
 	if opts.Limiter == nil {
 		opts.Limiter = &ratelimit.Limiter{}
 	}
-	d := &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}}
+	d := &Dataplane{opts: opts, forwarder: proxy.NewForwarder(), listeners: map[string]*liveListener{}, l4: map[string]liveL4{}, tickets: mgtls.NewTicketKeys(nil)}
 	d.health.Reporter = &d.balancer
 	d.health.Log = opts.Log
 	d.mirror = newMirrorer(d.forwarder, &d.balancer, opts.Log)
@@ -130,6 +136,8 @@ func New(opts Options) *Dataplane {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stopShed = cancel
 	go d.shedder.run(ctx, 250*time.Millisecond)
+	d.ocsp.Log = opts.Log
+	go d.ocsp.Run(ctx)
 	return d
 }
 
@@ -140,6 +148,8 @@ type prepared struct {
 	certs *mgtls.Store
 	// clientAuth is the HTTPS listener's client certificate policy.
 	clientAuth *mgtls.ClientAuth
+	// hostTLS are the HTTPS listener's per-host TLS options.
+	hostTLS *mgtls.HostOptions
 	// security is the listener's compiled SecurityPolicies, nil for none.
 	security *security
 	// acmeNames are the HTTPS listener's hostnames served from ACME.
@@ -206,7 +216,11 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			if p.certs, err = mgtls.NewStore(l.Certificates); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 			}
+			p.certs.Staple(&d.ocsp)
 			if p.clientAuth, err = mgtls.NewClientAuth(l.ClientAuth); err != nil {
+				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
+			}
+			if p.hostTLS, err = mgtls.NewHostOptions(l.Hosts); err != nil {
 				return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 			}
 		}
@@ -278,25 +292,26 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			ll = bound[p.l.Address]
 			d.listeners[p.l.Address] = ll
 		}
-		ll.handler.security.Store(p.security)
+		ll.handler.setSecurity(p.security)
 		ll.srv.SetProxyProtocol(p.l.ProxyProtocol)
+		ll.handler.setIdentity(p.clientAuth)
 		ll.handler.table.Store(p.table)
 		if p.certs != nil {
 			ll.certs.Store(p.certs)
-			ll.srv.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
+			ll.srv.SetTLS(d.serverTLS(p, ll))
 		} else {
 			ll.certs.Store(nil)
 			ll.srv.SetTLS(nil)
 		}
 		if h3 := h3s[p.l.Address]; h3 != nil {
 			ll.h3 = h3
-			h3.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
+			h3.SetTLS(d.serverTLS(p, ll))
 			h3.Serve()
 			alt := server.AltSvc(h3.Addr().(*net.UDPAddr).Port)
 			ll.handler.altSvc.Store(&alt)
 			d.opts.Log.Info("HTTP/3 listener started", "address", h3.Addr().String())
 		} else if ll.h3 != nil && p.certs != nil {
-			ll.h3.SetTLS(withACME(p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load)), d.opts.ACME, p.acmeNames))
+			ll.h3.SetTLS(d.serverTLS(p, ll))
 		} else if ll.h3 != nil {
 			// The address now serves cleartext HTTP: no more HTTP/3.
 			ll.handler.altSvc.Store(nil)
@@ -324,6 +339,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			if ll.h3 != nil {
 				ll.h3.Shutdown(ctx)
 			}
+			ll.handler.setSecurity(nil)
 			d.opts.Log.Info("listener stopped", "address", addr)
 		}()
 	}
@@ -530,4 +546,13 @@ func configBackends(cfg *ir.Config) ([]*ir.Backend, []*ir.RateLimit) {
 		}
 	}
 	return out, limits
+}
+
+// serverTLS is an HTTPS listener's TLS config: its certificates, client
+// certificate policy, the session ticket keys of that policy, ACME, then
+// the per-host options (last, as their variants copy the rest).
+func (d *Dataplane) serverTLS(p prepared, ll *liveListener) *ctls.Config {
+	cfg := p.clientAuth.Apply(mgtls.ServerConfig(ll.certs.Load))
+	cfg = d.tickets.Apply(cfg, p.clientAuth.Fingerprint())
+	return p.hostTLS.Apply(withACME(cfg, d.opts.ACME, p.acmeNames))
 }

@@ -49,6 +49,9 @@ type listenerHandler struct {
 	debugFrom []netip.Prefix
 	// security are the socket's compiled SecurityPolicies (security.go).
 	security atomic.Pointer[security]
+	// identity, when set, forwards verified client certificates
+	// (identity.go).
+	identity atomic.Pointer[clientIdentity]
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -167,7 +170,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 			cors = nil
 		}
 	}
-	if !h.authorize(w, r, rec, pre, route) {
+	if route = h.authorize(w, r, rec, pre, table, route); route == nil {
 		return
 	}
 	if dr := route.IR.DirectResponse; dr != nil {
@@ -221,6 +224,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	host := r.Host
 	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil)
+	if id := h.identity.Load(); id != nil {
+		id.apply(r) // client certificate identity (identity.go)
+	}
 	for _, f := range route.RequestHeaders {
 		f.Apply(r.Header)
 	}

@@ -3,7 +3,9 @@ package dataplane
 import (
 	"net"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/meshgate/meshgate/auth"
 	"github.com/meshgate/meshgate/ir"
@@ -18,9 +20,20 @@ import (
 //     ListenerHost: Gateway-wide and listener policies). JWT claims copied
 //     to headers there are what the route header matches see, which is how
 //     claim-based routing works. A failing section does not answer yet.
+//     Before anything else, every header a jwt section of this listener
+//     host or of one of its routes copies a claim to is removed, so a
+//     client can never pick a route by sending one itself.
 //  2. After matching, a held failure answers unless the route's own policy
 //     sets the same section (most specific wins); then the route's and
 //     rule's sections run.
+//
+// Claim-based routing with a route-level policy: when the matched route's
+// jwt section copies claims to headers and the request passes all of the
+// route's sections, it is matched once more against the same route table
+// with those headers set. The route found then serves the request (no
+// route: 404). Its policy is checked as in step 2, except that a section
+// already passed with the very same SecurityPolicy is not checked again;
+// its claims may set headers but never cause another match.
 //
 // An external authorization section of the listener is not asked when an
 // earlier listener section already failed; it is asked after matching when
@@ -28,60 +41,78 @@ import (
 
 // security is one socket's compiled policies.
 type security struct {
-	// hosts are the listener hosts with a policy, by hostname ("" is any,
-	// "*.example.com" a wildcard).
-	exact    map[string]*auth.Policy
-	wildcard []wildPolicy // longest suffix first
-	any      *auth.Policy
+	// exact, wildcard and any are every listener host, by hostname
+	// ("*.example.com" a wildcard, "" any), found the way the router
+	// finds them.
+	exact    map[string]*hostSecurity
+	wildcard []wildHost // longest suffix first
+	any      *hostSecurity
 	routes   map[*ir.Route]*auth.Policy
+	all      []*auth.Policy
+	// prev is the config this one replaced: a request matched on its
+	// route table just before a reload finds its route's policy there.
+	prev atomic.Pointer[security]
 }
 
-type wildPolicy struct {
+// hostSecurity is one listener host's policy (nil for none) and the claim
+// headers removed from its requests before matching.
+type hostSecurity struct {
+	policy *auth.Policy
+	strip  []string
+}
+
+type wildHost struct {
 	suffix string // ".example.com"
-	p      *auth.Policy
+	h      *hostSecurity
 }
 
 // compileSecurity builds l's policies; nil when it has none.
 func compileSecurity(l *ir.Listener) (*security, error) {
-	s := &security{exact: map[string]*auth.Policy{}, routes: map[*ir.Route]*auth.Policy{}}
-	found := false
+	s := &security{exact: map[string]*hostSecurity{}, routes: map[*ir.Route]*auth.Policy{}}
 	for _, h := range l.Hosts {
 		if h == nil {
 			continue
 		}
+		hs := &hostSecurity{}
 		if !h.Security.Empty() {
 			p, err := auth.Compile(h.Security)
 			if err != nil {
 				return nil, err
 			}
-			found = true
-			name := strings.ToLower(h.Hostname)
-			switch {
-			case name == "":
-				if s.any == nil {
-					s.any = p
-				}
-			case strings.HasPrefix(name, "*."):
-				s.wildcard = append(s.wildcard, wildPolicy{name[1:], p})
-			default:
-				if s.exact[name] == nil {
-					s.exact[name] = p
-				}
-			}
+			hs.policy = p
+			s.all = append(s.all, p)
 		}
+		hs.strip = addHeaders(hs.strip, hs.policy.ClaimHeaders())
 		for _, r := range h.Routes {
-			if r == nil || r.Security.Empty() || s.routes[r] != nil {
+			if r == nil || r.Security.Empty() {
 				continue
 			}
-			p, err := auth.Compile(r.Security)
-			if err != nil {
-				return nil, err
+			p := s.routes[r]
+			if p == nil {
+				var err error
+				if p, err = auth.Compile(r.Security); err != nil {
+					return nil, err
+				}
+				s.routes[r] = p
+				s.all = append(s.all, p)
 			}
-			found = true
-			s.routes[r] = p
+			hs.strip = addHeaders(hs.strip, p.ClaimHeaders())
+		}
+		name := strings.ToLower(h.Hostname)
+		switch {
+		case name == "":
+			if s.any == nil {
+				s.any = hs
+			}
+		case strings.HasPrefix(name, "*."):
+			s.wildcard = append(s.wildcard, wildHost{name[1:], hs})
+		default:
+			if s.exact[name] == nil {
+				s.exact[name] = hs
+			}
 		}
 	}
-	if !found {
+	if len(s.all) == 0 {
 		return nil, nil
 	}
 	for i := 1; i < len(s.wildcard); i++ {
@@ -92,25 +123,83 @@ func compileSecurity(l *ir.Listener) (*security, error) {
 	return s, nil
 }
 
-// host is the listener policy for a request host.
-func (s *security) host(h string) *auth.Policy {
+// addHeaders appends the names of add missing from to.
+func addHeaders(to, add []string) []string {
+	for _, a := range add {
+		if !slices.Contains(to, a) {
+			to = append(to, a)
+		}
+	}
+	return to
+}
+
+// host is the listener host for a request host; nil when none serves it.
+func (s *security) host(h string) *hostSecurity {
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		h = host
 	}
 	h = strings.ToLower(strings.TrimSuffix(h, "."))
-	if p := s.exact[h]; p != nil {
-		return p
+	if hs := s.exact[h]; hs != nil {
+		return hs
 	}
 	for _, w := range s.wildcard {
 		if strings.HasSuffix(h, w.suffix) && len(h) > len(w.suffix) {
-			return w.p
+			return w.h
 		}
 	}
 	return s.any
 }
 
+// route is the compiled policy of a matched route; false when the route
+// has a policy neither this config nor the one it replaced compiled (a
+// request matched across two reloads), which is refused rather than let
+// through unchecked.
+func (s *security) route(r *ir.Route) (*auth.Policy, bool) {
+	if p, ok := s.routes[r]; ok {
+		return p, true
+	}
+	if prev := s.prev.Load(); prev != nil {
+		if p, ok := prev.routes[r]; ok {
+			return p, true
+		}
+	}
+	return nil, r.Security.Empty()
+}
+
+// start readies every policy's checks (connections to authorization
+// services); stop releases them once the checks in flight are done.
+func (s *security) start() {
+	for _, p := range s.all {
+		p.Start()
+	}
+}
+
+func (s *security) stop() {
+	for _, p := range s.all {
+		p.Stop()
+	}
+}
+
+// setSecurity makes s the socket's policies (nil: none) and releases the
+// ones it replaces; the new ones take their connections first, so those
+// both use stay open.
+func (h *listenerHandler) setSecurity(s *security) {
+	if s != nil {
+		s.start()
+	}
+	old := h.security.Swap(s)
+	if s != nil {
+		s.prev.Store(old)
+	}
+	if old != nil && old != s {
+		old.prev.Store(nil)
+		old.stop()
+	}
+}
+
 // preAuth is the outcome of step 1.
 type preAuth struct {
+	sec      *security
 	host     *auth.Policy
 	clientIP string
 	failed   [auth.Sections]*auth.Denial
@@ -124,7 +213,15 @@ func (h *listenerHandler) beforeRouting(r *http.Request) *preAuth {
 	if s == nil {
 		return nil
 	}
-	pa := &preAuth{host: s.host(r.Host), clientIP: h.forwarded.ClientIP(r.RemoteAddr, r.Header)}
+	pa := &preAuth{sec: s, clientIP: h.forwarded.ClientIP(r.RemoteAddr, r.Header)}
+	hs := s.host(r.Host)
+	if hs == nil {
+		return pa
+	}
+	for _, name := range hs.strip {
+		delete(r.Header, name)
+	}
+	pa.host = hs.policy
 	if pa.host == nil {
 		return pa
 	}
@@ -160,16 +257,54 @@ func (h *listenerHandler) unmatched(w http.ResponseWriter, r *http.Request, rec 
 	return false
 }
 
-// authorize runs step 2 for the matched route; false when it answered.
-func (h *listenerHandler) authorize(w http.ResponseWriter, r *http.Request, rec *obs.Request, pa *preAuth, route *router.Route) bool {
+// authorize runs step 2 for the matched route and, for claim-based
+// routing, matches the request again in table. It returns the route to
+// serve, nil when it answered.
+func (h *listenerHandler) authorize(w http.ResponseWriter, r *http.Request, rec *obs.Request, pa *preAuth, table *router.Table, route *router.Route) *router.Route {
 	if pa == nil {
-		return true
+		return route
 	}
-	rp := h.security.Load().routes[route.IR]
+	// passed names the SecurityPolicy each section passed with.
+	var passed [auth.Sections]string
+	for sec := auth.Section(0); sec < auth.Sections; sec++ {
+		if pa.ran[sec] && pa.failed[sec] == nil {
+			passed[sec] = pa.host.PolicyOf(sec)
+		}
+	}
+	rp, ok := h.routeChecks(w, r, rec, pa, route, &passed)
+	if !ok {
+		return nil
+	}
+	if !rp.Has(auth.SectionJWT) || len(rp.ClaimHeaders()) == 0 {
+		return route
+	}
+	next, found := table.Match(r)
+	if !found {
+		h.fail(w, r, rec, http.StatusNotFound, "no_route", nil)
+		return nil
+	}
+	if next == route {
+		return route
+	}
+	rec.Route, rec.Rule, rec.Gateway = next.IR.Name, next.IR.RuleIndex, next.Listener
+	if _, ok := h.routeChecks(w, r, rec, pa, next, &passed); !ok {
+		return nil
+	}
+	return next
+}
+
+// routeChecks runs step 2 for route, skipping sections passed with the
+// same policy and recording those it passes; false when it answered.
+func (h *listenerHandler) routeChecks(w http.ResponseWriter, r *http.Request, rec *obs.Request, pa *preAuth, route *router.Route, passed *[auth.Sections]string) (*auth.Policy, bool) {
+	rp, ok := pa.sec.route(route.IR)
+	if !ok {
+		h.fail(w, r, rec, http.StatusServiceUnavailable, "policy_unavailable", nil)
+		return nil, false
+	}
 	for sec := auth.Section(0); sec < auth.Sections; sec++ {
 		if d := pa.failed[sec]; d != nil && !rp.Has(sec) {
 			h.deny(w, r, rec, d)
-			return false
+			return nil, false
 		}
 	}
 	for sec := auth.Section(0); sec < auth.Sections; sec++ {
@@ -180,22 +315,27 @@ func (h *listenerHandler) authorize(w http.ResponseWriter, r *http.Request, rec 
 			}
 			p = pa.host
 		}
+		name := p.PolicyOf(sec)
+		if passed[sec] == name {
+			continue
+		}
 		d, err := p.Check(r.Context(), sec, r, pa.clientIP)
 		if err != nil {
-			h.log.Warn("authorization service unavailable, failing open", "policy", p.PolicyOf(sec), "section", sec.String(), "error", err.Error())
+			h.log.Warn("authorization service unavailable, failing open", "policy", name, "section", sec.String(), "error", err.Error())
 		}
 		if d != nil {
 			h.deny(w, r, rec, d)
-			return false
+			return nil, false
 		}
+		passed[sec] = name
 	}
-	return true
+	return rp, true
 }
 
 // deny answers a refused request and logs which policy and section refused
 // it (never the credentials).
 func (h *listenerHandler) deny(w http.ResponseWriter, r *http.Request, rec *obs.Request, d *auth.Denial) {
-	rec.Reason = d.Reason
+	rec.Reason, rec.DeniedPolicy, rec.DeniedSection = d.Reason, d.Policy, d.Section.String()
 	h.log.Warn("request denied", "status", d.Status, "reason", d.Reason, "policy", d.Policy, "section", d.Section.String(),
 		"detail", d.Detail, "method", r.Method, "host", r.Host, "path", r.URL.Path)
 	if proxy.IsGRPC(r.Header) {

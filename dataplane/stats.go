@@ -71,7 +71,7 @@ func (d *Dataplane) Stats() Stats {
 		MirrorsDropped: d.mirror.dropped.Load(),
 		Shedding:       d.shedder.shedding.Load(),
 		Shed:           d.shedder.shed.Load(),
-		Certificates:   append([]CertExpiry(nil), d.certs...),
+		Certificates:   withACMECerts(d.certs, d.current.Load(), d.opts.ACME),
 		Backends:       backends,
 		Health:         health,
 		Streams: map[string]int64{

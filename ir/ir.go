@@ -91,6 +91,29 @@ type ClientAuth struct {
 	CAPEM []byte `json:"-"`
 	// CAName says where CAPEM came from, for golden files and logs.
 	CAName string `json:"ca"`
+	// IdentityHeader is the request header that carries a verified client
+	// certificate's identity to upstreams (Envoy's
+	// X-Forwarded-Client-Cert format); any copy the client sent is
+	// removed first. Empty forwards none. Set by the listener option
+	// gateway.meshgate.dev/client-identity-header.
+	IdentityHeader string `json:"identityHeader,omitempty"`
+}
+
+// TLSOptions are a Gateway listener's TLS settings from its tls.options
+// (gateway.meshgate.dev/* keys), validated and in canonical form. A zero
+// field keeps the gateway's default.
+type TLSOptions struct {
+	// MinVersion is "1.2" or "1.3".
+	MinVersion string `json:"minVersion,omitempty"`
+	// CipherSuites are the TLS 1.2 cipher suites offered, by Go (IANA)
+	// name, in preference order. TLS 1.3 suites are not configurable.
+	CipherSuites []string `json:"cipherSuites,omitempty"`
+	// Curves are the key exchanges, by Go name (X25519, CurveP256,
+	// X25519MLKEM768, ...), in preference order.
+	Curves []string `json:"curves,omitempty"`
+	// ALPN are the application protocols offered over TLS ("h2",
+	// "http/1.1"), in preference order.
+	ALPN []string `json:"alpn,omitempty"`
 }
 
 // Certificate is a TLS certificate chain and key served for some hostnames.
@@ -127,6 +150,10 @@ type ListenerHost struct {
 	// SecurityPolicies, checked before route matching (see
 	// SecurityPolicy).
 	Security *SecurityPolicy `json:"security,omitempty"`
+	// TLS, set on an HTTPS listener's host, are its TLS settings, chosen
+	// per handshake by the SNI name the host serves; nil keeps the
+	// defaults.
+	TLS *TLSOptions `json:"tls,omitempty"`
 	// ACME, set on an HTTPS listener's host, means its certificate for
 	// Hostname (always a concrete name) is obtained and renewed from an
 	// ACME CA by the data plane (package acme), not from certificateRefs.

@@ -130,6 +130,7 @@ var reasons = []string{
 	"auth_basic_failed",
 	"ext_auth_denied",
 	"ext_auth_unavailable",
+	"policy_unavailable",
 	"aborted",
 	"other",
 }

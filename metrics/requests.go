@@ -21,6 +21,10 @@ type requestMetrics struct {
 	upstreamErrors  *prometheus.CounterVec
 	retries         *prometheus.CounterVec
 	rateLimited     *prometheus.CounterVec
+	// denied counts SecurityPolicy denials by policy, section and
+	// reason; deniedBy caches its children per deniedKey.
+	denied   *prometheus.CounterVec
+	deniedBy sync.Map
 
 	// gatewayErrors has one counter per known reason (and "other"),
 	// created up front: a map read is all the hot path needs.
@@ -61,6 +65,10 @@ type children struct {
 
 type upstreamErrKey struct{ backend, reason string }
 
+// deniedKey is one SecurityPolicy section refusing for one reason; the
+// policies are configured names, so the cache is bounded by the config.
+type deniedKey struct{ policy, section, reason string }
+
 func (rm *requestMetrics) init(m *Metrics) {
 	rm.requests = m.newCounterVec("meshgate_http_requests_total",
 		"HTTP requests completed, by Gateway listener, route, backend, method, status class, gRPC status and HTTP version.",
@@ -87,6 +95,9 @@ func (rm *requestMetrics) init(m *Metrics) {
 	rm.rateLimited = m.newCounterVec("meshgate_rate_limited_requests_total",
 		"Requests refused by a route's rate limit, by route and reason: rate_limited (429) or rate_limit_unavailable (503, the limit's store was unreachable and it fails closed).",
 		"route", "reason")
+	rm.denied = m.newCounterVec("meshgate_auth_denied_requests_total",
+		"Requests refused by a SecurityPolicy (401 or 403), by policy (namespace/name), section (ipAccess, basicAuth, jwt, extAuth) and reason, so an alert can say which rule denied.",
+		"policy", "section", "reason")
 	ge := m.newCounterVec("meshgate_gateway_errors_total",
 		"Requests the gateway answered or ended itself instead of a backend, by reason (redirect and direct_response are configured answers).",
 		"reason")
@@ -137,7 +148,21 @@ func (m *Metrics) ObserveRequest(r *obs.Request) {
 			}
 		}
 		rm.gatewayError(r.Backend, r.Reason)
+		if r.DeniedSection != "" {
+			rm.deny(deniedKey{r.DeniedPolicy, r.DeniedSection, r.Reason})
+		}
 	}
+}
+
+// deny counts a SecurityPolicy denial.
+func (rm *requestMetrics) deny(k deniedKey) {
+	if v, ok := rm.deniedBy.Load(k); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	c := rm.denied.WithLabelValues(labelValue(k.policy), labelValue(k.section), labelValue(k.reason))
+	v, _ := rm.deniedBy.LoadOrStore(k, c)
+	v.(prometheus.Counter).Inc()
 }
 
 // isTunnel reports a request that became a WebSocket tunnel (101 on

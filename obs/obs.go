@@ -72,6 +72,11 @@ type Request struct {
 	// upstream answered, else the reason logged with the error, e.g.
 	// "no_route", "upstream_timeout", "client_canceled", "aborted".
 	Reason string
+	// DeniedPolicy and DeniedSection name the SecurityPolicy
+	// ("namespace/name") and its section ("jwt", "extAuth", ...) that
+	// refused the request; "" when none did.
+	DeniedPolicy  string
+	DeniedSection string
 	// TraceID is the request's trace ID when tracing is on.
 	TraceID string
 }

@@ -181,6 +181,18 @@ var untrustedClientHeaders = []string{
 	"X-Client-Ip", "X-Original-Forwarded-For", "True-Client-Ip", "Cf-Connecting-Ip",
 }
 
+// SetClientIdentity sets header name to identity, the client certificate
+// identity the gateway verified, after removing every copy the client sent
+// (whoever the peer is: only the gateway that verified the certificate can
+// vouch for it). An empty identity leaves the header absent. name must be
+// in canonical form.
+func SetClientIdentity(h http.Header, name, identity string) {
+	delete(h, name)
+	if identity != "" {
+		h[name] = []string{identity}
+	}
+}
+
 // quoteForwarded quotes a Forwarded parameter value when it is not a token
 // (RFC 7239 section 4), e.g. a host with a port.
 func quoteForwarded(v string) string {

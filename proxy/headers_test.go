@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 )
 
@@ -85,6 +86,24 @@ func TestForwardedPolicyRemovesClientIdentityClaims(t *testing.T) {
 			if got := h.Get(k) != ""; got != tc.keep {
 				t.Errorf("%s: %s kept=%v, want %v", tc.name, k, got, tc.keep)
 			}
+		}
+	}
+}
+
+func TestSetClientIdentity(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		in       http.Header
+		identity string
+		want     []string
+	}{
+		{"spoofed copies removed, identity set", http.Header{"X-Client-Id": {"spoofed", "again"}}, "Hash=ab", []string{"Hash=ab"}},
+		{"spoofed copy removed, no identity", http.Header{"X-Client-Id": {"spoofed"}}, "", nil},
+		{"nothing sent", http.Header{}, "Hash=ab", []string{"Hash=ab"}},
+	} {
+		SetClientIdentity(c.in, "X-Client-Id", c.identity)
+		if got := c.in["X-Client-Id"]; !slices.Equal(got, c.want) {
+			t.Errorf("%s: %q, want %q", c.name, got, c.want)
 		}
 	}
 }

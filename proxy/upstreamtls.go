@@ -2,10 +2,7 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -33,40 +30,15 @@ type tlsEntry struct {
 
 // entry returns the cached config for u, building it on first use.
 func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
-	if u.Error != "" {
-		return nil, fmt.Errorf("backend TLS: %s", u.Error)
-	}
-	h := sha256.New()
-	for _, part := range [][]byte{[]byte(u.ServerName), []byte(sanKey(u)), u.CAPEM, u.ClientCertPEM, u.ClientKeyPEM} {
-		h.Write(part)
-		h.Write([]byte{0})
-	}
-	sum := h.Sum(nil)
-	key := hex.EncodeToString(sum[:12])
+	key := UpstreamTLSKey(u)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.entries[key]; e != nil {
 		return e, nil
 	}
-	base := &tls.Config{ServerName: u.ServerName, MinVersion: tls.VersionTLS12}
-	if len(u.CAPEM) > 0 {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(u.CAPEM) {
-			return nil, fmt.Errorf("backend TLS %s: no usable CA certificate", u.CAName)
-		}
-		base.RootCAs = pool
-	}
-	if len(u.SANDNSNames) > 0 || len(u.SANURIs) > 0 {
-		verifySANs(base, u)
-	}
-	if len(u.ClientCertPEM) > 0 {
-		pair, err := tls.X509KeyPair(u.ClientCertPEM, u.ClientKeyPEM)
-		if err != nil {
-			return nil, fmt.Errorf("backend TLS client certificate %s: %w", u.ClientCertName, err)
-		}
-		// Presented whenever the backend asks, even if its list of
-		// acceptable CAs does not name the issuer: the backend decides.
-		base.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &pair, nil }
+	base, err := ClientTLSConfig(u)
+	if err != nil {
+		return nil, err
 	}
 	h1 := base.Clone()
 	h1.NextProtos = []string{"http/1.1"}

@@ -56,7 +56,11 @@ const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 
 // serveH1 runs the request loop on c until it closes.
 func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
-	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}, remote: c.RemoteAddr().String()}
+	ci := &ConnInfo{TLS: tlsState}
+	if tlsState != nil {
+		ci = newTLSConnInfo(tlsState)
+	}
+	hc := &h1Conn{l: l, c: c, ci: ci, remote: c.RemoteAddr().String()}
 	hc.br, hc.bw = bufpool.Reader(c), bufpool.Writer(c)
 	// The request context is never canceled: this loop does not read the
 	// connection while a handler runs (no background reader), so a client

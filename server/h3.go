@@ -96,9 +96,10 @@ func ListenH3(addr string, handler http.Handler, limits Limits, opts H3Options, 
 	//
 	// http3.Server.Serve would also record its SETTINGS in session tickets
 	// and refuse 0-RTT under tickets issued with other SETTINGS. Not needed
-	// here: the SETTINGS (from limits) are fixed for the socket's lifetime
-	// and SetTLS makes new ticket keys, so every ticket this listener can
-	// decrypt was issued under the same SETTINGS.
+	// here: the SETTINGS (from limits) are fixed for the process's
+	// lifetime, and every ticket this listener can decrypt was issued by
+	// this process (SetTLS's config's own keys, or the data plane's
+	// tls.TicketKeys), so under the same SETTINGS.
 	l.base = &ctls.Config{
 		MinVersion: ctls.VersionTLS13,
 		NextProtos: []string{http3.NextProtoH3},
@@ -115,6 +116,11 @@ func ListenH3(addr string, handler http.Handler, limits Limits, opts H3Options, 
 		MaxHeaderBytes: limits.MaxHeaderBytes,
 		IdleTimeout:    limits.IdleTimeout,
 		Logger:         log,
+		// One connMemo per QUIC connection: ConnInfo is built per
+		// request here, its per-connection values are not.
+		ConnContext: func(ctx context.Context, _ *quic.Conn) context.Context {
+			return context.WithValue(ctx, h3MemoKey{}, &connMemo{})
+		},
 	}
 	return l, nil
 }
@@ -141,10 +147,13 @@ func (l *H3Listener) Addr() net.Addr { return l.pc.LocalAddr() }
 // SetTLS sets the TLS settings for connections accepted from now on (the
 // same *tls.Config the TCP listener gets, e.g. from tls.ServerConfig). It is
 // copied with ALPN "h3" and TLS 1.3 as QUIC requires; certificates still come
-// from cfg's GetCertificate at each handshake. Each call gets its own
-// session-ticket keys, so after a swap clients resume with one full handshake
-// (and no 0-RTT). cfg's GetConfigForClient, if any, is not consulted. nil
-// refuses new handshakes.
+// from cfg's GetCertificate at each handshake. Session tickets use cfg's
+// WrapSession and UnwrapSession when set (tls.TicketKeys: tickets then
+// survive swaps that keep the client-auth policy); otherwise each call gets
+// its own keys, and after a swap clients resume with one full handshake (and
+// no 0-RTT). cfg's GetConfigForClient, if any (per-host TLS options, which
+// concern TLS 1.2 and ALPN over TCP), is not consulted. nil refuses new
+// handshakes.
 func (l *H3Listener) SetTLS(cfg *ctls.Config) {
 	if cfg == nil {
 		l.tls.Store(nil)
@@ -393,6 +402,9 @@ func (l *H3Listener) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// h3MemoKey finds a QUIC connection's connMemo in its requests' contexts.
+type h3MemoKey struct{}
+
 // h3Handler adapts requests from quic-go's http3 server to what the handler
 // sees from the TCP listener: no read deadline left from the HEADERS frame,
 // ConnInfo in the context, the header-field cap, and a refusal of replayable
@@ -429,6 +441,7 @@ func (h *h3Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	ci := &ConnInfo{TLS: r.TLS}
+	ci.memo, _ = r.Context().Value(h3MemoKey{}).(*connMemo)
 	h.next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), connInfoKey{}, ci)))
 }
 

@@ -77,6 +77,40 @@ func (l Limits) withDefaults() Limits {
 type ConnInfo struct {
 	// TLS is the handshake state, nil for cleartext.
 	TLS *ctls.ConnectionState
+	// memo holds values derived from TLS, shared by the connection's
+	// requests; nil computes them per request.
+	memo *connMemo
+}
+
+// connMemo caches per-connection values for ConnInfo.
+type connMemo struct {
+	identity atomic.Pointer[string]
+}
+
+// newTLSConnInfo is the ConnInfo of a TLS connection, st its final state.
+func newTLSConnInfo(st *ctls.ConnectionState) *ConnInfo {
+	return &ConnInfo{TLS: st, memo: &connMemo{}}
+}
+
+// ClientIdentity returns compute(TLS) (the client certificate identity an
+// upstream is told about, tls.ClientAuth.Identity), computed by the
+// connection's first request that asks and reused by the rest (HTTP/1.1
+// keep-alive, HTTP/2 and HTTP/3 streams), so a request pays a pointer load,
+// not a hash and a chain check. Every caller must pass the same compute.
+// Before the handshake completes (HTTP/3 early data) nothing is cached.
+func (ci *ConnInfo) ClientIdentity(compute func(*ctls.ConnectionState) string) string {
+	if ci == nil || ci.TLS == nil {
+		return ""
+	}
+	if ci.memo == nil || !ci.TLS.HandshakeComplete {
+		return compute(ci.TLS)
+	}
+	if v := ci.memo.identity.Load(); v != nil {
+		return *v
+	}
+	v := compute(ci.TLS)
+	ci.memo.identity.Store(&v)
+	return v
 }
 
 type connInfoKey struct{}
@@ -357,7 +391,7 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	defer l.h2active.Delete(net.Conn(tc))
 	l.stats.h2.Add(1)
 	defer l.stats.h2.Add(-1)
-	ci := &ConnInfo{TLS: &st}
+	ci := newTLSConnInfo(&st)
 	l.h2.ServeConn(guardH2(tc, l.limits.ReadHeaderTimeout, l.log), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, ci),
 		BaseConfig: l.h2base,

@@ -8,6 +8,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshgate/meshgate/ir"
+	mgtls "github.com/meshgate/meshgate/tls"
 )
 
 // findListenerConflicts applies the spec's distinctness rule within one
@@ -84,7 +85,7 @@ func (t *translator) bindListeners(gs *gatewayState) {
 			}
 			sock.byHostname[ls.hostname] = ls
 			sock.listeners = append(sock.listeners, ls)
-			h := &ir.ListenerHost{Name: ls.name(), Hostname: ls.hostname, TLSMode: ls.tlsMode, ACME: ls.acme}
+			h := &ir.ListenerHost{Name: ls.name(), Hostname: ls.hostname, TLSMode: ls.tlsMode, ACME: ls.acme, TLS: ls.tlsOpts.TLS}
 			sock.hosts = append(sock.hosts, h)
 			sock.certs = append(sock.certs, ls.certs...)
 			ls.hosts = append(ls.hosts, h)
@@ -114,7 +115,7 @@ func (t *translator) claimable(ls *listenerState) bool {
 			}
 			if !sameClientAuth(sock.clientAuth, ls.clientAuth) {
 				// One socket has one TLS config (see tls.ClientAuth).
-				ls.reject(gwapiv1.ListenerReasonPortUnavailable, "port: %s is already served by Gateway %s with a different client certificate validation (spec.tls.frontend); Gateways sharing a port must agree on it", addr, sock.owner.key)
+				ls.reject(gwapiv1.ListenerReasonPortUnavailable, "port: %s is already served by Gateway %s with a different client certificate validation (spec.tls.frontend, or tls.options[%s]); listeners sharing a port must agree on it", addr, sock.owner.key, mgtls.OptClientIdentityHeader)
 				return false
 			}
 			continue

@@ -13,6 +13,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshgate/meshgate/ir"
+	mgtls "github.com/meshgate/meshgate/tls"
 )
 
 // Gateway spec.tls (Gateway API v1.4+, GEP-91 and GEP-3155).
@@ -39,6 +40,10 @@ import (
 //     agree on it, or the newer Gateway's listener is not accepted
 //     (PortUnavailable). That keeps one TLS config, and one set of session
 //     ticket keys, per policy (see tls.ClientAuth).
+//   - The verified client identity goes to upstreams in
+//     X-Forwarded-Client-Cert, or the header a listener's
+//     tls.options[gateway.meshgate.dev/client-identity-header] names ("none"
+//     for no header); as part of the validation it is per socket too.
 //   - backend.clientCertificateRef is a core Secret with tls.crt and
 //     tls.key (of any type) that the gateway presents to backends it speaks
 //     TLS to (BackendTLSPolicy, Backend spec.tls) through this Gateway's
@@ -139,7 +144,12 @@ func (t *translator) gatewayTLS(gs *gatewayState) {
 		case fv.ca == nil:
 			ls.reject(gwapiv1.ListenerReasonNoValidCACertificate, "%s%s: no valid CA certificate", what, path)
 		default:
-			ls.clientAuth = fv.ca
+			ca := *fv.ca
+			ca.IdentityHeader = mgtls.DefaultIdentityHeader
+			if ls.tlsOpts.IdentitySet {
+				ca.IdentityHeader = ls.tlsOpts.IdentityHeader
+			}
+			ls.clientAuth = &ca
 		}
 	}
 }
@@ -263,7 +273,7 @@ func sameClientAuth(a, b *ir.ClientAuth) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
-	return a.Mode == b.Mode && a.CAName == b.CAName && bytes.Equal(a.CAPEM, b.CAPEM)
+	return a.Mode == b.Mode && a.CAName == b.CAName && a.IdentityHeader == b.IdentityHeader && bytes.Equal(a.CAPEM, b.CAPEM)
 }
 
 // gatewayTLSConditions are the Gateway's ResolvedRefs condition when its
@@ -373,4 +383,36 @@ func (t *translator) withClientCert(b *ir.Backend, c *clientCert) *ir.Backend {
 	cp.Name, cp.TLS = name, &tc
 	t.irBackends[key] = &cp
 	return &cp
+}
+
+// listenerTLSOptions reads a listener's tls.options (tls.ParseOptions). They
+// are Meshgate's for HTTPS listeners only. A bad one makes the listener
+// Accepted False UnsupportedValue, naming the key and value, and it is not
+// bound: serving it with other TLS settings than asked (an older minimum
+// version, say) would be worse than not serving it. It reports whether the
+// listener is still accepted.
+func (t *translator) listenerTLSOptions(ls *listenerState, opts map[gwapiv1.AnnotationKey]gwapiv1.AnnotationValue) bool {
+	if len(opts) == 0 {
+		return true
+	}
+	m := make(map[string]string, len(opts))
+	for k, v := range opts {
+		m[string(k)] = string(v)
+	}
+	if ls.protocol != ir.ProtocolHTTPS {
+		for _, k := range sortedKeys(m) {
+			if strings.HasPrefix(k, mgtls.OptionPrefix) {
+				ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "tls.options[%s]: Meshgate's TLS options apply to HTTPS listeners only", k)
+				return false
+			}
+		}
+		return true
+	}
+	lo, err := mgtls.ParseOptions(m)
+	if err != nil {
+		ls.reject(gwapiv1.ListenerReasonUnsupportedValue, "%v", err)
+		return false
+	}
+	ls.tlsOpts = lo
+	return true
 }

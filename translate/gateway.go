@@ -15,6 +15,7 @@ import (
 	gwapiv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"github.com/meshgate/meshgate/ir"
+	mgtls "github.com/meshgate/meshgate/tls"
 )
 
 const (
@@ -88,6 +89,8 @@ type listenerState struct {
 	// clientAuth is the Gateway's spec.tls.frontend validation for an
 	// HTTPS listener's port; nil for none.
 	clientAuth *ir.ClientAuth
+	// tlsOpts are the HTTPS listener's tls.options (frontendtls.go).
+	tlsOpts mgtls.ListenerOptions
 	// hosts are this listener's share of each socket it is bound on.
 	hosts []*ir.ListenerHost
 	// attached counts the accepted routes attached, by route.
@@ -97,7 +100,7 @@ type listenerState struct {
 	// hostnames can be refused as the spec requires. Kept by kind so a
 	// route is checked only against the other kind (usually few), not
 	// against every route of the listener.
-	httpLike map[string][]installedRoute
+	httpLike map[string]*hostOverlap
 }
 
 // installedRoute is an HTTPRoute or GRPCRoute installed on a listener.
@@ -486,6 +489,9 @@ func (t *translator) listenerTLS(ls *listenerState) {
 		if ls.protocol == ir.ProtocolTLS {
 			ls.tlsMode = ir.TLSTerminate
 		}
+		return
+	}
+	if !t.listenerTLSOptions(ls, cfg.Options) {
 		return
 	}
 	if ls.protocol == ir.ProtocolTLS {

@@ -41,6 +41,10 @@ type translator struct {
 	namespaces map[string]map[string]string            // labels
 	backends   map[nsName]*backendState
 	rejected   map[string]string // "Kind/ns/name" -> loader reason
+	// httpRoutes and grpcRoutes are the first route of each name, so a
+	// policy's target is found without scanning 10,000 routes.
+	httpRoutes map[nsName]*gwapiv1.HTTPRoute
+	grpcRoutes map[nsName]*gwapiv1.GRPCRoute
 
 	// irBackends shares one *ir.Backend per name between routes.
 	irBackends map[string]*ir.Backend
@@ -104,6 +108,8 @@ func newTranslator(s *config.Snapshot, opts Options) *translator {
 		setIndex:      map[nsName]*listenerSetState{},
 		foreignSets:   map[nsName]bool{},
 		services:      map[nsName]*corev1.Service{},
+		httpRoutes:    make(map[nsName]*gwapiv1.HTTPRoute, len(s.HTTPRoutes)),
+		grpcRoutes:    make(map[nsName]*gwapiv1.GRPCRoute, len(s.GRPCRoutes)),
 		secrets:       map[nsName]*corev1.Secret{},
 		slices:        map[nsName][]*discoveryv1.EndpointSlice{},
 		grants:        map[string][]*gwapiv1.ReferenceGrant{},
@@ -117,6 +123,22 @@ func newTranslator(s *config.Snapshot, opts Options) *translator {
 	for _, o := range s.Services {
 		if o != nil {
 			t.services[nsName{o.Namespace, o.Name}] = o
+		}
+	}
+	for _, o := range s.HTTPRoutes {
+		if o == nil {
+			continue
+		}
+		if k := (nsName{o.Namespace, o.Name}); t.httpRoutes[k] == nil {
+			t.httpRoutes[k] = o
+		}
+	}
+	for _, o := range s.GRPCRoutes {
+		if o == nil {
+			continue
+		}
+		if k := (nsName{o.Namespace, o.Name}); t.grpcRoutes[k] == nil {
+			t.grpcRoutes[k] = o
 		}
 	}
 	for _, o := range s.Secrets {

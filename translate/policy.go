@@ -125,16 +125,12 @@ func (t *translator) policyTargetExists(group string, pt policyTarget) bool {
 			}
 		}
 	case group == gatewayGroup && pt.kind == kindHTTPRoute:
-		for _, r := range t.s.HTTPRoutes {
-			if r != nil && r.Namespace == pt.ns && r.Name == pt.name {
-				return pt.section == "" || hasRuleName(len(r.Spec.Rules), func(i int) *gwapiv1.SectionName { return r.Spec.Rules[i].Name }, pt.section)
-			}
+		if r := t.httpRoutes[key]; r != nil {
+			return pt.section == "" || hasRuleName(len(r.Spec.Rules), func(i int) *gwapiv1.SectionName { return r.Spec.Rules[i].Name }, pt.section)
 		}
 	case group == gatewayGroup && pt.kind == kindGRPCRoute:
-		for _, r := range t.s.GRPCRoutes {
-			if r != nil && r.Namespace == pt.ns && r.Name == pt.name {
-				return pt.section == "" || hasRuleName(len(r.Spec.Rules), func(i int) *gwapiv1.SectionName { return r.Spec.Rules[i].Name }, pt.section)
-			}
+		if r := t.grpcRoutes[key]; r != nil {
+			return pt.section == "" || hasRuleName(len(r.Spec.Rules), func(i int) *gwapiv1.SectionName { return r.Spec.Rules[i].Name }, pt.section)
 		}
 	case group == "" && pt.kind == kindService:
 		svc := t.services[key]

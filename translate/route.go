@@ -2,6 +2,7 @@ package translate
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -81,6 +82,8 @@ func (t *translator) translateRoutes() {
 		return a.kind < b.kind
 	})
 	installed := map[installKey]bool{}
+	// One status per route: grown once, not by doubling a large struct.
+	t.statuses = slices.Grow(t.statuses, len(routes))
 	for _, rs := range routes {
 		st := ObjectStatus{Kind: rs.kind, Namespace: rs.key.ns, Name: rs.key.name}
 		for j := range rs.parentRefs {
@@ -317,9 +320,12 @@ func (t *translator) attachRoute(rs *routeState, j int, pr gwapiv1.ParentReferen
 			a.ls.attached[rs.key] = true
 			if rs.kind == kindHTTPRoute || rs.kind == kindGRPCRoute {
 				if a.ls.httpLike == nil {
-					a.ls.httpLike = map[string][]installedRoute{}
+					a.ls.httpLike = map[string]*hostOverlap{}
 				}
-				a.ls.httpLike[rs.kind] = append(a.ls.httpLike[rs.kind], installedRoute{rs.kind, rs.key, a.hosts})
+				if a.ls.httpLike[rs.kind] == nil {
+					a.ls.httpLike[rs.kind] = &hostOverlap{}
+				}
+				a.ls.httpLike[rs.kind].add(installedRoute{rs.kind, rs.key, a.hosts})
 			}
 		}
 		for _, h := range a.ls.hosts {
@@ -391,10 +397,8 @@ func otherKindOverlap(ls *listenerState, kind string, hosts []string) string {
 	if kind == kindHTTPRoute {
 		other = kindGRPCRoute
 	}
-	for _, ir := range ls.httpLike[other] {
-		if hostSetsOverlap(ir.hosts, hosts) {
-			return ir.kind + " " + ir.key.String()
-		}
+	if ir, ok := ls.httpLike[other].first(hosts); ok {
+		return ir.kind + " " + ir.key.String()
 	}
 	return ""
 }

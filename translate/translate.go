@@ -156,8 +156,8 @@ func translate(s *config.Snapshot, opts Options) *Result {
 	t.translateBackends()
 	t.translateFaults()
 	t.translatePolicies()
+	t.translateBackendTLSPolicies() // before the Service backends of extAuth are made
 	t.translateSecurityPolicies()
-	t.translateBackendTLSPolicies()
 	t.translateRoutes()
 	t.applyGatewayBackendCerts()
 	t.policyStatuses()

@@ -24,7 +24,10 @@ const KindSecurityPolicy = "SecurityPolicy"
 // request is matched to a route, so that jwt.providers[].claimToHeaders can
 // drive header matches of the routes (claim-based routing). A failure there
 // is held until the route is known: when that route's own policy sets the
-// same section, the route's answer wins.
+// same section, the route's answer wins. When a route's or rule's jwt
+// section copies claims to headers, a request passing that route's checks
+// is matched once more with the headers set, and the route found serves it
+// (sections already passed with the same policy are not checked again).
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:resource:categories=gateway-api;meshgate,shortName=msp
@@ -165,8 +168,10 @@ type JWTProvider struct {
 	// FromCookie takes the token from this cookie.
 	// +optional
 	FromCookie string `json:"fromCookie,omitempty"`
-	// ClaimToHeaders copies claims of a valid token to request headers
-	// (a client's own header of that name is removed first).
+	// ClaimToHeaders copies claims of a valid token to request headers;
+	// route header matches see them, also from a route-level policy
+	// (the request is then matched again). A client's own header of that
+	// name is always removed before matching.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	ClaimToHeaders []ClaimToHeader `json:"claimToHeaders,omitempty"`
@@ -228,7 +233,10 @@ type BasicAuth struct {
 	Realm string `json:"realm,omitempty"`
 }
 
-// ExtAuth is an external authorization service.
+// ExtAuth is an external authorization service. It is spoken to over TLS
+// when the referenced Backend has spec.tls or the Service is targeted by a
+// BackendTLSPolicy; a certificate that does not verify makes the service
+// unavailable (see FailOpen).
 //
 // +kubebuilder:validation:XValidation:rule="has(self.grpc) != has(self.http)",message="set exactly one of grpc and http"
 type ExtAuth struct {

@@ -120,16 +120,21 @@ func (k *kubeFlags) start(ctx context.Context, ctrl *controller.Controller, cont
 	if ns == "" {
 		ns = "default"
 	}
-	id := os.Getenv("POD_NAME")
-	if id == "" {
-		host, _ := os.Hostname()
-		id = fmt.Sprintf("%s-%d", host, os.Getpid())
-	}
-	el := &k8sprovider.Election{Config: cfg, Namespace: ns, Name: k.leaseName, Identity: id, OnChange: setLeader, Log: log}
+	el := &k8sprovider.Election{Config: cfg, Namespace: ns, Name: k.leaseName, Identity: replicaIdentity(), OnChange: setLeader, Log: log}
 	go func() {
 		if err := el.Run(ctx); err != nil {
 			log.Error("leader election stopped", "error", err.Error())
 		}
 	}()
 	return nil
+}
+
+// replicaIdentity names this replica as a Lease holder: $POD_NAME, else
+// host and process id.
+func replicaIdentity() string {
+	if id := os.Getenv("POD_NAME"); id != "" {
+		return id
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
 }

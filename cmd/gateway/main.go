@@ -253,7 +253,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	}
 	defer limiter.Close()
 
-	acmeMgr, err := af.manager(log)
+	acmeMgr, err := af.manager(log, &kf)
 	if err != nil {
 		fmt.Fprintf(stderr, "gateway run: %v\n", err)
 		return 2

