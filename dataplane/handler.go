@@ -13,6 +13,7 @@ import (
 	"github.com/meshgate/meshgate/acme"
 	"github.com/meshgate/meshgate/filters"
 	"github.com/meshgate/meshgate/grpcweb"
+	"github.com/meshgate/meshgate/internal/hdrvals"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
@@ -220,7 +221,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil)
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, hdrvals.Take(w, 4))
 	for _, f := range route.RequestHeaders {
 		f.Apply(r.Header)
 	}
@@ -357,7 +358,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		if xconnect {
 			rec.Upgrade = "websocket"
 		}
-		routeName := route.IR.Name
+		routeName, upstreamAddr := route.IR.Name, ep.Address
 		topts := proxy.TunnelOptions{
 			IdleTimeout: h.tunnelLimits.IdleTimeout,
 			MaxLifetime: h.tunnelLimits.MaxLifetime,
@@ -365,7 +366,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 				return h.tunnels.add(h.addr, routeName, goAway)
 			},
 			OnEnd: func(reason string, toUpstream, toClient int64) {
-				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", ep.Address,
+				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", upstreamAddr,
 					"path", r.URL.Path, "bytes_to_upstream", toUpstream, "bytes_to_client", toClient)
 			},
 		}

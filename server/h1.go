@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/meshgate/meshgate/internal/bufpool"
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // h1Conn serves HTTP/1.x on one connection. It is Meshgate's own HTTP/1.1
@@ -39,6 +40,9 @@ type h1Conn struct {
 	url url.URL
 	hb  headBuf
 	w   h1Response
+	// vals holds the header value slices of the request being served
+	// (its parsed header, what the handler adds); reset per request.
+	vals hdrvals.Arena
 	// remote is the peer address, formatted once per connection.
 	remote string
 	// h2 is set once the connection was handed to the HTTP/2 server.
@@ -151,6 +155,7 @@ func (hc *h1Conn) waitIdle(deadline time.Time) bool {
 	bufpool.PutReader(hc.br)
 	bufpool.PutWriter(hc.bw)
 	hc.br, hc.bw = nil, nil
+	hc.vals.Release()
 	hc.c.SetReadDeadline(deadline)
 	hc.l.parked.Add(1)
 	n, err := hc.c.Read(hc.pre.b[:])
@@ -202,8 +207,9 @@ func (hc *h1Conn) serveOne() (keep bool) {
 	}
 	resetRequest(r, &hc.url, hc.remote, hc.ci.TLS)
 	clear(r.Header)
+	hc.vals.Reset()
 	var ph parsedHead
-	if err := parseRequest(&hc.hb, r, &hc.url, &ph); err != nil {
+	if err := parseRequest(&hc.hb, r, &hc.url, &ph, &hc.vals); err != nil {
 		hc.fail(err)
 		return false
 	}
