@@ -55,11 +55,13 @@ type h1Conn struct {
 	pre prefixReader
 }
 
-// h2Preface is the client connection preface of HTTP/2 with prior knowledge.
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-// serveH1 runs the request loop on c until it closes.
-func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
+// newH1Conn sets up the state of an HTTP/1 connection. It is a function of
+// its own, never inlined, so its temporaries are not part of serveH1's
+// frame: that frame stays on the stack of every idle connection, and a
+// small stack in use lets the GC halve a parked connection's stack.
+//
+//go:noinline
+func (l *Listener) newH1Conn(c net.Conn, tlsState *ctls.ConnectionState) *h1Conn {
 	hc := &h1Conn{l: l, c: c, ci: &ConnInfo{TLS: tlsState}, remote: c.RemoteAddr().String()}
 	hc.br, hc.bw = bufpool.Reader(c), bufpool.Writer(c)
 	// The request context is never canceled: this loop does not read the
@@ -70,6 +72,15 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	hc.req = (&http.Request{}).WithContext(ctx)
 	hc.w.hdr = http.Header{}
 	hc.w.conn = hc
+	return hc
+}
+
+// h2Preface is the client connection preface of HTTP/2 with prior knowledge.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// serveH1 runs the request loop on c until it closes.
+func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
+	hc := l.newH1Conn(c, tlsState)
 	l.stats.h1.Add(1)
 	defer l.stats.h1.Add(-1)
 
@@ -152,11 +163,17 @@ const idleShrinkAfter = 2 * time.Second
 // byte straight from the socket, then takes buffers again with that byte in
 // front. It reports whether a request is starting.
 func (hc *h1Conn) waitIdle(deadline time.Time) bool {
-	bufpool.PutReader(hc.br)
-	bufpool.PutWriter(hc.bw)
+	// Everything sized by past requests goes too: the buffers (to the
+	// GC, not the pools, so a trim really frees them), the head and the
+	// held-back body bytes, the header maps and value slices. What stays
+	// is the connection's fixed state and its goroutine's stack, which
+	// the next GC shrinks to what the wait uses.
 	hc.br, hc.bw = nil, nil
+	hc.hb.raw = nil
+	hc.req.Header, hc.w.hdr, hc.w.pending = nil, nil, nil
 	hc.vals.Release()
 	hc.c.SetReadDeadline(deadline)
+	hc.l.trim.parked()
 	hc.l.parked.Add(1)
 	n, err := hc.c.Read(hc.pre.b[:])
 	hc.l.parked.Add(-1)

@@ -39,6 +39,9 @@ const pendingMax = 4096
 func (w *h1Response) HeaderValues(n int) []string { return w.conn.vals.Take(n) }
 
 func (w *h1Response) reset(r *http.Request, closeAfter bool) {
+	if w.hdr == nil {
+		w.hdr = http.Header{} // dropped while the connection was parked
+	}
 	clear(w.hdr)
 	w.status = 0
 	w.committed = false

@@ -110,6 +110,8 @@ type Listener struct {
 	h2active sync.Map // net.Conn -> struct{}
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
+	// trim gives the memory of connections that went idle back to the OS.
+	trim idleTrim
 	stats  listenerStats
 }
 
