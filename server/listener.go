@@ -111,8 +111,8 @@ type Listener struct {
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
 	// trim gives the memory of connections that went idle back to the OS.
-	trim idleTrim
-	stats  listenerStats
+	trim  idleTrim
+	stats listenerStats
 }
 
 // listenerStats are the counters behind Stats.
