@@ -26,7 +26,7 @@ test: test-deps build vet
 	@$(MAKE) --no-print-directory vulncheck
 	$(GO) test -count=1 -race ./...
 	# Allocation counts are only meaningful without the race detector.
-	$(GO) test -count=1 -run 'Alloc' ./metrics ./upstream ./ratelimit ./router ./filters ./dashboard
+	$(GO) test -count=1 -run 'Alloc' ./metrics ./upstream ./ratelimit ./router ./filters ./dashboard ./dataplane
 	cd deploy/test && $(GO) test -count=1 ./...
 	CONFORMANCE_SHORT=1 CONFORMANCE_NO_BUILD=1 bash scripts/conformance.sh
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=10s
@@ -58,6 +58,7 @@ fuzz:
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzH1Front$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzReadResponseHead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 
 ## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
 generate:

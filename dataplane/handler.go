@@ -13,6 +13,7 @@ import (
 	"github.com/meshgate/meshgate/acme"
 	"github.com/meshgate/meshgate/filters"
 	"github.com/meshgate/meshgate/grpcweb"
+	"github.com/meshgate/meshgate/internal/hdrvals"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
 	"github.com/meshgate/meshgate/proxy"
@@ -223,7 +224,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil)
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, hdrvals.Take(w, 4))
 	if id := h.identity.Load(); id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}
@@ -363,7 +364,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		if xconnect {
 			rec.Upgrade = "websocket"
 		}
-		routeName := route.IR.Name
+		routeName, upstreamAddr := route.IR.Name, ep.Address
 		topts := proxy.TunnelOptions{
 			IdleTimeout: h.tunnelLimits.IdleTimeout,
 			MaxLifetime: h.tunnelLimits.MaxLifetime,
@@ -371,7 +372,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 				return h.tunnels.add(h.addr, routeName, goAway)
 			},
 			OnEnd: func(reason string, toUpstream, toClient int64) {
-				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", ep.Address,
+				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", upstreamAddr,
 					"path", r.URL.Path, "bytes_to_upstream", toUpstream, "bytes_to_client", toClient)
 			},
 		}

@@ -27,7 +27,10 @@ func cannedUpstream(tb testing.TB) string {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { ln.Close() })
-	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 19\r\n\r\nhello from backend\n")
+	// The head nginx sends for a static file (the bench backend).
+	resp := []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 07:00:00 GMT\r\n" +
+		"Content-Type: text/plain\r\nContent-Length: 19\r\nLast-Modified: Wed, 25 Nov 2026 21:00:00 GMT\r\n" +
+		"Connection: keep-alive\r\nETag: \"6925a3b0-13\"\r\nAccept-Ranges: bytes\r\n\r\nhello from backend\n")
 	go func() {
 		for {
 			c, err := ln.Accept()

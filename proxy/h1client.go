@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/internal/bufpool"
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // H1Client forwards requests to HTTP/1.1 upstreams over pooled keep-alive
@@ -99,6 +100,7 @@ type upConn struct {
 	lastUsed time.Time
 	reused   bool
 	body     io.LimitedReader // reused for Content-Length bodies
+	head     respScratch      // reused by readResponseHead
 	// release frees the connection's slot in its backend's connection
 	// cap (Outbound.AcquireConn); nil when uncapped.
 	release func()
@@ -351,7 +353,7 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	var resp respHead
 	for {
 		resp.reset()
-		if err := readResponseHead(uc.br, w.Header(), &resp, maxHdr); err != nil {
+		if err := readResponseHead(uc.br, w, &resp, maxHdr, &uc.head); err != nil {
 			retry := errors.Is(err, io.EOF) && resp.bytesRead == 0
 			return false, retry, classify(ctx, ErrProtocol, err)
 		}
@@ -376,6 +378,14 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	return keep && !resp.close && resp.proto11, false, err
 }
 
+// setContentLength sets h's Content-Length to raw, in storage from w's
+// connection when it has some (hdrvals).
+func setContentLength(w http.ResponseWriter, h http.Header, raw string) {
+	v := hdrvals.Take(w, 1)
+	v[0] = raw
+	h["Content-Length"] = v
+}
+
 // relayResponse sends the response whose head is in resp: headers through
 // writeHeader, then the body framed as the upstream framed it (lr is a
 // reusable reader for Content-Length bodies). It reports whether the body
@@ -387,12 +397,12 @@ func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, metho
 	switch {
 	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified:
 		if resp.contentLength >= 0 {
-			h["Content-Length"] = []string{resp.contentLengthRaw}
+			setContentLength(w, h, resp.contentLengthRaw)
 		}
 	case resp.chunked:
 		body = httputil.NewChunkedReader(br)
 	case resp.contentLength >= 0:
-		h["Content-Length"] = []string{resp.contentLengthRaw}
+		setContentLength(w, h, resp.contentLengthRaw)
 		*lr = io.LimitedReader{R: br, N: resp.contentLength}
 		body = lr
 	default:

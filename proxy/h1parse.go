@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"strconv"
 	"strings"
+
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // respHead is what readResponseHead learns about the framing of a response.
@@ -68,9 +69,69 @@ var commonValues = func() map[string][]string {
 
 var errHeaderTooLarge = errors.New("upstream response header too large")
 
-// readResponseHead parses a status line and header block from br into h,
-// dropping hop-by-hop fields and recording framing in resp.
-func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) error {
+// parseLength parses a Content-Length value: 1*DIGIT (RFC 9110 8.6), so
+// no sign, space or other base, and at most 18 digits (no overflow).
+func parseLength(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+// canonicalKey is the canonical form of the header name b, interned when
+// it is a common one in any spelling ("ETag", "content-type").
+func canonicalKey(b []byte) string {
+	if k, ok := commonKeys[string(b)]; ok {
+		return k
+	}
+	if len(b) <= 64 {
+		var buf [64]byte
+		c := buf[:copy(buf[:], b)]
+		upper := true
+		for i, ch := range c {
+			switch {
+			case upper && 'a' <= ch && ch <= 'z':
+				c[i] = ch - ('a' - 'A')
+			case !upper && 'A' <= ch && ch <= 'Z':
+				c[i] = ch + ('a' - 'A')
+			}
+			upper = ch == '-'
+		}
+		if k, ok := commonKeys[string(c)]; ok {
+			return k
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(b))
+}
+
+// respScratch is reusable memory for readResponseHead: the header values
+// of one response head, copied out of the read buffer, and where each is.
+// An upstream connection keeps one, so parsing a head allocates one string
+// for all its values rather than one per field.
+type respScratch struct {
+	raw    []byte
+	fields []respField
+}
+
+// respField is one header field kept for the response: its name and its
+// value's bounds in respScratch.raw.
+type respField struct {
+	key        string
+	start, end int
+}
+
+// readResponseHead parses a status line and header block from br into the
+// header of w, dropping hop-by-hop fields and recording framing in resp.
+// The kept values become one string; their slices come from w's
+// connection when it has storage for them (hdrvals).
+func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, max int, sc *respScratch) error {
 	line, err := readLine(br, resp, max)
 	if err != nil {
 		return err
@@ -92,7 +153,10 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		return fmt.Errorf("malformed status line %q", truncate(line))
 	}
 	resp.status = st
+	h := w.Header()
+	sc.raw, sc.fields = sc.raw[:0], sc.fields[:0]
 	var connTokens []byte
+	clStart, clEnd := -1, -1
 	fields := 0
 	for {
 		line, err := readLine(br, resp, max)
@@ -117,10 +181,7 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		if !validFieldValue(val) {
 			return fmt.Errorf("invalid header value for %q", rawKey)
 		}
-		key, ok := commonKeys[string(rawKey)]
-		if !ok {
-			key = textproto.CanonicalMIMEHeaderKey(string(rawKey))
-		}
+		key := canonicalKey(rawKey)
 		if key == "Content-Type" && len(h[key]) == 0 {
 			// The most common response header: reuse its interned value
 			// when it is one of the usual ones.
@@ -131,12 +192,14 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		}
 		switch key {
 		case "Content-Length":
-			n, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil || n < 0 || (resp.contentLength >= 0 && resp.contentLength != n) {
+			n, ok := parseLength(val)
+			if !ok || (resp.contentLength >= 0 && resp.contentLength != n) {
 				return fmt.Errorf("invalid Content-Length %q", val)
 			}
 			resp.contentLength = n
-			resp.contentLengthRaw = string(val)
+			clStart = len(sc.raw)
+			sc.raw = append(sc.raw, val...)
+			clEnd = len(sc.raw)
 			continue
 		case "Transfer-Encoding":
 			if !bytes.EqualFold(val, []byte("chunked")) {
@@ -155,7 +218,25 @@ func readResponseHead(br *bufio.Reader, h http.Header, resp *respHead, max int) 
 		if responseHopHeaders[key] {
 			continue
 		}
-		h[key] = append(h[key], string(val))
+		start := len(sc.raw)
+		sc.raw = append(sc.raw, val...)
+		sc.fields = append(sc.fields, respField{key: key, start: start, end: len(sc.raw)})
+	}
+	if len(sc.raw) > 0 {
+		block := string(sc.raw) // the one allocation for all kept values
+		if clStart >= 0 {
+			resp.contentLengthRaw = block[clStart:clEnd]
+		}
+		vals := hdrvals.Take(w, len(sc.fields))
+		for i, f := range sc.fields {
+			v := block[f.start:f.end]
+			if cur := h[f.key]; cur != nil {
+				h[f.key] = append(cur, v)
+				continue
+			}
+			vals[i] = v
+			h[f.key] = vals[i : i+1 : i+1]
+		}
 	}
 	if resp.chunked {
 		resp.ambiguous = resp.contentLength >= 0

@@ -115,8 +115,10 @@ func (p *ForwardedPolicy) trusts(ip netip.Addr) bool {
 
 // Apply sets X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host and
 // Forwarded on h for a request from remoteAddr that arrived for host over
-// TLS or not.
-func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool) {
+// TLS or not. The four values are stored in vals when it has room for
+// them (storage that lives as long as the request, see hdrvals), else in
+// a new slice.
+func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool, vals []string) {
 	ipStr, _, err := net.SplitHostPort(remoteAddr)
 	if err != nil {
 		ipStr = remoteAddr
@@ -140,8 +142,10 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 	} else {
 		fwd = "for=" + ipStr + ";host=" + quoteForwarded(host) + ";proto=" + proto
 	}
-	// One backing array for the four values: one allocation, not four.
-	vals := make([]string, 4)
+	// One backing array for the four values: at most one allocation.
+	if len(vals) < 4 {
+		vals = make([]string, 4)
+	}
 	if trusted {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff

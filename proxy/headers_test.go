@@ -54,14 +54,14 @@ func TestForwardedPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.policy.Apply(tc.in, tc.remote, "example.com", tc.tls)
+			tc.policy.Apply(tc.in, tc.remote, "example.com", tc.tls, nil)
 			if !reflect.DeepEqual(tc.in, tc.want) {
 				t.Errorf("got  %v\nwant %v", tc.in, tc.want)
 			}
 		})
 	}
 	h := http.Header{}
-	(&ForwardedPolicy{}).Apply(h, "127.0.0.1:1", "host:8080", false)
+	(&ForwardedPolicy{}).Apply(h, "127.0.0.1:1", "host:8080", false, nil)
 	if got := h.Get("Forwarded"); got != `for=127.0.0.1;host="host:8080";proto=http` {
 		t.Errorf("host with port not quoted: %s", got)
 	}
@@ -81,7 +81,7 @@ func TestForwardedPolicyRemovesClientIdentityClaims(t *testing.T) {
 		for _, k := range untrustedClientHeaders {
 			h.Set(k, "spoofed")
 		}
-		trusted.Apply(h, tc.remote, "example.com", false)
+		trusted.Apply(h, tc.remote, "example.com", false, nil)
 		for _, k := range untrustedClientHeaders {
 			if got := h.Get(k) != ""; got != tc.keep {
 				t.Errorf("%s: %s kept=%v, want %v", tc.name, k, got, tc.keep)

@@ -123,8 +123,9 @@ func (c *H1Client) upgradeHandshake(ctx context.Context, addr string, cfg *tls.C
 	}
 	br = bufio.NewReaderSize(up, 4096)
 	var resp respHead
+	var sc respScratch
 	resp.reset()
-	if err := readResponseHead(br, w.Header(), &resp, 64<<10); err != nil {
+	if err := readResponseHead(br, w, &resp, 64<<10, &sc); err != nil {
 		return fail(classify(ctx, ErrProtocol, err))
 	}
 	if resp.status != http.StatusSwitchingProtocols {

@@ -20,6 +20,7 @@ import (
 	"golang.org/x/net/http2"
 
 	"github.com/meshgate/meshgate/internal/bufpool"
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // h1Conn serves HTTP/1.x on one connection. It is Meshgate's own HTTP/1.1
@@ -39,6 +40,9 @@ type h1Conn struct {
 	url url.URL
 	hb  headBuf
 	w   h1Response
+	// vals holds the header value slices of the request being served
+	// (its parsed header, what the handler adds); reset per request.
+	vals hdrvals.Arena
 	// remote is the peer address, formatted once per connection.
 	remote string
 	// h2 is set once the connection was handed to the HTTP/2 server.
@@ -51,11 +55,13 @@ type h1Conn struct {
 	pre prefixReader
 }
 
-// h2Preface is the client connection preface of HTTP/2 with prior knowledge.
-const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-
-// serveH1 runs the request loop on c until it closes.
-func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
+// newH1Conn sets up the state of an HTTP/1 connection. It is a function of
+// its own, never inlined, so its temporaries are not part of serveH1's
+// frame: that frame stays on the stack of every idle connection, and a
+// small stack in use lets the GC halve a parked connection's stack.
+//
+//go:noinline
+func (l *Listener) newH1Conn(c net.Conn, tlsState *ctls.ConnectionState) *h1Conn {
 	ci := &ConnInfo{TLS: tlsState}
 	if tlsState != nil {
 		ci = newTLSConnInfo(tlsState)
@@ -70,6 +76,15 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 	hc.req = (&http.Request{}).WithContext(ctx)
 	hc.w.hdr = http.Header{}
 	hc.w.conn = hc
+	return hc
+}
+
+// h2Preface is the client connection preface of HTTP/2 with prior knowledge.
+const h2Preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+// serveH1 runs the request loop on c until it closes.
+func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
+	hc := l.newH1Conn(c, tlsState)
 	l.stats.h1.Add(1)
 	defer l.stats.h1.Add(-1)
 
@@ -152,10 +167,17 @@ const idleShrinkAfter = 2 * time.Second
 // byte straight from the socket, then takes buffers again with that byte in
 // front. It reports whether a request is starting.
 func (hc *h1Conn) waitIdle(deadline time.Time) bool {
-	bufpool.PutReader(hc.br)
-	bufpool.PutWriter(hc.bw)
+	// Everything sized by past requests goes too: the buffers (to the
+	// GC, not the pools, so a trim really frees them), the head and the
+	// held-back body bytes, the header maps and value slices. What stays
+	// is the connection's fixed state and its goroutine's stack, which
+	// the next GC shrinks to what the wait uses.
 	hc.br, hc.bw = nil, nil
+	hc.hb.raw = nil
+	hc.req.Header, hc.w.hdr, hc.w.pending = nil, nil, nil
+	hc.vals.Release()
 	hc.c.SetReadDeadline(deadline)
+	hc.l.trim.parked()
 	hc.l.parked.Add(1)
 	n, err := hc.c.Read(hc.pre.b[:])
 	hc.l.parked.Add(-1)
@@ -206,8 +228,9 @@ func (hc *h1Conn) serveOne() (keep bool) {
 	}
 	resetRequest(r, &hc.url, hc.remote, hc.ci.TLS)
 	clear(r.Header)
+	hc.vals.Reset()
 	var ph parsedHead
-	if err := parseRequest(&hc.hb, r, &hc.url, &ph); err != nil {
+	if err := parseRequest(&hc.hb, r, &hc.url, &ph, &hc.vals); err != nil {
 		hc.fail(err)
 		return false
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // requestError is a malformed request: the connection answers with Status
@@ -133,8 +135,9 @@ type parsedHead struct {
 }
 
 // parseRequest fills r (whose Header map is empty) from the head in hb. All
-// strings point into one string made from hb.raw.
-func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead) error {
+// strings point into one string made from hb.raw; the header's value
+// slices come from vals.
+func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead, vals *hdrvals.Arena) error {
 	block := string(hb.raw) // the one allocation for all of the head's strings
 	lineEnd := strings.IndexByte(block, 0)
 	reqLine := block[:lineEnd]
@@ -172,7 +175,7 @@ func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead) erro
 	}
 
 	// Header fields: one backing array for all values.
-	vals := make([]string, hb.fields)
+	vs := vals.Take(hb.fields)
 	vi := 0
 	h := r.Header
 	hosts := 0
@@ -244,8 +247,8 @@ func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead) erro
 			h[key] = append(cur, value)
 			continue
 		}
-		vals[vi] = value
-		h[key] = vals[vi : vi+1 : vi+1]
+		vs[vi] = value
+		h[key] = vs[vi : vi+1 : vi+1]
 		vi++
 	}
 

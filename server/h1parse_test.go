@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
 // parseHead runs readHead and parseRequest on raw as the server does.
@@ -19,7 +21,7 @@ func parseHead(raw string, maxBytes int) (*http.Request, parsedHead, error) {
 	if err := readHead(br, &hb, maxBytes); err != nil {
 		return nil, ph, err
 	}
-	err := parseRequest(&hb, r, &u, &ph)
+	err := parseRequest(&hb, r, &u, &ph, &hdrvals.Arena{})
 	r.URL = &u
 	return r, ph, err
 }

@@ -34,7 +34,14 @@ type h1Response struct {
 
 const pendingMax = 4096
 
+// HeaderValues hands out header value slices valid until this response
+// is finished (hdrvals.Source), from the connection's arena.
+func (w *h1Response) HeaderValues(n int) []string { return w.conn.vals.Take(n) }
+
 func (w *h1Response) reset(r *http.Request, closeAfter bool) {
+	if w.hdr == nil {
+		w.hdr = http.Header{} // dropped while the connection was parked
+	}
 	clear(w.hdr)
 	w.status = 0
 	w.committed = false

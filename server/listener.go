@@ -144,7 +144,9 @@ type Listener struct {
 	h2active sync.Map // net.Conn -> struct{}
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
-	stats  listenerStats
+	// trim gives the memory of connections that went idle back to the OS.
+	trim  idleTrim
+	stats listenerStats
 }
 
 // listenerStats are the counters behind Stats.

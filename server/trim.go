@@ -1,0 +1,80 @@
+package server
+
+import (
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Parked connections give back what they no longer need (h1.go,
+// waitIdle), but that memory is only garbage: with no requests there is
+// no allocation, so no GC runs for up to two minutes, and the Go runtime
+// returns freed pages to the OS only after a GC. Idle connections come in
+// waves at the edge (a burst of clients that keep their connections
+// open), so after a wave the listener runs one GC and returns the freed
+// memory (debug.FreeOSMemory), at most once per trimInterval. The GC also
+// shrinks the parked goroutines' stacks.
+const (
+	// trimAfterParked is how many connections must have parked since the
+	// last trim for another: a handful going idle is not worth a GC.
+	trimAfterParked = 256
+	// trimQuiet is how long no further connection must have parked
+	// before the trim: a wave finishes parking first.
+	trimQuiet = time.Second
+	// trimMaxWait bounds the wait for quiet, for a steady trickle.
+	trimMaxWait = 10 * time.Second
+	// trimInterval is the least time between two trims.
+	trimInterval = 10 * time.Second
+)
+
+// idleTrim schedules memory trims after waves of parked connections.
+type idleTrim struct {
+	count     atomic.Int64 // connections parked since the last trim
+	lastPark  atomic.Int64 // unix nanoseconds of the latest park
+	scheduled atomic.Bool
+	mu        sync.Mutex
+	last      time.Time
+	// free returns memory to the OS; debug.FreeOSMemory unless a test
+	// counts calls.
+	free func()
+}
+
+// parked notes one more parked connection and schedules a trim once
+// enough have parked.
+func (t *idleTrim) parked() {
+	t.lastPark.Store(time.Now().UnixNano())
+	if t.count.Add(1) < trimAfterParked || !t.scheduled.CompareAndSwap(false, true) {
+		return
+	}
+	t.mu.Lock()
+	wait := trimQuiet
+	if next := time.Until(t.last.Add(trimInterval)); next > wait {
+		wait = next
+	}
+	t.mu.Unlock()
+	start := time.Now()
+	var check func()
+	check = func() {
+		quiet := time.Since(time.Unix(0, t.lastPark.Load()))
+		if quiet < trimQuiet && time.Since(start) < trimMaxWait {
+			time.AfterFunc(trimQuiet-quiet, check)
+			return
+		}
+		t.run()
+	}
+	time.AfterFunc(wait, check)
+}
+
+func (t *idleTrim) run() {
+	t.mu.Lock()
+	t.last = time.Now()
+	t.mu.Unlock()
+	t.count.Store(0)
+	if t.free != nil {
+		t.free()
+	} else {
+		debug.FreeOSMemory()
+	}
+	t.scheduled.Store(false)
+}
