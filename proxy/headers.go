@@ -138,9 +138,11 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 	xff := ipStr
 	var fwd string
 	if ip.Is6() {
-		fwd = "for=\"[" + ipStr + "]\";host=" + quoteForwarded(host) + ";proto=" + proto
+		q, hostValue := forwardedValue(host)
+		fwd = "for=\"[" + ipStr + "]\";host=" + q + hostValue + q + ";proto=" + proto
 	} else {
-		fwd = "for=" + ipStr + ";host=" + quoteForwarded(host) + ";proto=" + proto
+		q, hostValue := forwardedValue(host)
+		fwd = "for=" + ipStr + ";host=" + q + hostValue + q + ";proto=" + proto
 	}
 	// One backing array for the four values: at most one allocation.
 	if len(vals) < 4 {
@@ -197,14 +199,18 @@ func SetClientIdentity(h http.Header, name, identity string) {
 	}
 }
 
-// quoteForwarded quotes a Forwarded parameter value when it is not a token
-// (RFC 7239 section 4), e.g. a host with a port.
-func quoteForwarded(v string) string {
+// forwardedValue returns v as the value of a Forwarded parameter: v
+// itself when it is a token, else v with '\\' and '"' escaped, to go between
+// the quotes q (RFC 7239 section 4). A host with a port, the common case,
+// is quoted but needs no escaping, so no string is built for it.
+func forwardedValue(v string) (q, value string) {
 	for i := 0; i < len(v); i++ {
-		c := v[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return `"` + strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`) + `"`
+		if !tokenChars[v[i]] {
+			if strings.ContainsAny(v, `"\`) {
+				v = strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`)
+			}
+			return `"`, v
 		}
 	}
-	return v
+	return "", v
 }

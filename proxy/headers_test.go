@@ -107,3 +107,19 @@ func TestSetClientIdentity(t *testing.T) {
 		}
 	}
 }
+
+func TestForwardedValue(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"example.com", "example.com"},
+		{"example.com:8443", `"example.com:8443"`},
+		{"[2001:db8::1]:443", `"[2001:db8::1]:443"`},
+		{`a"b\c`, `"a\"b\\c"`},
+		{"", ""},
+	}
+	for _, tc := range tests {
+		q, v := forwardedValue(tc.in)
+		if got := q + v + q; got != tc.want {
+			t.Errorf("forwardedValue(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
