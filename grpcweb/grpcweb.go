@@ -39,7 +39,11 @@ const (
 // gateway needs the test to decide whether a request must be translated
 // before it is forwarded to a gRPC backend.
 func Is(r *http.Request) bool {
-	_, _, ok := parseContentType(r.Header.Get("Content-Type"))
+	var ct string
+	if v := r.Header["Content-Type"]; len(v) > 0 {
+		ct = v[0] // not Get: the key is canonical, skip canonicalizing it
+	}
+	_, _, ok := parseContentType(ct)
 	return ok
 }
 

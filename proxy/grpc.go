@@ -24,7 +24,7 @@ const (
 // translated before it gets here): its errors must then be gRPC statuses a
 // client library can decode, not HTTP error pages.
 func IsGRPC(h http.Header) bool {
-	ct := h.Get("Content-Type")
+	ct := headerValue(h, "Content-Type")
 	if !strings.HasPrefix(ct, "application/grpc") {
 		return false
 	}

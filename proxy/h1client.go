@@ -463,10 +463,7 @@ func writeRequestHead(bw *bufio.Writer, out *Outbound, chunked *bool) error {
 			continue
 		}
 		for _, v := range vs {
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			bufpool.WriteField(bw, k, v)
 		}
 	}
 	hasBody := out.Body != nil && out.Body != http.NoBody

@@ -28,9 +28,46 @@ func RemoveHopByHop(h http.Header) {
 		delete(h, textproto.CanonicalMIMEHeaderKey(tok))
 		return true
 	})
-	for _, k := range hopHeaders {
+	deleteAll(h, hopHeaders, isHopHeader)
+}
+
+// deleteAll removes the fields names from h; is reports whether a name is
+// one of them. A delete costs a hash whether or not the field is there, so
+// a header with few fields (most requests) is walked instead, each field
+// checked by is, which compares strings without hashing.
+func deleteAll(h http.Header, names []string, is func(string) bool) {
+	if len(h) < 2*len(names) {
+		for k := range h {
+			if is(k) {
+				delete(h, k)
+			}
+		}
+		return
+	}
+	for _, k := range names {
 		delete(h, k)
 	}
+}
+
+// isHopHeader reports whether k is one of hopHeaders.
+func isHopHeader(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate",
+		"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	return false
+}
+
+// isUntrustedClientHeader reports whether k is one of untrustedClientHeaders.
+func isUntrustedClientHeader(k string) bool {
+	switch k {
+	case "X-Real-Ip", "X-Forwarded-Port", "X-Forwarded-Prefix", "X-Forwarded-Server",
+		"X-Forwarded-Client-Cert", "X-Forwarded-Tls-Client-Cert", "X-Forwarded-Tls-Client-Cert-Info",
+		"X-Client-Ip", "X-Original-Forwarded-For", "True-Client-Ip", "Cf-Connecting-Ip":
+		return true
+	}
+	return false
 }
 
 // eachToken calls f with each non-empty token of comma-separated field
@@ -169,9 +206,7 @@ func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool
 		h["X-Forwarded-Host"] = vals[3:4:4]
 		// Other proxies' client-identity headers: from an untrusted
 		// client they are claims, and a backend may believe them.
-		for _, k := range untrustedClientHeaders {
-			delete(h, k)
-		}
+		deleteAll(h, untrustedClientHeaders, isUntrustedClientHeader)
 	}
 	vals[0], vals[1] = xff, fwd
 	h["X-Forwarded-For"] = vals[0:1:1]
@@ -206,11 +241,20 @@ func SetClientIdentity(h http.Header, name, identity string) {
 func forwardedValue(v string) (q, value string) {
 	for i := 0; i < len(v); i++ {
 		if !tokenChars[v[i]] {
-			if strings.ContainsAny(v, `"\`) {
+			if strings.IndexByte(v, '"') >= 0 || strings.IndexByte(v, '\\') >= 0 {
 				v = strings.ReplaceAll(strings.ReplaceAll(v, `\`, `\\`), `"`, `\"`)
 			}
 			return `"`, v
 		}
 	}
 	return "", v
+}
+
+// headerValue is h.Get(key) for a key already in canonical form: the hot
+// path's lookups skip Get's canonicalization of a constant.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -120,6 +121,39 @@ func TestForwardedValue(t *testing.T) {
 		q, v := forwardedValue(tc.in)
 		if got := q + v + q; got != tc.want {
 			t.Errorf("forwardedValue(%q) = %s, want %s", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestHeaderSetsMatchLists keeps the switch-based membership checks and
+// the lists deleteAll walks in step, and checks deleteAll on both paths.
+func TestHeaderSetsMatchLists(t *testing.T) {
+	for _, set := range []struct {
+		names []string
+		is    func(string) bool
+	}{{hopHeaders, isHopHeader}, {untrustedClientHeaders, isUntrustedClientHeader}} {
+		for _, k := range set.names {
+			if !set.is(k) {
+				t.Errorf("%s is in the list but not in the switch", k)
+			}
+		}
+		for _, size := range []int{1, 4 * len(set.names)} {
+			h := http.Header{"Accept": {"*/*"}}
+			for i := 1; i < size; i++ {
+				h["X-Other-"+strconv.Itoa(i)] = []string{"v"}
+			}
+			for _, k := range set.names {
+				h[k] = []string{"v"}
+			}
+			deleteAll(h, set.names, set.is)
+			if len(h) != size {
+				t.Errorf("after deleteAll with %d other fields: %d fields left, want %d", size, len(h), size)
+			}
+			for _, k := range set.names {
+				if _, ok := h[k]; ok {
+					t.Errorf("%s survived deleteAll with %d other fields", k, size)
+				}
+			}
 		}
 	}
 }

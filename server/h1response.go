@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/bufpool"
 )
 
 // h1Response is the ResponseWriter of h1Conn, reused for every request on
@@ -208,13 +210,10 @@ func (w *h1Response) commit(final bool) error {
 			continue
 		}
 		for _, v := range vs {
-			if strings.ContainsAny(v, "\r\n") {
+			if strings.IndexByte(v, '\r') >= 0 || strings.IndexByte(v, '\n') >= 0 {
 				continue // never let a value start a new header line
 			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			bufpool.WriteField(bw, k, v)
 		}
 	}
 	if _, ok := h["Date"]; !ok {
