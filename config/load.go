@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
@@ -42,12 +43,33 @@ func (e *ParseError) Error() string { return fmt.Sprintf("%s:%d: %s", e.File, e.
 // LoadPath reads a YAML file, or every *.yaml, *.yml and *.json file under a
 // folder (recursively, in lexical order), into one Snapshot. It fails only
 // when a file cannot be read or does not parse as YAML; objects that parse but
-// do not decode are listed in Snapshot.Rejected.
+// do not decode are listed in Snapshot.Rejected. It is a Loader used once.
 func LoadPath(path string) (*Snapshot, error) {
+	return (&Loader{}).Load(path)
+}
+
+// Loader is LoadPath for a process that loads the same path again and again
+// (the files provider): it remembers each document's outcome (its decoded,
+// defaulted and validated object, or why it was rejected or ignored), keyed
+// by a SHA-256 of the document's bytes, so a reload of 10,000 objects that
+// changes one decodes and validates one. It remembers only the documents of
+// its last successful load. The objects it returns are shared between
+// snapshots, which never modify them. The zero Loader is ready; it is safe
+// for concurrent use.
+type Loader struct {
+	mu   sync.Mutex
+	docs map[[32]byte]*decoded
+}
+
+// Load reads path as LoadPath does.
+func (l *Loader) Load(path string) (*Snapshot, error) {
 	files, err := ManifestFiles(path)
 	if err != nil {
 		return nil, err
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	c := &docCache{old: l.docs, next: make(map[[32]byte]*decoded, len(l.docs))}
 	s := &Snapshot{}
 	seen := map[string]string{}
 	digest := sha256.New()
@@ -58,11 +80,12 @@ func LoadPath(path string) (*Snapshot, error) {
 		}
 		fmt.Fprintf(digest, "%s\x00%d\x00", f, len(data))
 		digest.Write(data)
-		if err := parseInto(s, seen, f, data); err != nil {
+		if err := parseInto(s, seen, f, data, c); err != nil {
 			return nil, err
 		}
 	}
 	digest.Sum(s.Digest[:0])
+	l.docs = c.next
 	return s, nil
 }
 
@@ -109,7 +132,7 @@ func ManifestFiles(path string) ([]string, error) {
 // Snapshot. It is LoadPath for a single in-memory file.
 func Parse(file string, data []byte) (*Snapshot, error) {
 	s := &Snapshot{}
-	if err := parseInto(s, map[string]string{}, file, data); err != nil {
+	if err := parseInto(s, map[string]string{}, file, data, &docCache{next: map[[32]byte]*decoded{}}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -172,87 +195,142 @@ type header struct {
 	Metadata   metav1.ObjectMeta `json:"metadata"`
 }
 
-func parseInto(s *Snapshot, seen map[string]string, file string, data []byte) error {
+// decoded is what one document yields, whatever file and line it is at: an
+// object to add, or a problem to report (its Position filled in per load).
+type decoded struct {
+	skip    bool // blank or null document
+	ignored bool // a kind Meshgate does not handle
+	// obj is the typed object; nil when the document was rejected.
+	obj any
+	// key identifies obj for the duplicate check: kind/namespace/name.
+	key string
+	// problem names the object; its Reason is why it was rejected or
+	// ignored.
+	problem Problem
+}
+
+// docCache hands out decoded documents: the ones of the previous load by
+// the hash of their bytes, and new ones decoded once. next ends up holding
+// exactly the documents of this load.
+type docCache struct {
+	old, next map[[32]byte]*decoded
+}
+
+func (c *docCache) decode(file string, doc document) (*decoded, error) {
+	key := sha256.Sum256(doc.data)
+	if d, ok := c.next[key]; ok {
+		return d, nil
+	}
+	d, ok := c.old[key]
+	if !ok {
+		var err error
+		if d, err = decodeDocument(file, doc); err != nil {
+			return nil, err
+		}
+	}
+	c.next[key] = d
+	return d, nil
+}
+
+func parseInto(s *Snapshot, seen map[string]string, file string, data []byte, c *docCache) error {
 	for _, doc := range splitDocuments(data) {
-		if isBlank(doc.data) {
-			continue
-		}
-		js, err := yaml.YAMLToJSON(doc.data)
+		d, err := c.decode(file, doc)
 		if err != nil {
-			return parseError(file, doc, err)
+			return err
 		}
-		if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		if d.skip {
 			continue
 		}
-		pos := fmt.Sprintf("%s:%d", file, doc.line)
-		var h header
-		if err := json.Unmarshal(js, &h); err != nil {
-			if bytes.HasPrefix(bytes.TrimSpace(js), []byte("{")) {
-				s.Rejected = append(s.Rejected, Problem{Position: pos, Reason: "metadata: " + cleanDecodeError(err)})
-				continue
-			}
-			return &ParseError{File: file, Line: doc.line, Msg: "document is not a mapping (an object with apiVersion and kind)"}
-		}
-		p := Problem{Position: pos, Kind: h.Kind, Namespace: h.Metadata.Namespace, Name: h.Metadata.Name}
-		if h.APIVersion == "" || h.Kind == "" {
-			p.Reason = "apiVersion and kind are required"
-			s.Rejected = append(s.Rejected, p)
-			continue
-		}
-		obj, add := target(s, h.APIVersion, h.Kind)
-		if obj == nil {
-			p.Reason = fmt.Sprintf("kind %s of %s is not handled by Meshgate; ignored", h.Kind, h.APIVersion)
+		p := d.problem
+		p.Position = file + ":" + strconv.Itoa(doc.line)
+		switch {
+		case d.ignored:
 			s.Ignored = append(s.Ignored, p)
-			continue
-		}
-		if p.Namespace == "" && !clusterScoped(h.Kind) {
-			p.Namespace = DefaultNamespace
-		}
-		if h.APIVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version {
-			// Meshgate's own kinds get what the API server gives them on
-			// create: their CRD's defaults, OpenAPI and CEL validation.
-			defaulted, errs := validateCRD(js)
-			if len(errs) > 0 {
-				p.Reason = strings.Join(errs, "; ")
+		case d.obj == nil:
+			s.Rejected = append(s.Rejected, p)
+		default:
+			if first, dup := seen[d.key]; dup {
+				p.Reason = "duplicate object; the one at " + first + " is used"
 				s.Rejected = append(s.Rejected, p)
 				continue
 			}
-			js = defaulted
+			seen[d.key] = p.Position
+			add(s, d.obj)
 		}
-		strict, err := kjson.UnmarshalStrict(js, obj)
-		if err == nil && len(strict) > 0 {
-			err = errors.Join(strict...)
-		}
-		if err != nil {
-			p.Reason = cleanDecodeError(err)
-			s.Rejected = append(s.Rejected, p)
-			continue
-		}
-		meta := objectMeta(obj)
-		if meta.Name == "" {
-			p.Reason = "metadata.name: required"
-			s.Rejected = append(s.Rejected, p)
-			continue
-		}
-		if clusterScoped(h.Kind) {
-			meta.Namespace = ""
-		} else if meta.Namespace == "" {
-			meta.Namespace = DefaultNamespace
-		}
-		p.Namespace = meta.Namespace
-		key := h.Kind + "/" + meta.Namespace + "/" + meta.Name
-		if first, dup := seen[key]; dup {
-			p.Reason = "duplicate object; the one at " + first + " is used"
-			s.Rejected = append(s.Rejected, p)
-			continue
-		}
-		seen[key] = pos
-		if sec, ok := obj.(*corev1.Secret); ok {
-			mergeStringData(sec)
-		}
-		add()
 	}
 	return nil
+}
+
+// decodeDocument decodes, defaults and validates one document. Its only
+// errors are *ParseError, for a document that is not YAML or not a mapping;
+// they depend on where the document is, so they are never cached.
+func decodeDocument(file string, doc document) (*decoded, error) {
+	if isBlank(doc.data) {
+		return &decoded{skip: true}, nil
+	}
+	js, err := yaml.YAMLToJSON(doc.data)
+	if err != nil {
+		return nil, parseError(file, doc, err)
+	}
+	if bytes.Equal(bytes.TrimSpace(js), []byte("null")) {
+		return &decoded{skip: true}, nil
+	}
+	var h header
+	if err := json.Unmarshal(js, &h); err != nil {
+		if bytes.HasPrefix(bytes.TrimSpace(js), []byte("{")) {
+			return &decoded{problem: Problem{Reason: "metadata: " + cleanDecodeError(err)}}, nil
+		}
+		return nil, &ParseError{File: file, Line: doc.line, Msg: "document is not a mapping (an object with apiVersion and kind)"}
+	}
+	d := &decoded{problem: Problem{Kind: h.Kind, Namespace: h.Metadata.Namespace, Name: h.Metadata.Name}}
+	p := &d.problem
+	if h.APIVersion == "" || h.Kind == "" {
+		p.Reason = "apiVersion and kind are required"
+		return d, nil
+	}
+	obj := target(h.APIVersion, h.Kind)
+	if obj == nil {
+		p.Reason = fmt.Sprintf("kind %s of %s is not handled by Meshgate; ignored", h.Kind, h.APIVersion)
+		d.ignored = true
+		return d, nil
+	}
+	if p.Namespace == "" && !clusterScoped(h.Kind) {
+		p.Namespace = DefaultNamespace
+	}
+	if h.APIVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version {
+		// Meshgate's own kinds get what the API server gives them on
+		// create: their CRD's defaults, OpenAPI and CEL validation.
+		defaulted, errs := validateCRD(js)
+		if len(errs) > 0 {
+			p.Reason = strings.Join(errs, "; ")
+			return d, nil
+		}
+		js = defaulted
+	}
+	strict, err := kjson.UnmarshalStrict(js, obj)
+	if err == nil && len(strict) > 0 {
+		err = errors.Join(strict...)
+	}
+	if err != nil {
+		p.Reason = cleanDecodeError(err)
+		return d, nil
+	}
+	meta := objectMeta(obj)
+	if meta.Name == "" {
+		p.Reason = "metadata.name: required"
+		return d, nil
+	}
+	if clusterScoped(h.Kind) {
+		meta.Namespace = ""
+	} else if meta.Namespace == "" {
+		meta.Namespace = DefaultNamespace
+	}
+	p.Namespace = meta.Namespace
+	if sec, ok := obj.(*corev1.Secret); ok {
+		mergeStringData(sec)
+	}
+	d.obj, d.key = obj, h.Kind+"/"+meta.Namespace+"/"+meta.Name
+	return d, nil
 }
 
 // validateCRD applies a Meshgate kind's CustomResourceDefinition to the JSON
@@ -275,9 +353,9 @@ func validateCRD(js []byte) (defaulted []byte, errs []string) {
 	return defaulted, nil
 }
 
-// target returns a new typed object for apiVersion/kind and a function that
-// adds it to the snapshot, or nil for kinds Meshgate does not handle.
-func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
+// target returns a new typed object for apiVersion/kind, or nil for kinds
+// Meshgate does not handle.
+func target(apiVersion, kind string) any {
 	group, _, _ := strings.Cut(apiVersion, "/")
 	if !strings.Contains(apiVersion, "/") {
 		group = ""
@@ -289,100 +367,124 @@ func target(s *Snapshot, apiVersion, kind string) (obj any, add func()) {
 		// load, into the v1 types.
 		switch kind {
 		case "TCPRoute":
-			o := &gwapiv1.TCPRoute{}
-			return o, func() { s.TCPRoutes = append(s.TCPRoutes, o) }
+			return &gwapiv1.TCPRoute{}
 		case "TLSRoute":
-			o := &gwapiv1.TLSRoute{}
-			return o, func() { s.TLSRoutes = append(s.TLSRoutes, o) }
+			return &gwapiv1.TLSRoute{}
 		case "UDPRoute":
-			o := &gwapiv1.UDPRoute{}
-			return o, func() { s.UDPRoutes = append(s.UDPRoutes, o) }
+			return &gwapiv1.UDPRoute{}
 		case "BackendTLSPolicy":
 			if apiVersion != gwapiv1.GroupName+"/v1alpha3" {
-				return nil, nil
+				return nil
 			}
-			o := &gwapiv1.BackendTLSPolicy{}
-			return o, func() { s.BackendTLSPolicies = append(s.BackendTLSPolicies, o) }
+			return &gwapiv1.BackendTLSPolicy{}
 		}
 	case group == gwapiv1.GroupName && (apiVersion == gwapiv1.GroupName+"/v1" || apiVersion == gwapiv1.GroupName+"/v1beta1"):
 		switch kind {
 		case "GatewayClass":
-			o := &gwapiv1.GatewayClass{}
-			return o, func() { s.GatewayClasses = append(s.GatewayClasses, o) }
+			return &gwapiv1.GatewayClass{}
 		case "Gateway":
-			o := &gwapiv1.Gateway{}
-			return o, func() { s.Gateways = append(s.Gateways, o) }
+			return &gwapiv1.Gateway{}
 		case "HTTPRoute":
-			o := &gwapiv1.HTTPRoute{}
-			return o, func() { s.HTTPRoutes = append(s.HTTPRoutes, o) }
+			return &gwapiv1.HTTPRoute{}
 		case "GRPCRoute":
-			o := &gwapiv1.GRPCRoute{}
-			return o, func() { s.GRPCRoutes = append(s.GRPCRoutes, o) }
+			return &gwapiv1.GRPCRoute{}
 		case "TCPRoute":
-			o := &gwapiv1.TCPRoute{}
-			return o, func() { s.TCPRoutes = append(s.TCPRoutes, o) }
+			return &gwapiv1.TCPRoute{}
 		case "TLSRoute":
-			o := &gwapiv1.TLSRoute{}
-			return o, func() { s.TLSRoutes = append(s.TLSRoutes, o) }
+			return &gwapiv1.TLSRoute{}
 		case "UDPRoute":
-			o := &gwapiv1.UDPRoute{}
-			return o, func() { s.UDPRoutes = append(s.UDPRoutes, o) }
+			return &gwapiv1.UDPRoute{}
 		case "ReferenceGrant":
-			o := &gwapiv1.ReferenceGrant{}
-			return o, func() { s.ReferenceGrants = append(s.ReferenceGrants, o) }
+			return &gwapiv1.ReferenceGrant{}
 		case "ListenerSet":
 			if apiVersion != gwapiv1.GroupName+"/v1" {
 				// ListenerSet was never served as v1beta1.
-				return nil, nil
+				return nil
 			}
-			o := &gwapiv1.ListenerSet{}
-			return o, func() { s.ListenerSets = append(s.ListenerSets, o) }
+			return &gwapiv1.ListenerSet{}
 		case "BackendTLSPolicy":
 			if apiVersion != gwapiv1.GroupName+"/v1" {
 				// BackendTLSPolicy was never served as v1beta1.
-				return nil, nil
+				return nil
 			}
-			o := &gwapiv1.BackendTLSPolicy{}
-			return o, func() { s.BackendTLSPolicies = append(s.BackendTLSPolicies, o) }
+			return &gwapiv1.BackendTLSPolicy{}
 		}
 	case apiVersion == "v1":
 		switch kind {
 		case "Service":
-			o := &corev1.Service{}
-			return o, func() { s.Services = append(s.Services, o) }
+			return &corev1.Service{}
 		case "Secret":
-			o := &corev1.Secret{}
-			return o, func() { s.Secrets = append(s.Secrets, o) }
+			return &corev1.Secret{}
 		case "Namespace":
-			o := &corev1.Namespace{}
-			return o, func() { s.Namespaces = append(s.Namespaces, o) }
+			return &corev1.Namespace{}
 		case "ConfigMap":
-			o := &corev1.ConfigMap{}
-			return o, func() { s.ConfigMaps = append(s.ConfigMaps, o) }
+			return &corev1.ConfigMap{}
 		}
 	case apiVersion == "discovery.k8s.io/v1" && kind == "EndpointSlice":
-		o := &discoveryv1.EndpointSlice{}
-		return o, func() { s.EndpointSlices = append(s.EndpointSlices, o) }
+		return &discoveryv1.EndpointSlice{}
 	case apiVersion == mgv1alpha1.GroupName+"/"+mgv1alpha1.Version:
 		switch kind {
 		case mgv1alpha1.KindBackend:
-			o := &mgv1alpha1.Backend{}
-			return o, func() { s.Backends = append(s.Backends, o) }
+			return &mgv1alpha1.Backend{}
 		case mgv1alpha1.KindTrafficPolicy:
-			o := &mgv1alpha1.TrafficPolicy{}
-			return o, func() { s.TrafficPolicies = append(s.TrafficPolicies, o) }
+			return &mgv1alpha1.TrafficPolicy{}
 		case mgv1alpha1.KindFaultInjection:
-			o := &mgv1alpha1.FaultInjection{}
-			return o, func() { s.FaultInjections = append(s.FaultInjections, o) }
+			return &mgv1alpha1.FaultInjection{}
 		case mgv1alpha1.KindRollout:
-			o := &mgv1alpha1.Rollout{}
-			return o, func() { s.Rollouts = append(s.Rollouts, o) }
+			return &mgv1alpha1.Rollout{}
 		case mgv1alpha1.KindSecurityPolicy:
-			o := &mgv1alpha1.SecurityPolicy{}
-			return o, func() { s.SecurityPolicies = append(s.SecurityPolicies, o) }
+			return &mgv1alpha1.SecurityPolicy{}
 		}
 	}
-	return nil, nil
+	return nil
+}
+
+// add appends obj, made by target, to its slice of s.
+func add(s *Snapshot, obj any) {
+	switch o := obj.(type) {
+	case *gwapiv1.TCPRoute:
+		s.TCPRoutes = append(s.TCPRoutes, o)
+	case *gwapiv1.TLSRoute:
+		s.TLSRoutes = append(s.TLSRoutes, o)
+	case *gwapiv1.UDPRoute:
+		s.UDPRoutes = append(s.UDPRoutes, o)
+	case *gwapiv1.BackendTLSPolicy:
+		s.BackendTLSPolicies = append(s.BackendTLSPolicies, o)
+	case *gwapiv1.GatewayClass:
+		s.GatewayClasses = append(s.GatewayClasses, o)
+	case *gwapiv1.Gateway:
+		s.Gateways = append(s.Gateways, o)
+	case *gwapiv1.HTTPRoute:
+		s.HTTPRoutes = append(s.HTTPRoutes, o)
+	case *gwapiv1.GRPCRoute:
+		s.GRPCRoutes = append(s.GRPCRoutes, o)
+	case *gwapiv1.ReferenceGrant:
+		s.ReferenceGrants = append(s.ReferenceGrants, o)
+	case *gwapiv1.ListenerSet:
+		s.ListenerSets = append(s.ListenerSets, o)
+	case *corev1.Service:
+		s.Services = append(s.Services, o)
+	case *corev1.Secret:
+		s.Secrets = append(s.Secrets, o)
+	case *corev1.Namespace:
+		s.Namespaces = append(s.Namespaces, o)
+	case *corev1.ConfigMap:
+		s.ConfigMaps = append(s.ConfigMaps, o)
+	case *discoveryv1.EndpointSlice:
+		s.EndpointSlices = append(s.EndpointSlices, o)
+	case *mgv1alpha1.Backend:
+		s.Backends = append(s.Backends, o)
+	case *mgv1alpha1.TrafficPolicy:
+		s.TrafficPolicies = append(s.TrafficPolicies, o)
+	case *mgv1alpha1.FaultInjection:
+		s.FaultInjections = append(s.FaultInjections, o)
+	case *mgv1alpha1.Rollout:
+		s.Rollouts = append(s.Rollouts, o)
+	case *mgv1alpha1.SecurityPolicy:
+		s.SecurityPolicies = append(s.SecurityPolicies, o)
+	default:
+		panic(fmt.Sprintf("config: no Snapshot slice for %T", obj))
+	}
 }
 
 func clusterScoped(kind string) bool { return kind == "GatewayClass" || kind == "Namespace" }

@@ -66,6 +66,12 @@ type Snapshot struct {
 type Update struct {
 	Snapshot *Snapshot
 	Err      error
+	// Tentative marks a snapshot of files that may still be changing: the
+	// files provider sends one as soon as a change pauses, before its
+	// settle window ends. A consumer may prepare work for it (translate
+	// it) but must never apply it; the settled Update that follows may
+	// reuse that work only if its content is the same (Snapshot.Hash).
+	Tentative bool
 }
 
 // Problem is an object the loader reported instead of loading.

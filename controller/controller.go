@@ -71,6 +71,14 @@ type Controller struct {
 	applyFailed bool              // the last Handle failed in the data plane: worth a retry
 	applied     *translate.Result // the translation in force, for the reload diff
 	unbound     []ir.Unbound      // listeners of the config in force not bound yet
+
+	// speculative is the translation of the last Tentative snapshot and
+	// its hash, reused when the settled snapshot has the same hash.
+	speculative     *translate.Result
+	speculativeHash [32]byte
+	// lastSnapshot is the Snapshot.Hash of the config in force (lastHash
+	// also covers the rollout version).
+	lastSnapshot [32]byte
 }
 
 // Generation counts applied configs; tests and /ready use it to see that a
@@ -119,7 +127,8 @@ func (c *Controller) kicks() chan struct{} {
 // applies or a newer update arrives. So are the listeners of the config in
 // force it could not bind (say, a port still held by a process being
 // replaced): the same config is applied again until they are bound or a
-// newer config replaces it. Updates are handled as they come meanwhile.
+// newer config replaces it. Updates are handled as they come meanwhile;
+// a Tentative one is only translated ahead (see speculate).
 func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 	var (
 		last    config.Update
@@ -134,6 +143,11 @@ func (c *Controller) Run(ctx context.Context, in <-chan config.Update) {
 		case u, ok := <-in:
 			if !ok {
 				return
+			}
+			if u.Tentative {
+				// Translated ahead, never applied nor retried.
+				c.speculate(u)
+				continue
 			}
 			last, backoff = u, 0
 		case <-retry:
@@ -219,8 +233,43 @@ func hostNames(l *ir.Listener) string {
 	return strings.Join(names, ",")
 }
 
+// speculate translates a Tentative update's snapshot, so that the settled
+// update that follows, if it has the same content, is applied without
+// translating it again: the translation runs while the files provider
+// waits for the files to settle. Nothing is logged, observed or applied.
+// A snapshot with Rollouts is left alone when Rollouts is set, as
+// Rollouts.Prepare records what it sees; without any, Prepare hands the
+// translator the snapshot as it is.
+func (c *Controller) speculate(u config.Update) {
+	if u.Err != nil || u.Snapshot == nil || (c.Rollouts != nil && len(u.Snapshot.Rollouts) > 0) {
+		return
+	}
+	hash := u.Snapshot.Hash()
+	inForce := hash == c.lastSnapshot || (c.Rollouts == nil && hash == c.lastHash)
+	if (inForce && c.generation.Load() > 0) || (c.speculative != nil && hash == c.speculativeHash) {
+		return
+	}
+	c.speculative, c.speculativeHash = translate.Translate(u.Snapshot, c.Translate), hash
+}
+
+// speculated returns the speculative translation of u's snapshot, if any,
+// and forgets it.
+func (c *Controller) speculated(u config.Update, snapHash [32]byte) *translate.Result {
+	res := c.speculative
+	c.speculative = nil
+	if res == nil || snapHash != c.speculativeHash || (c.Rollouts != nil && len(u.Snapshot.Rollouts) > 0) {
+		return nil
+	}
+	return res
+}
+
 // Handle applies one update and reports whether a new config is in force.
+// A Tentative update is only translated ahead (see speculate).
 func (c *Controller) Handle(u config.Update) bool {
+	if u.Tentative {
+		c.speculate(u)
+		return false
+	}
 	log := c.Log
 	if log == nil {
 		log = slog.Default()
@@ -237,6 +286,13 @@ func (c *Controller) Handle(u config.Update) bool {
 		return failed(u.Err.Error(), 0)
 	}
 	snap := u.Snapshot
+	// The snapshot's own hash, for speculation: free when the loader set
+	// Digest, else (the Kubernetes provider, which never speculates) a
+	// serialisation only worth it to check a speculative translation.
+	var snapHash [32]byte
+	if c.speculative != nil || snap.Digest != ([32]byte{}) {
+		snapHash = snap.Hash()
+	}
 	var hash [32]byte
 	if c.Rollouts != nil {
 		// Hashed after Prepare: Rollout status in the snapshot is
@@ -245,13 +301,18 @@ func (c *Controller) Handle(u config.Update) bool {
 		snap, v = c.Rollouts.Prepare(snap)
 		h := snap.Hash()
 		hash = sha256.Sum256(fmt.Appendf(h[:], "rollouts %d", v))
+	} else if snapHash != ([32]byte{}) {
+		hash = snapHash
 	} else {
 		hash = snap.Hash()
 	}
 	if hash == c.lastHash && c.generation.Load() > 0 {
 		return false
 	}
-	res := translate.Translate(snap, c.Translate)
+	res := c.speculated(u, snapHash)
+	if res == nil {
+		res = translate.Translate(snap, c.Translate)
+	}
 	rejected := 0
 	for _, st := range res.Statuses {
 		switch {
@@ -277,7 +338,7 @@ func (c *Controller) Handle(u config.Update) bool {
 		log.Warn("listener not bound; the rest of the config is applied, retrying in the background",
 			"address", u.Listener.Address, "protocol", u.Listener.Protocol, "gateway_listeners", hostNames(u.Listener), "error", u.Err.Error())
 	}
-	c.lastHash = hash
+	c.lastHash, c.lastSnapshot = hash, snapHash
 	gen := c.generation.Add(1)
 	took := time.Since(start)
 	log.Info("config applied", "generation", gen, "listeners", len(res.Config.Listeners), "unbound_listeners", len(unbound),

@@ -27,11 +27,21 @@ type Provider struct {
 	// Path is a manifest file or a folder read recursively.
 	Path string
 	// Settle is how long the files must stay unchanged before they are
-	// read; 150 ms when zero.
+	// read; 150 ms when zero. Once they have been unchanged for
+	// tentativeAfter, a Tentative update is sent first, so the consumer
+	// can translate while the window runs out.
 	Settle time.Duration
 	// Log receives watch errors.
 	Log *slog.Logger
+
+	// loader keeps the decoded documents of the last load, so a reload
+	// decodes and validates only the documents that changed.
+	loader config.Loader
 }
+
+// tentativeAfter is how long after the last change a Tentative update is
+// sent; only when Settle is at least twice as long.
+const tentativeAfter = 20 * time.Millisecond
 
 // Run sends an Update for the current files, then one after every settled
 // change, until ctx ends. The newest Update wins: if the consumer is slow,
@@ -65,6 +75,8 @@ func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 	pending = &first
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
+	early := time.NewTimer(time.Hour)
+	early.Stop()
 	for {
 		// The nil-channel trick: only offer to send when something is
 		// pending, and replace it if a newer load comes first.
@@ -94,13 +106,24 @@ func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 				continue
 			}
 			timer.Reset(settle)
+			if settle >= 2*tentativeAfter {
+				early.Reset(tentativeAfter)
+			}
 		case err, ok := <-w.Errors:
 			if !ok {
 				return fmt.Errorf("watch %s: watcher closed", p.Path)
 			}
 			log.Warn("config watch error", "path", p.Path, "error", err)
 			timer.Reset(settle)
+		case <-early.C:
+			// Never sent as final, and never in place of a pending
+			// error: only a snapshot the consumer may prepare.
+			if u := p.load(); u.Err == nil && (pending == nil || pending.Err == nil) {
+				u.Tentative = true
+				pending = &u
+			}
 		case <-timer.C:
+			early.Stop()
 			// Re-add the tree: a file replaced by rename (editors,
 			// ConfigMap mounts) drops its watch.
 			_ = p.watchTree(w)
@@ -111,7 +134,7 @@ func (p *Provider) Run(ctx context.Context, out chan<- Update) error {
 }
 
 func (p *Provider) load() Update {
-	s, err := config.LoadPath(p.Path)
+	s, err := p.loader.Load(p.Path)
 	return Update{Snapshot: s, Err: err}
 }
 

@@ -17,8 +17,20 @@ func ns(name string) string {
 	return "apiVersion: v1\nkind: Namespace\nmetadata: {name: " + name + "}\n"
 }
 
-// next waits (bounded) for the next update.
+// next waits (bounded) for the next settled update, skipping Tentative
+// ones.
 func next(t *testing.T, ch <-chan Update) Update {
+	t.Helper()
+	for {
+		u := nextAny(t, ch)
+		if !u.Tentative {
+			return u
+		}
+	}
+}
+
+// nextAny waits (bounded) for the next update, Tentative or not.
+func nextAny(t *testing.T, ch <-chan Update) Update {
 	t.Helper()
 	select {
 	case u := <-ch:
@@ -133,5 +145,77 @@ func TestProviderMissingPath(t *testing.T) {
 	p := &Provider{Path: filepath.Join(t.TempDir(), "missing")}
 	if err := p.Run(context.Background(), make(chan Update)); err == nil {
 		t.Fatal("missing path: no error")
+	}
+}
+
+// TestProviderReusesUnchangedDocuments checks that reloads go through one
+// config.Loader: an unchanged document's object is reused, and a rejected
+// document stays rejected, reported at its new line.
+func TestProviderReusesUnchangedDocuments(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "m.yaml")
+	bad := "apiVersion: gateway.meshgate.dev/v1alpha1\nkind: Backend\nmetadata: {name: be}\nspec: {endpoints: []}\n"
+	write(t, file, ns("a")+"---\n"+bad)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan Update)
+	p := &Provider{Path: file, Settle: 20 * time.Millisecond, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() { _ = p.Run(ctx, ch) }()
+
+	first := next(t, ch)
+	if first.Err != nil || len(first.Snapshot.Namespaces) != 1 || len(first.Snapshot.Rejected) != 1 {
+		t.Fatalf("initial: %v %+v", first.Err, first.Snapshot)
+	}
+	write(t, file, ns("b")+"---\n"+ns("a")+"---\n"+bad)
+	u := next(t, ch)
+	if u.Err != nil || len(u.Snapshot.Namespaces) != 2 {
+		t.Fatalf("after adding b: %v %v", u.Err, names(u.Snapshot))
+	}
+	if u.Snapshot.Namespaces[1] != first.Snapshot.Namespaces[0] {
+		t.Error("the unchanged Namespace a was decoded again")
+	}
+	rej := u.Snapshot.Rejected
+	if len(rej) != 1 || rej[0].Position != file+":9" || rej[0].Name != "be" {
+		t.Errorf("rejected = %+v, want Backend be at %s:9", rej, file)
+	}
+}
+
+// TestProviderSendsTentativeFirst checks that a change is sent twice: as
+// soon as it pauses, marked Tentative, then once settled, with the same
+// content; and that a file that does not parse is never sent as Tentative.
+func TestProviderSendsTentativeFirst(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "m.yaml")
+	write(t, file, ns("a"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := make(chan Update)
+	// A long settle window, so the tentative update comes first even on
+	// a loaded machine.
+	p := &Provider{Path: file, Settle: time.Second, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() { _ = p.Run(ctx, ch) }()
+	if u := nextAny(t, ch); u.Err != nil || u.Tentative {
+		t.Fatalf("initial: err %v, tentative %v", u.Err, u.Tentative)
+	}
+
+	// Replaced by rename, so no load ever sees a half-written file.
+	replace := func(content string) {
+		tmp := filepath.Join(t.TempDir(), "new.yaml")
+		write(t, tmp, content)
+		if err := os.Rename(tmp, file); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replace(ns("a") + "---\n" + ns("b"))
+	tent := nextAny(t, ch)
+	if !tent.Tentative || tent.Err != nil || len(names(tent.Snapshot)) != 2 {
+		t.Fatalf("first after the change: tentative %v, err %v, %v", tent.Tentative, tent.Err, names(tent.Snapshot))
+	}
+	settled := nextAny(t, ch)
+	if settled.Tentative || settled.Err != nil || settled.Snapshot.Hash() != tent.Snapshot.Hash() {
+		t.Fatalf("then: tentative %v, err %v, same content %v", settled.Tentative, settled.Err, settled.Snapshot.Hash() == tent.Snapshot.Hash())
+	}
+
+	replace("kind: [\n")
+	if u := nextAny(t, ch); u.Tentative || u.Err == nil {
+		t.Fatalf("broken file: tentative %v, err %v", u.Tentative, u.Err)
 	}
 }

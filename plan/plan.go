@@ -903,6 +903,7 @@ func l4Summary(r *ir.L4Route) string {
 type backendUse struct {
 	b      *ir.Backend
 	routes []string
+	seen   map[string]bool // routes, as a set: a backend may serve 10,000 routes
 }
 
 func backendsOf(c *ir.Config) map[string]*backendUse {
@@ -913,10 +914,11 @@ func backendsOf(c *ir.Config) map[string]*backendUse {
 		}
 		u := m[b.Name]
 		if u == nil {
-			u = &backendUse{b: b}
+			u = &backendUse{b: b, seen: map[string]bool{}}
 			m[b.Name] = u
 		}
-		if !slices.Contains(u.routes, route) {
+		if !u.seen[route] {
+			u.seen[route] = true
 			u.routes = append(u.routes, route)
 		}
 	}
