@@ -64,7 +64,7 @@ fuzz:
 generate:
 	@bash scripts/generate.sh
 
-## bench: side-by-side benchmark against nginx and haproxy (writes bench/results/DATE.md).
+## bench: Meshgate vs nginx, haproxy and Caddy in one run: throughput, constant-rate latency, memory, gRPC/WebSocket, policy overhead (writes bench/results/DATE*.md).
 bench: build
 	bash bench/run.sh
 	@if [[ "$${BENCH_SKIP_POLICY_OVERHEAD:-0}" != 1 ]]; then bash bench/policy-overhead.sh; fi

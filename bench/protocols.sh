@@ -688,6 +688,15 @@ grpc_table() {
   done
 }
 
+# The issue's gRPC target: unary rps through Meshgate at least nginx grpc_pass's.
+grpc_target() {
+  local m=${G_RPS[meshgate]:-} n=${G_RPS[nginx]:-} num='^[0-9.]+$' verdict
+  if [[ $SKIP_MESHGATE == 1 ]]; then echo "Target (gRPC unary through Meshgate at least 1.00x nginx \`grpc_pass\`): Meshgate not run."; return; fi
+  if [[ ! $m =~ $num || ! $n =~ $num ]]; then echo "Target (gRPC unary through Meshgate at least 1.00x nginx \`grpc_pass\`): no figure."; return; fi
+  if awk -v m="$m" -v n="$n" 'BEGIN { exit !(m >= n) }'; then verdict=met; else verdict="**NOT met**"; fi
+  echo "Target: gRPC unary through Meshgate at least 1.00x nginx \`grpc_pass\`: $verdict ($(ratio "$m" "$n"): $(k_fmt "$m") vs $(k_fmt "$n") rps; p99 $(ratio "${G_P99[meshgate]:-}" "${G_P99[nginx]:-}"); proxy CPU ${G_CPU[meshgate]:--}% vs ${G_CPU[nginx]:--}%)."
+}
+
 ws_table() {
   local r
   echo "| path | msgs/s | p50 ms | p99 ms | connections | errors | proxy CPU % | other CPU % | msgs/s vs nginx | p99 vs nginx |"
@@ -737,6 +746,8 @@ report() {
     echo "connections (at most $GRPC_CONC; not errors of the path)."
     echo
     grpc_table
+    echo
+    grpc_target
     echo
   fi
   if [[ $SKIP_WS != 1 ]]; then

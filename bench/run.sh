@@ -30,10 +30,20 @@
 #   BENCH_SKIP_TLS_CONNS=1  new TLS connections per second (ab, no keep-alive)
 #   BENCH_SKIP_MEMORY=1     idle RSS and RSS with many idle keep-alive connections
 #   BENCH_IDLE_CONNS=5000   how many idle connections
+#   BENCH_SKIP_CONSTANT=1   latency under constant load (fixed rate, open loop)
+#   BENCH_CONSTANT_PCTS="50 90"  the fixed rates, in % of nginx's HTTP/1.1 rps of this run
+#   BENCH_CONSTANT_TOOL=ratebench  the fixed-rate generator: ratebench
+#                           (bench/tools/ratebench, wrk2-style) or vegeta
+#   BENCH_VEGETA_VERSION=v12.13.0  vegeta release to build (cached in
+#                           ${MESHGATE_TOOLS:-$HOME/.cache/meshgate}/vegeta-<version>/vegeta)
+#   BENCH_SKIP_PROTOCOLS=1  gRPC unary and WebSocket echo (bench/protocols.sh)
+#   BENCH_SKIP_METRICS_COST=1  what recording metrics costs (bench/metrics-cost.sh)
 #
 # The report goes to bench/results/YYYY-MM-DD.md (overwritten on the same day).
 # A run with non-default durations is a smoke run and goes to
 # bench/results/YYYY-MM-DD-smoke.md instead, so it never clobbers a full run.
+# bench/protocols.sh's section goes to the same name with -protocols before
+# -smoke/.md, and is appended to the report too.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -57,6 +67,12 @@ read -r -a ROUTE_COUNTS <<<"${BENCH_ROUTES:-10 1000 10000}"
 RELOADS=${BENCH_RELOADS:-5}
 RELOAD_TIMEOUT=${BENCH_RELOAD_TIMEOUT:-10}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
+SKIP_CONSTANT=${BENCH_SKIP_CONSTANT:-0}
+read -r -a CONSTANT_PCTS <<<"${BENCH_CONSTANT_PCTS:-50 90}"
+CONSTANT_TOOL=${BENCH_CONSTANT_TOOL:-ratebench}
+VEGETA_VERSION=${BENCH_VEGETA_VERSION:-v12.13.0}
+TOOLS_DIR=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
+SKIP_PROTOCOLS=${BENCH_SKIP_PROTOCOLS:-0}
 
 H1_CONNS=64
 H2_CLIENTS=16
@@ -102,6 +118,12 @@ done
 is_uint "$RELOADS" && ((RELOADS > 0 && RELOADS <= 100)) || die "BENCH_RELOADS must be between 1 and 100, got '$RELOADS'"
 is_uint "$RELOAD_TIMEOUT" && ((RELOAD_TIMEOUT > 0 && RELOAD_TIMEOUT <= 120)) || die "BENCH_RELOAD_TIMEOUT must be between 1 and 120, got '$RELOAD_TIMEOUT'"
 is_uint "$IDLE_CONNS" && ((IDLE_CONNS > 0)) || die "BENCH_IDLE_CONNS must be a positive integer, got '$IDLE_CONNS'"
+((${#CONSTANT_PCTS[@]} > 0)) || die "BENCH_CONSTANT_PCTS must list at least one percentage"
+for n in "${CONSTANT_PCTS[@]}"; do
+  is_uint "$n" && ((n > 0 && n <= 200)) || die "BENCH_CONSTANT_PCTS must be percentages between 1 and 200, got '$n'"
+done
+[[ $CONSTANT_TOOL == ratebench || $CONSTANT_TOOL == vegeta ]] || die "BENCH_CONSTANT_TOOL must be ratebench or vegeta, got '$CONSTANT_TOOL'"
+[[ $VEGETA_VERSION =~ ^v[0-9]+\.[0-9]+\.[0-9]+$ ]] || die "BENCH_VEGETA_VERSION must look like v12.13.0, got '$VEGETA_VERSION'"
 
 DATE=$(date +%F)
 if [[ -n ${BENCH_RESULT_FILE:-} ]]; then
@@ -110,6 +132,12 @@ elif [[ $DURATION == 8 && $WARMUP == 2 ]]; then
   RESULT_FILE=$ROOT/bench/results/$DATE.md
 else
   RESULT_FILE=$ROOT/bench/results/$DATE-smoke.md
+fi
+# bench/protocols.sh writes next to it: DATE.md -> DATE-protocols.md, DATE-smoke.md -> DATE-protocols-smoke.md.
+if [[ ${RESULT_FILE%.md} == *-smoke ]]; then
+  PROTOCOLS_FILE=${RESULT_FILE%-smoke.md}-protocols-smoke.md
+else
+  PROTOCOLS_FILE=${RESULT_FILE%.md}-protocols.md
 fi
 
 # ---------------------------------------------------------------------------
@@ -330,6 +358,40 @@ if [[ $SKIP_MEMORY != 1 ]]; then
   else
     NOTES+=("Memory measure skipped: go build ./bench/tools/idleconns failed: $(grep -v '^$' "$T/idleconns-build.log" | tail -n 1 | cut -c1-200 || true)")
   fi
+fi
+
+# Constant-rate latency: bench/tools/ratebench, or vegeta built from its Go
+# module in a throwaway module (as bench/protocols.sh builds ghz) and cached
+# by version. A failed build stops the run here, before minutes of
+# measuring without it.
+RATEBENCH=$T/ratebench
+if [[ $SKIP_CONSTANT != 1 && $CONSTANT_TOOL == ratebench ]]; then
+  command -v go >/dev/null 2>&1 || die "go is not installed: it builds bench/tools/ratebench for the constant-rate latency measure (BENCH_SKIP_CONSTANT=1 leaves that out)"
+  timeout 300 go build -o "$RATEBENCH" ./bench/tools/ratebench >"$T/ratebench-build.log" 2>&1 ||
+    die "go build ./bench/tools/ratebench failed: $(grep -v '^$' "$T/ratebench-build.log" | tail -n 1 | cut -c1-300 || true)"
+fi
+VEGETA=$TOOLS_DIR/vegeta-$VEGETA_VERSION/vegeta
+VEGETA_MOD=github.com/tsenart/vegeta
+VEGETA_MAJOR=${VEGETA_VERSION#v}
+VEGETA_MAJOR=${VEGETA_MAJOR%%.*}
+((VEGETA_MAJOR >= 2)) && VEGETA_MOD+=/v$VEGETA_MAJOR
+if [[ $SKIP_CONSTANT != 1 && $CONSTANT_TOOL == vegeta && ! -x $VEGETA ]]; then
+  command -v go >/dev/null 2>&1 || die "go is not installed: it builds vegeta for the constant-rate latency measure (BENCH_SKIP_CONSTANT=1 leaves that out)"
+  log "building vegeta $VEGETA_VERSION into $VEGETA (once)"
+  gm=$(mktemp -d "${TMPDIR:-/tmp}/vegeta-build.XXXXXX")
+  if ! (
+    cd "$gm" &&
+      export GOWORK=off GOFLAGS=-mod=mod &&
+      go mod init tmp &&
+      timeout 600 go get "$VEGETA_MOD@$VEGETA_VERSION" &&
+      mkdir -p "$(dirname "$VEGETA")" &&
+      timeout 600 go build -ldflags "-X main.Version=$VEGETA_VERSION" -o "$VEGETA.tmp" "$VEGETA_MOD" &&
+      mv "$VEGETA.tmp" "$VEGETA"
+  ) >"$T/vegeta-build.log" 2>&1; then
+    rm -rf "$gm"
+    die "vegeta $VEGETA_VERSION could not be built from its Go module ($VEGETA_MOD): $(grep -v '^$' "$T/vegeta-build.log" | tail -n 1 | cut -c1-300 || true) (BENCH_SKIP_CONSTANT=1 runs without the constant-rate measure)"
+  fi
+  rm -rf "$gm"
 fi
 
 # Commands as run, for the report.
@@ -1174,6 +1236,136 @@ tcmd() { # a command for the report: args quoted for sh only where needed, $T fo
 RELOAD_N=${ROUTE_COUNTS[0]}
 for n in "${ROUTE_COUNTS[@]}"; do ((n > RELOAD_N)) && RELOAD_N=$n; done
 
+# --- latency under constant load (fixed rate, on the main instances) --------
+# The generator sends at a fixed rate whatever the answers, so a slow answer
+# does not hide the requests that were due meanwhile (no coordinated
+# omission, unlike wrk's closed loop). The rates are % of nginx's HTTP/1.1
+# keep-alive rps above. ratebench (default) keeps H1_CONNS connections, sends
+# each request when it is due and times it from then (wrk2's method); vegeta
+# is a general open-loop generator that costs several times more CPU per
+# request, too much to reach these rates on the one load CPU.
+
+CR_ROWS=(ceiling nginx haproxy)
+((MESHGATE_WANTED)) && CR_ROWS+=(meshgate)
+declare -A CR_RATE CR_REQS CR_ACH CR_OK CR_P50 CR_P99 CR_P999 CR_MAX CR_ERRMSG CR_CPU CR_OTHER CR_FAIL CR_TRIES
+CONSTANT_CMDS=() CONSTANT_SKIP=""
+
+# vegeta_stats CSV -> "requests achieved_rps success_% p50 p99 p99.9 max" (ms;
+# nearest rank over every request). CSV: vegeta encode -to csv, whose first
+# fields are send time (unix ns), status code (0 on a transport error) and
+# latency (ns). achieved rps = requests / (last send - first send), as
+# vegeta's own "rate"; success = status 200-399, as vegeta's.
+vegeta_stats() {
+  local csv=$1 head
+  head=$(awk -F, 'NR == 1 { lo = $1; hi = $1 }
+    { n++; if ($1 < lo) lo = $1; if ($1 > hi) hi = $1; if ($2 >= 200 && $2 < 400) ok++ }
+    END {
+      if (n == 0) { print "0 - -"; exit }
+      s = (hi - lo) / 1e9
+      printf "%d %s %.2f\n", n, (s > 0 ? sprintf("%.0f", n / s) : "-"), 100 * ok / n
+    }' "$csv")
+  cut -d, -f3 "$csv" | sort -n | awk -v head="$head" '
+    function at(q,   i) { i = int(q * NR); if (i < q * NR) i++; if (i < 1) i = 1; return v[i] / 1e6 }
+    { v[NR] = $1 }
+    END {
+      if (NR == 0) { print head, "- - - -"; exit }
+      printf "%s %.3f %.3f %.3f %.3f\n", head, at(0.5), at(0.99), at(0.999), v[NR] / 1e6
+    }'
+}
+
+# ratebench_stats OUT -> the same fields from ratebench's key=value line
+# (success % = 2xx/3xx answers of the requests sent).
+ratebench_stats() {
+  awk '/^rate=/ {
+      for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+      printf "%d %s %.2f %s %s %s %s\n", v["sent"], v["achieved"], (v["sent"] > 0 ? 100 * v["ok"] / v["sent"] : 0),
+        v["p50_ms"], v["p99_ms"], v["p999_ms"], v["max_ms"]
+    }' "$1"
+}
+
+# constant_cmds KEY PCT DURATION OUTPUT: the generator's command in CR_CMD.
+constant_cmd() {
+  local url="http://127.0.0.1:${H1_PORT[$1]}/" rate=${CR_RATE[$2]}
+  if [[ $CONSTANT_TOOL == ratebench ]]; then
+    CR_CMD=(env GOMAXPROCS=1 taskset -c "$LOAD_CPU" "$RATEBENCH" -url "$url" -rate "$rate" -c "$H1_CONNS" -d "${3}s")
+  else
+    # -max-connections: at most H1_CONNS connections, as wrk; otherwise a
+    # proxy that falls behind gets thousands (every late request opens one).
+    CR_CMD=(taskset -c "$LOAD_CPU" "$VEGETA" attack -targets "$T/vegeta-$1.targets" -rate "$rate/s"
+      -connections "$H1_CONNS" -max-connections "$H1_CONNS" -keepalive -timeout 10s -duration "${3}s" -output "$4")
+  fi
+}
+
+measure_constant() { # KEY PCT
+  local key=$1 pct=$2 k=$1:$2 pid=${PID[$1]} f0 f1 c0 c1 t0
+  local out=$T/constant-$1-$2.out err=$T/constant-$1-$2.err bin=$T/vegeta-$1-$2.bin csv=$T/vegeta-$1-$2.csv
+  local -a warm run
+  echo "GET http://127.0.0.1:${H1_PORT[$key]}/" >"$T/vegeta-$key.targets"
+  constant_cmd "$key" "$pct" "$WARMUP" /dev/null
+  warm=("${CR_CMD[@]}")
+  constant_cmd "$key" "$pct" "$DURATION" "$bin"
+  run=("${CR_CMD[@]}")
+  unset 'CR_FAIL[$k]' 'CR_ERRMSG[$k]'
+  log "constant  $key at $pct% of nginx (${CR_RATE[$pct]} rps, $CONSTANT_TOOL): warm-up ${WARMUP}s, measure ${DURATION}s"
+  if ((WARMUP > 0)); then
+    timeout $((WARMUP + 30)) "${warm[@]}" >/dev/null 2>"$T/constant-$key-$pct-warmup.err" || true
+  fi
+  if [[ -z ${CR_TRIES[$k]:-} ]]; then
+    ((WARMUP > 0)) && CONSTANT_CMDS+=("$(tcmd "${warm[@]}")   # warm-up, $key, $pct%")
+    CONSTANT_CMDS+=("$(tcmd "${run[@]}")   # measure, $key, $pct%")
+    CR_TRIES[$k]=0
+  fi
+  f0=$(foreign_jiffies); c0=$(tree_jiffies "$pid"); t0=$(now_us)
+  if ! timeout $((DURATION + 30)) "${run[@]}" >"$out" 2>"$err"; then
+    CR_FAIL[$k]="$CONSTANT_TOOL failed: $(grep -hv '^$' "$err" "$out" | tail -n 1 | cut -c1-200 || true)"
+  fi
+  c1=$(tree_jiffies "$pid"); f1=$(foreign_jiffies)
+  [[ $key == ceiling ]] || CR_CPU[$k]=$(pct_cpu "$c0" "$c1" "$t0")
+  CR_OTHER[$k]=$(foreign_pct "$f0" "$f1" "$(secs_since "$t0")")
+  if [[ -z ${CR_FAIL[$k]:-} ]]; then
+    if [[ $CONSTANT_TOOL == ratebench ]]; then
+      read -r "CR_REQS[$k]" "CR_ACH[$k]" "CR_OK[$k]" "CR_P50[$k]" "CR_P99[$k]" "CR_P999[$k]" "CR_MAX[$k]" < <(ratebench_stats "$out")
+      CR_ERRMSG[$k]=$(sed -n 's/.* error="\(.*\)"$/\1/p' "$out" | cut -c1-160)
+    elif "$VEGETA" encode -to csv -output "$csv" "$bin" 2>>"$err"; then
+      read -r "CR_REQS[$k]" "CR_ACH[$k]" "CR_OK[$k]" "CR_P50[$k]" "CR_P99[$k]" "CR_P999[$k]" "CR_MAX[$k]" < <(vegeta_stats "$csv")
+      CR_ERRMSG[$k]=$("$VEGETA" report -type=text "$bin" 2>/dev/null | sed -n '/^Error Set:/{n;p;q}' | cut -c1-160 || true)
+    else
+      CR_FAIL[$k]="vegeta encode failed: $(grep -v '^$' "$err" | tail -n 1 | cut -c1-200 || true)"
+    fi
+    [[ -n ${CR_FAIL[$k]:-} || ${CR_REQS[$k]:-} =~ ^[1-9] ]] || CR_FAIL[$k]="$CONSTANT_TOOL recorded no request"
+  fi
+  [[ $KEEP_TMP == 1 ]] || rm -f "$bin" "$csv"
+  return 0
+}
+
+if [[ $SKIP_CONSTANT != 1 ]]; then
+  if [[ -n ${FAIL[nginx]:-} || -n ${H1_FAIL[nginx]:-} || ! ${H1_RPS[nginx]:-} =~ ^[0-9.]+$ ]]; then
+    CONSTANT_SKIP="no HTTP/1.1 rps for nginx in this run to base the rates on"
+  else
+    for pct in "${CONSTANT_PCTS[@]}"; do
+      CR_RATE[$pct]=$(awk -v r="${H1_RPS[nginx]}" -v p="$pct" 'BEGIN { v = r * p / 100; printf "%.0f", (v < 1 ? 1 : v) }')
+    done
+    if [[ $CONSTANT_TOOL == ratebench ]]; then CONSTANT_CMDS+=("$(tcmd go build -o "$RATEBENCH" ./bench/tools/ratebench)"); fi
+    for pct in "${CONSTANT_PCTS[@]}"; do
+      for key in "${CR_ROWS[@]}"; do
+        if [[ -n ${FAIL[$key]:-} ]]; then
+          CR_FAIL[$key:$pct]="not running: ${FAIL[$key]}"
+        else
+          retry_noisy CR_OTHER CR_FAIL "$key:$pct" measure_constant "$key" "$pct"
+          CR_TRIES[$key:$pct]=$LAST_TRIES
+        fi
+        if [[ -n ${CR_FAIL[$key:$pct]:-} ]]; then
+          log "ERROR: constant $key at $pct%: ${CR_FAIL[$key:$pct]}"
+          [[ $key == meshgate ]] && X_MESHGATE_FAILS+=("constant-rate latency at $pct%: ${CR_FAIL[$key:$pct]}")
+        fi
+      done
+    done
+    if [[ $CONSTANT_TOOL == vegeta ]]; then
+      CONSTANT_CMDS+=("$(tcmd "$VEGETA" encode -to csv -output "$T/vegeta-KEY-PCT.csv" "$T/vegeta-KEY-PCT.bin")   # then p50/p99/p99.9/max by nearest rank over every request's latency")
+    fi
+  fi
+fi
+
 if [[ $SKIP_ROUTES != 1 || $SKIP_RELOAD != 1 || $SKIP_TLS_CONNS != 1 || $SKIP_MEMORY != 1 ]]; then
   # The main instances have been measured; stop them (the backend stays).
   for key in nginx haproxy caddy meshgate; do stop_server "$key"; done
@@ -1424,7 +1616,11 @@ fi
 
 # --- memory: idle RSS, and RSS with many idle keep-alive connections ----------
 
-declare -A MEM_IDLE MEM_WITH MEM_OPEN MEM_CLIENT MEM_SECS MEM_FAIL MEM_WARN
+declare -A MEM_IDLE MEM_WITH MEM_OPEN MEM_WITH6 MEM_OPEN6 MEM_CLIENT MEM_SECS MEM_FAIL MEM_WARN
+# RSS is read twice: 1 s after every connection is open, and again when they
+# have been idle MEM_IDLE_LATE s (Meshgate gives back an idle connection's
+# buffers after 2 s; the target is read on the later figure).
+MEM_IDLE_LATE=6
 
 measure_mem() { # PROXY
   local p=$1 pid=${PID[x-$1]} out=$T/idleconns-$1.out errf=$T/idleconns-$1.err ipid t0 deadline line=""
@@ -1432,7 +1628,7 @@ measure_mem() { # PROXY
   log "memory    $p: idle RSS, then $IDLE_CONNS idle keep-alive connections"
   sleep 1
   MEM_IDLE[$p]=$(rss_kb "$pid")
-  MEM_CMDS+=("$(tcmd "${run[@]}") &   # $p; RSS read after it prints 'ready', then it gets SIGTERM")
+  MEM_CMDS+=("$(tcmd "${run[@]}") &   # $p; RSS read 1 s and $MEM_IDLE_LATE s after it prints 'ready', then it gets SIGTERM")
   t0=$(now_us)
   "${run[@]}" >"$out" 2>"$errf" &
   ipid=$!
@@ -1452,6 +1648,9 @@ measure_mem() { # PROXY
     sleep 1
     MEM_WITH[$p]=$(rss_kb "$pid")
     MEM_OPEN[$p]=$(ss -Htn state established "( sport = :${X_PORT[$p]} )" 2>/dev/null | wc -l || echo "-")
+    sleep $((MEM_IDLE_LATE - 1))
+    MEM_WITH6[$p]=$(rss_kb "$pid")
+    MEM_OPEN6[$p]=$(ss -Htn state established "( sport = :${X_PORT[$p]} )" 2>/dev/null | wc -l || echo "-")
     if grep -q 'failed' "$errf"; then MEM_WARN[$p]=$(grep -m1 'failed' "$errf" | sed 's/^idleconns: //' | cut -c1-200); fi
   fi
   kill -TERM "$ipid" 2>/dev/null || true
@@ -1717,38 +1916,79 @@ tls_target() {
   echo "Target: docs/performance.md sets none for new TLS connections (it asks for the figure). Meshgate vs nginx in this run: ${out%; }."
 }
 
-mem_kb_per_conn() { # PROXY -> KB per idle connection, or -
+mem_kb_per_conn() { # PROXY [late] -> KB per idle connection (1 s after open, or MEM_IDLE_LATE s with "late"), or -
   local p=$1 i w c
-  i=$(total_kb "${MEM_IDLE[$p]:-}") w=$(total_kb "${MEM_WITH[$p]:-}") c=${MEM_CLIENT[$p]:-}
+  i=$(total_kb "${MEM_IDLE[$p]:-}") c=${MEM_CLIENT[$p]:-}
+  if [[ ${2:-} == late ]]; then w=$(total_kb "${MEM_WITH6[$p]:-}"); else w=$(total_kb "${MEM_WITH[$p]:-}"); fi
   if [[ -z $i || -z $w || ! $c =~ ^[0-9]+$ ]] || ((c == 0)); then echo "-"; return; fi
   awk -v i="$i" -v w="$w" -v c="$c" 'BEGIN { printf "%.1f", (w - i) / c }'
 }
 mem_table() {
-  echo "| proxy | idle RSS MB | RSS with $IDLE_CONNS idle conns MB | conns open (client / server side) | KB per idle conn | time to open s | note |"
-  echo "|---|---:|---:|---:|---:|---:|---|"
+  echo "| proxy | idle RSS MB | RSS, conns open 1 s, MB | RSS, conns idle ${MEM_IDLE_LATE} s, MB | conns open (client / server side at 1 s / at ${MEM_IDLE_LATE} s) | KB per conn after 1 s | KB per conn after ${MEM_IDLE_LATE} s idle | time to open s | note |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
   local p
   for p in "${X_PROXIES[@]}"; do
     if [[ -z ${MEM_WITH[$p]:-} ]]; then
-      echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]:-}") | not run: ${MEM_FAIL[$p]:-?} | | | | |"
+      echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]:-}") | not run: ${MEM_FAIL[$p]:-?} | | | | | | |"
       continue
     fi
-    echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]}") | $(fmt_mb "${MEM_WITH[$p]}") | ${MEM_CLIENT[$p]} / ${MEM_OPEN[$p]}" \
-      "| $(mem_kb_per_conn "$p") | ${MEM_SECS[$p]} | ${MEM_WARN[$p]:-} |"
+    echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]}") | $(fmt_mb "${MEM_WITH[$p]}") | $(fmt_mb "${MEM_WITH6[$p]:-}")" \
+      "| ${MEM_CLIENT[$p]} / ${MEM_OPEN[$p]} / ${MEM_OPEN6[$p]:--} | $(mem_kb_per_conn "$p") | $(mem_kb_per_conn "$p" late)" \
+      "| ${MEM_SECS[$p]} | ${MEM_WARN[$p]:-} |"
   done
 }
 mem_target() {
   local i=${MEM_IDLE[meshgate]:-} k
   if [[ -z $i ]]; then echo "Target (idle RSS under 20 MB, under 10 KB per idle HTTP/1.1 connection): Meshgate not measured."; return; fi
-  k=$(mem_kb_per_conn meshgate)
+  k=$(mem_kb_per_conn meshgate late)
   echo -n "Target: Meshgate idle RSS under 20 MB: $(met "$(total_kb "$i") < 20 * 1024") ($(fmt_mb "$i") MB); "
   if [[ $k == - ]]; then
-    echo "under 10 KB per idle HTTP/1.1 connection: no figure."
+    echo "under 10 KB per idle HTTP/1.1 connection (read after ${MEM_IDLE_LATE} s idle): no figure."
   else
-    echo "under 10 KB per idle HTTP/1.1 connection: $(met "$k < 10") ($k KB)."
+    echo "under 10 KB per idle HTTP/1.1 connection, read on the ${MEM_IDLE_LATE} s column: $(met "$k < 10") ($k KB; $(mem_kb_per_conn meshgate) KB after 1 s)."
   fi
 }
 
-ROUTES_TABLE="" RELOAD_TABLE="" TLS_TABLE="" MEM_TABLE=""
+declare -A CONSTANT_LABEL=([ceiling]="no proxy (backend direct)" [nginx]="nginx" [haproxy]="haproxy" [meshgate]="Meshgate")
+constant_table() {
+  echo "| proxy | rate | requested rps | achieved rps | success % | p50 ms | p99 ms | p99.9 ms | max ms | p99 vs nginx | p99.9 vs nginx | proxy CPU % | other CPU % |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+  local pct key k ach note
+  for pct in "${CONSTANT_PCTS[@]}"; do
+    for key in "${CR_ROWS[@]}"; do
+      k=$key:$pct
+      if [[ -n ${CR_FAIL[$k]:-} || -z ${CR_REQS[$k]:-} ]]; then
+        echo "| ${CONSTANT_LABEL[$key]} | $pct% | ${CR_RATE[$pct]} | not run: ${CR_FAIL[$k]:-?} | | | | | | | | | |"
+        continue
+      fi
+      ach=$(fmt_rps "${CR_ACH[$k]}")
+      # The generator (one CPU, shared with the backend) fell behind the schedule.
+      if [[ ${CR_ACH[$k]} != - ]] && ! awk -v a="${CR_ACH[$k]}" -v r="${CR_RATE[$pct]}" 'BEGIN { exit !(a >= 0.95 * r) }'; then
+        ach="**$ach (below requested)**"
+      fi
+      note=""
+      [[ -n ${CR_ERRMSG[$k]:-} ]] && note=" (${CR_ERRMSG[$k]//|/\\|})"
+      echo "| ${CONSTANT_LABEL[$key]} | $pct% | ${CR_RATE[$pct]} | $ach | ${CR_OK[$k]}$note | $(fmt_ms "${CR_P50[$k]}")" \
+        "| $(fmt_ms "${CR_P99[$k]}") | $(fmt_ms "${CR_P999[$k]}") | $(fmt_ms "${CR_MAX[$k]}")" \
+        "| $(ratio "${CR_P99[$k]}" "${CR_P99[nginx:$pct]:-}") | $(ratio "${CR_P999[$k]}" "${CR_P999[nginx:$pct]:-}")" \
+        "| ${CR_CPU[$k]:--} | $(fmt_other "${CR_OTHER[$k]:-}") |"
+    done
+  done
+}
+constant_summary() {
+  local pct m n out=""
+  if ! ((MESHGATE_WANTED)); then echo "Meshgate vs nginx at a constant rate: Meshgate not run."; return; fi
+  for pct in "${CONSTANT_PCTS[@]}"; do
+    m=${CR_P99[meshgate:$pct]:-} n=${CR_P99[nginx:$pct]:-}
+    if [[ -z $m || -z $n || -n ${CR_FAIL[meshgate:$pct]:-} || -n ${CR_FAIL[nginx:$pct]:-} ]]; then out+="at $pct%: no figure; "; continue; fi
+    out+="at $pct% (${CR_RATE[$pct]} rps): $(met "$m <= $n") (p99 $(fmt_ms "$m") vs $(fmt_ms "$n") ms, $(ratio "$m" "$n"); p99.9 $(ratio "${CR_P999[meshgate:$pct]}" "${CR_P999[nginx:$pct]}"); success ${CR_OK[meshgate:$pct]}% vs ${CR_OK[nginx:$pct]}%); "
+  done
+  echo "Target (the HTTP/1.1 target's \"p99 no worse than nginx\", at a fixed rate): ${out%; }."
+}
+
+ROUTES_TABLE="" RELOAD_TABLE="" TLS_TABLE="" MEM_TABLE="" CONSTANT_TABLE=""
+if [[ $SKIP_CONSTANT != 1 && -z $CONSTANT_SKIP ]]; then CONSTANT_TABLE=$(constant_table); fi
+if [[ -n $CONSTANT_SKIP ]]; then NOTES+=("Latency under constant load not measured: $CONSTANT_SKIP."); fi
 [[ $SKIP_ROUTES != 1 ]] && ROUTES_TABLE=$(routes_table)
 if [[ $SKIP_RELOAD != 1 ]] && ((MESHGATE_WANTED)); then
   reload_summary
@@ -1761,6 +2001,9 @@ for p in "${X_PROXIES[@]}"; do
   for v in "${TLS_VARIANTS[@]}"; do note_noisy "new TLS connections ${X_LABEL[$p]} ${TLS_VLABEL[$v]}" "${TC_OTHER[$p:$v]:-}"; done
 done
 for ((k = 1; k <= RELOADS; k++)); do note_noisy "reload $k" "${RL_OTHER[$k]:-}"; done
+for pct in "${CONSTANT_PCTS[@]}"; do
+  for key in "${CR_ROWS[@]}"; do note_noisy "constant rate ${CONSTANT_LABEL[$key]} $pct%" "${CR_OTHER[$key:$pct]:-}"; done
+done
 if [[ -n $X_NOISY ]]; then
   NOTES+=("Other processes used ${NOISE_PCT}% or more of a CPU during: ${X_NOISY%, }. Those rows are unreliable: rerun when the machine is quiet.")
 fi
@@ -1771,6 +2014,11 @@ for p in "${X_PROXIES[@]}"; do
   done
   for v in "${TLS_VARIANTS[@]}"; do
     if ((${TC_TRIES[$p:$v]:-1} > 1)); then X_RETRIED+="new TLS connections ${X_LABEL[$p]} ${TLS_VLABEL[$v]} (${TC_TRIES[$p:$v]} times), "; fi
+  done
+done
+for pct in "${CONSTANT_PCTS[@]}"; do
+  for key in "${CR_ROWS[@]}"; do
+    if ((${CR_TRIES[$key:$pct]:-1} > 1)); then X_RETRIED+="constant rate ${CONSTANT_LABEL[$key]} $pct% (${CR_TRIES[$key:$pct]} times), "; fi
   done
 done
 if [[ -n $X_RETRIED ]]; then
@@ -1785,6 +2033,9 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo "# Side-by-side proxy benchmark, $DATE"
   echo
   echo "Generated by \`bench/run.sh\` at $(date -u '+%F %T') UTC. Measurement ${DURATION}s, warm-up ${WARMUP}s."
+  if [[ $SKIP_PROTOCOLS != 1 ]]; then
+    echo "gRPC unary and WebSocket echo (bench/protocols.sh) are at the end of this report and in \`${PROTOCOLS_FILE#"$ROOT"/}\`."
+  fi
   echo "Machines are shared and noisy: compare the ratios within this run, never absolute numbers across runs."
   echo
   echo "## Machine"
@@ -1798,6 +2049,8 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo "- Caddy: $CADDY_VERSION"
   echo "- wrk: $WRK_VERSION"
   echo "- h2load: $H2LOAD_VERSION"
+  if [[ $SKIP_CONSTANT != 1 && $CONSTANT_TOOL == vegeta ]]; then echo "- vegeta: $VEGETA_VERSION (built from its Go module, \`${VEGETA/#$HOME/\~}\`)"; fi
+  if [[ $SKIP_CONSTANT != 1 && $CONSTANT_TOOL == ratebench ]]; then echo "- ratebench: bench/tools/ratebench (built from this tree)"; fi
   echo "- Meshgate: $GATEWAY_ID"
   echo "- other processes' CPU use just before the run: ${BASE_OTHER}% of one CPU"
   echo "- pinning: proxy under test on CPU $PROXY_CPU (one worker / GOMAXPROCS=1); backend nginx and load generator on CPU $LOAD_CPU"
@@ -1816,6 +2069,33 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo
   echo "errored includes h2load timeouts. RSS is measured right after the h2 run."
   echo
+  if [[ -n $CONSTANT_TABLE ]]; then
+    if [[ $CONSTANT_TOOL == ratebench ]]; then
+      echo "## Latency under constant load: ratebench -rate R -c $H1_CONNS -d ${DURATION}s (wrk2-style, after ${WARMUP}s warm-up)"
+    else
+      echo "## Latency under constant load: vegeta attack -rate R/s -duration ${DURATION}s -connections $H1_CONNS -max-connections $H1_CONNS -keepalive (after ${WARMUP}s warm-up)"
+    fi
+    echo
+    echo "R = ${CONSTANT_PCTS[*]/%/%} of nginx's HTTP/1.1 keep-alive rps in the table above ($(fmt_rps "${H1_RPS[nginx]}") rps): $(for pct in "${CONSTANT_PCTS[@]}"; do printf '%s%% = %s rps, ' "$pct" "${CR_RATE[$pct]}"; done | sed 's/, $//'). The same main instances as above, same pinning; the generator runs on CPU $LOAD_CPU with the backend."
+    if [[ $CONSTANT_TOOL == ratebench ]]; then
+      echo "The generator is open loop: bench/tools/ratebench keeps $H1_CONNS keep-alive connections (as wrk -c$H1_CONNS), sends request i when it is due (start + i/R) whatever the earlier answers, and times each request from when it was due, not from when it went out. When an answer is late, the requests due meanwhile count their wait, so the tail is not hidden (no coordinated omission: wrk2's method; wrk's closed loop slows down instead and under-reports it)."
+      echo "achieved rps = requests / (first due time to last send), marked when under 95% of R: the requests went out late (the proxy, or CPU $LOAD_CPU with generator and backend, could not keep up) and the latencies include that wait. success % = 2xx/3xx answers of the requests sent."
+      echo "Why not vegeta (\`BENCH_CONSTANT_TOOL=vegeta\` runs it): vegeta is open loop too, but it costs about 60-80 µs of CPU per request here against about 11 µs for ratebench and 10 µs for wrk, so on one CPU it tops out well below 50% of nginx's rate."
+    else
+      echo "vegeta $VEGETA_VERSION is an open-loop generator: it sends each request at its scheduled time whatever the earlier answers, so a slow answer does not hold back the requests behind it and the tail is not hidden (no coordinated omission, unlike wrk's closed loop). It times each request from when it went out: achieved rps (requests / (last send - first send)) under 95% of R is marked, and then the latencies are understated. success % = status 200-399."
+    fi
+    echo "p50/p99/p99.9/max = latency of every answered request (nearest rank). The backend-direct row is the floor: the generator and the backend alone at that rate."
+    echo "p99 vs nginx below 1.00x is better than nginx. proxy CPU % = the proxy's CPU time during the run in % of one CPU (less for the same rate is cheaper); other CPU % as above."
+    echo
+    echo "$CONSTANT_TABLE"
+    echo
+    constant_summary
+    echo
+    echo '```sh'
+    for c in "${CONSTANT_CMDS[@]}"; do echo "$c"; done
+    echo '```'
+    echo
+  fi
   if [[ -n $ROUTES_TABLE ]]; then
     echo "## Many routes: wrk -t1 -c$H1_CONNS -d${DURATION}s --latency on the last of N host+path routes (after ${WARMUP}s warm-up)"
     echo
@@ -1874,8 +2154,9 @@ mkdir -p "$(dirname "$RESULT_FILE")"
     echo "## Memory: idle RSS, and $IDLE_CONNS idle HTTP/1.1 keep-alive connections"
     echo
     echo "Each proxy starts fresh with the simple HTTP/1.1 config (one catch-all route; nginx and haproxy sized for the connections, keep-alive timeouts 120 s; Meshgate with its defaults)."
-    echo "idle RSS = VmRSS 1 s after start (after the readiness request). Then bench/tools/idleconns opens $IDLE_CONNS connections, sends one GET on each, reads the response and keeps them open; RSS is read 1 s after all are open."
-    echo "KB per idle conn = (RSS with - idle RSS) / connections the client holds open; server side = established connections on the proxy's port (\`ss\`) at that moment. For nginx RSS is master + worker."
+    echo "idle RSS = VmRSS 1 s after start (after the readiness request). Then bench/tools/idleconns opens $IDLE_CONNS connections, sends one GET on each, reads the response and keeps them open; RSS is read 1 s after all are open, and again when they have been idle ${MEM_IDLE_LATE} s."
+    echo "Meshgate gives back an idle connection's read and write buffers once it has been idle 2 s, so the ${MEM_IDLE_LATE} s column is what a mostly idle connection costs it. The < 10 KB per idle connection target is read on the ${MEM_IDLE_LATE} s column."
+    echo "KB per conn = (RSS with the connections - idle RSS) / connections the client holds open; server side = established connections on the proxy's port (\`ss\`) at each reading (they must all still be open). For nginx RSS is master + worker."
     echo
     echo "$MEM_TABLE"
     echo
@@ -1966,6 +2247,12 @@ echo
 echo "HTTP/2 over TLS (h2load -c$H2_CLIENTS -m$H2_STREAMS -D$DURATION):"
 echo "$H2_TABLE"
 echo
+if [[ -n $CONSTANT_TABLE ]]; then
+  echo "Latency under constant load ($CONSTANT_TOOL, ${CONSTANT_PCTS[*]/%/%} of nginx's HTTP/1.1 rps, ${DURATION}s):"
+  echo "$CONSTANT_TABLE"
+  constant_summary
+  echo
+fi
 if [[ -n $ROUTES_TABLE ]]; then
   echo "Many routes (wrk -t1 -c$H1_CONNS -d${DURATION}s on the last of N host+path routes):"
   echo "$ROUTES_TABLE"
@@ -1993,16 +2280,26 @@ fi
 for n in "${NOTES[@]}"; do echo "note: $n"; done
 echo "report: ${RESULT_FILE#"$ROOT"/}"
 
-# gRPC unary and WebSocket echo (bench/protocols.sh), appended to the report.
+# gRPC unary and WebSocket echo (bench/protocols.sh): its own report file
+# (PROTOCOLS_FILE), also appended to this report under a pointer to that file.
 PROTOCOLS_RC=0
-if [[ ${BENCH_SKIP_PROTOCOLS:-0} != 1 ]]; then
+if [[ $SKIP_PROTOCOLS != 1 ]]; then
   for key in backend nginx haproxy caddy meshgate; do stop_server "$key"; done
-  log "gRPC and WebSocket: bash bench/protocols.sh"
-  bash "$ROOT/bench/protocols.sh" "$T/protocols.md" || PROTOCOLS_RC=$?
-  if [[ -s $T/protocols.md ]]; then
-    { echo; cat "$T/protocols.md"; } >>"$RESULT_FILE"
-    echo; sed -n '/^<details>/q;p' "$T/protocols.md"
+  log "gRPC and WebSocket: bash bench/protocols.sh ${PROTOCOLS_FILE#"$ROOT"/}"
+  rm -f "$PROTOCOLS_FILE"
+  bash "$ROOT/bench/protocols.sh" "$PROTOCOLS_FILE" || PROTOCOLS_RC=$?
+  if [[ -s $PROTOCOLS_FILE ]]; then
+    {
+      echo
+      awk -v f="${PROTOCOLS_FILE#"$ROOT"/}" 'NR == 1 { print; print ""; print "Also written to `" f "`."; next } { print }' "$PROTOCOLS_FILE"
+    } >>"$RESULT_FILE"
+    echo; sed -n '/^<details>/q;p' "$PROTOCOLS_FILE"
+    echo "protocols report: ${PROTOCOLS_FILE#"$ROOT"/}"
+  else
+    { echo; echo "## gRPC and WebSocket (bench/protocols.sh)"; echo; echo "bench/protocols.sh wrote no report (exit $PROTOCOLS_RC); see the run's log."; } >>"$RESULT_FILE"
   fi
+else
+  { echo; echo "## gRPC and WebSocket (bench/protocols.sh)"; echo; echo "Not run (BENCH_SKIP_PROTOCOLS=1)."; } >>"$RESULT_FILE"
 fi
 
 # What recording metrics costs (bench/metrics-cost.sh), appended to the report.
