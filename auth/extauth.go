@@ -50,7 +50,7 @@ type ExtResult struct {
 type Ext struct {
 	ir   *ir.ExtAuth
 	next atomic.Uint64
-	pool *connPool
+	pool *Conns
 	// tlsKey and tlsCfg are the backend's TLS settings (nil cfg:
 	// cleartext); tlsErr says why they are unusable, failing every
 	// check rather than sending it unverified.
@@ -68,9 +68,8 @@ type Ext struct {
 
 // NewExt compiles an extAuth section. Over TLS when its backend has TLS
 // settings (a Backend's spec.tls, a Service's BackendTLSPolicy).
-func NewExt(e *ir.ExtAuth) (*Ext, error) { return newExt(e, defaultConns) }
-
-func newExt(e *ir.ExtAuth, pool *connPool) (*Ext, error) {
+// Its connections come from pool.
+func NewExt(e *ir.ExtAuth, pool *Conns) (*Ext, error) {
 	if e.Backend == nil {
 		return nil, errors.New("extAuth: no backend")
 	}

@@ -102,7 +102,7 @@ func extPolicy(t *testing.T, grpcAPI bool, addr string, u *ir.UpstreamTLS, failO
 	p, err := Compile(&ir.SecurityPolicy{ExtAuth: &ir.ExtAuth{
 		Policy: "default/authz", GRPC: grpcAPI, Timeout: 2 * time.Second, FailOpen: failOpen,
 		Backend: &ir.Backend{Name: "backend/default/authz", TLS: u, Endpoints: []ir.Endpoint{{Address: addr}}},
-	}})
+	}}, &Conns{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,12 +176,12 @@ func TestExtAuthTLS(t *testing.T) {
 
 func TestExtConnsClosedWhenUnused(t *testing.T) {
 	addrA, addrB := grpcAuthz(t, nil), grpcAuthz(t, nil)
-	newExtFor := func(pool *connPool, addrs ...string) *Ext {
+	newExtFor := func(pool *Conns, addrs ...string) *Ext {
 		var eps []ir.Endpoint
 		for _, a := range addrs {
 			eps = append(eps, ir.Endpoint{Address: a})
 		}
-		e, err := newExt(&ir.ExtAuth{Policy: "default/authz", GRPC: true, Timeout: 2 * time.Second,
+		e, err := NewExt(&ir.ExtAuth{Policy: "default/authz", GRPC: true, Timeout: 2 * time.Second,
 			Backend: &ir.Backend{Name: "authz", Endpoints: eps}}, pool)
 		if err != nil {
 			t.Fatal(err)
@@ -195,7 +195,7 @@ func TestExtConnsClosedWhenUnused(t *testing.T) {
 			t.Fatalf("check not allowed: %+v", res)
 		}
 	}
-	open := func(pool *connPool, want int) {
+	open := func(pool *Conns, want int) {
 		t.Helper()
 		if got, _ := pool.open(); got != want {
 			t.Fatalf("%d gRPC connections open, want %d", got, want)
@@ -203,7 +203,7 @@ func TestExtConnsClosedWhenUnused(t *testing.T) {
 	}
 
 	t.Run("reload keeps shared, closes dropped", func(t *testing.T) {
-		pool := &connPool{}
+		pool := &Conns{}
 		old := newExtFor(pool, addrA, addrB)
 		old.Start()
 		check(old)
@@ -224,7 +224,7 @@ func TestExtConnsClosedWhenUnused(t *testing.T) {
 	})
 
 	t.Run("closed after the checks in flight", func(t *testing.T) {
-		pool := &connPool{}
+		pool := &Conns{}
 		e := newExtFor(pool, addrA)
 		e.Start()
 		conns, _ := e.begin() // a check of the old config still running
@@ -245,10 +245,10 @@ func TestExtConnsClosedWhenUnused(t *testing.T) {
 	})
 
 	t.Run("http clients counted", func(t *testing.T) {
-		pool := &connPool{}
+		pool := &Conns{}
 		ca := newTestCA(t)
 		mk := func(u *ir.UpstreamTLS) *Ext {
-			e, err := newExt(&ir.ExtAuth{Policy: "p", Backend: &ir.Backend{Name: "b", TLS: u, Endpoints: []ir.Endpoint{{Address: "127.0.0.1:1"}}}}, pool)
+			e, err := NewExt(&ir.ExtAuth{Policy: "p", Backend: &ir.Backend{Name: "b", TLS: u, Endpoints: []ir.Endpoint{{Address: "127.0.0.1:1"}}}}, pool)
 			if err != nil {
 				t.Fatal(err)
 			}

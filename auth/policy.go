@@ -33,8 +33,9 @@ type Policy struct {
 	policy [Sections]string
 }
 
-// Compile builds the checks of p; nil for an empty policy.
-func Compile(p *ir.SecurityPolicy) (*Policy, error) {
+// Compile builds the checks of p; nil for an empty policy. External
+// authorization takes its connections from conns.
+func Compile(p *ir.SecurityPolicy, conns *Conns) (*Policy, error) {
 	if p.Empty() {
 		return nil, nil
 	}
@@ -57,7 +58,7 @@ func Compile(p *ir.SecurityPolicy) (*Policy, error) {
 		out.policy[SectionJWT] = j.Policy
 	}
 	if e := p.ExtAuth; e != nil {
-		if out.ext, err = NewExt(e); err != nil {
+		if out.ext, err = NewExt(e, conns); err != nil {
 			return nil, fmt.Errorf("SecurityPolicy %s: %v", e.Policy, err)
 		}
 		out.policy[SectionExt] = e.Policy

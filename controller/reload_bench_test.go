@@ -6,10 +6,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/meshgate/meshgate/config"
+	"github.com/meshgate/meshgate/internal/benchcfg"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/router"
 )
@@ -27,46 +27,6 @@ func (a *compilingApplier) Apply(cfg *ir.Config) ([]ir.Unbound, error) {
 	return nil, nil
 }
 
-// hostRoutes is the reload benchmark's manifest (bench/run.sh): one Gateway,
-// a Backend with its CRD validation, and n HTTPRoutes, one per host.
-func hostRoutes(n int) []byte {
-	var b strings.Builder
-	b.WriteString(`apiVersion: gateway.networking.k8s.io/v1
-kind: GatewayClass
-metadata: {name: meshgate}
-spec: {controllerName: gateway.meshgate.dev/controller}
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: bench, namespace: default}
-spec:
-  gatewayClassName: meshgate
-  addresses: [{type: IPAddress, value: 127.0.0.1}]
-  listeners:
-  - {name: http, protocol: HTTP, port: 8093}
----
-apiVersion: gateway.meshgate.dev/v1alpha1
-kind: Backend
-metadata: {name: origin, namespace: default}
-spec:
-  endpoints: [{address: 127.0.0.1, port: 9001}]
-`)
-	for i := range n {
-		fmt.Fprintf(&b, `---
-apiVersion: gateway.networking.k8s.io/v1
-kind: HTTPRoute
-metadata: {name: r%d, namespace: default}
-spec:
-  parentRefs: [{name: bench}]
-  hostnames: [h%d.bench.local]
-  rules:
-  - matches: [{path: {type: PathPrefix, value: /p%d}}]
-    backendRefs: [{group: gateway.meshgate.dev, kind: Backend, name: origin}]
-`, i, i, i)
-	}
-	return []byte(b.String())
-}
-
 // BenchmarkReload10k is one reload of the reload benchmark without its
 // waits: read and validate a file of 10,000 HTTPRoutes, translate it, diff
 // it against the config in force and compile its route table. Iterations
@@ -78,7 +38,7 @@ func BenchmarkReload10k(b *testing.B) {
 	dir := b.TempDir()
 	files := [2]string{filepath.Join(dir, "a.yaml"), filepath.Join(dir, "b.yaml")}
 	for i, f := range files {
-		if err := os.WriteFile(f, hostRoutes(10000+i), 0o600); err != nil {
+		if err := os.WriteFile(f, benchcfg.HostRoutes(10000+i), 0o600); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshgate/meshgate/acme"
+	"github.com/meshgate/meshgate/auth"
 	"github.com/meshgate/meshgate/healthcheck"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
@@ -102,6 +103,9 @@ type Dataplane struct {
 	tickets *mgtls.TicketKeys
 	// ocsp staples the Secret and file certificates (tls/ocsp.go).
 	ocsp mgtls.Stapler
+	// authConns are the connections to external authorization services,
+	// shared by the configurations that use them (auth.Conns).
+	authConns auth.Conns
 }
 
 type liveListener struct {
@@ -202,7 +206,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		p := prepared{l: l, table: table}
-		if p.security, err = compileSecurity(l); err != nil {
+		if p.security, err = compileSecurity(l, &d.authConns); err != nil {
 			return nil, fmt.Errorf("listener %s: %w", l.Name, err)
 		}
 		if l.Protocol == ir.ProtocolHTTPS {

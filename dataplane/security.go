@@ -67,7 +67,8 @@ type wildHost struct {
 }
 
 // compileSecurity builds l's policies; nil when it has none.
-func compileSecurity(l *ir.Listener) (*security, error) {
+// External authorization connections come from conns.
+func compileSecurity(l *ir.Listener, conns *auth.Conns) (*security, error) {
 	s := &security{exact: map[string]*hostSecurity{}, routes: map[*ir.Route]*auth.Policy{}}
 	for _, h := range l.Hosts {
 		if h == nil {
@@ -75,7 +76,7 @@ func compileSecurity(l *ir.Listener) (*security, error) {
 		}
 		hs := &hostSecurity{}
 		if !h.Security.Empty() {
-			p, err := auth.Compile(h.Security)
+			p, err := auth.Compile(h.Security, conns)
 			if err != nil {
 				return nil, err
 			}
@@ -90,7 +91,7 @@ func compileSecurity(l *ir.Listener) (*security, error) {
 			p := s.routes[r]
 			if p == nil {
 				var err error
-				if p, err = auth.Compile(r.Security); err != nil {
+				if p, err = auth.Compile(r.Security, conns); err != nil {
 					return nil, err
 				}
 				s.routes[r] = p
