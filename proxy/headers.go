@@ -25,7 +25,11 @@ var hopHeaders = []string{
 // gateway-set header (the Traefik CVE-2021-32813 class).
 func RemoveHopByHop(h http.Header) {
 	eachToken(h["Connection"], func(tok string) bool {
-		delete(h, textproto.CanonicalMIMEHeaderKey(tok))
+		// "keep-alive" and "close", by far the usual tokens, name only
+		// fields removed below anyway: no canonical key to build.
+		if !strings.EqualFold(tok, "keep-alive") && !strings.EqualFold(tok, "close") {
+			delete(h, textproto.CanonicalMIMEHeaderKey(tok))
+		}
 		return true
 	})
 	deleteAll(h, hopHeaders, isHopHeader)

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// browserHeader is a typical browser request header as the HTTP/1.1
+// server parses it (Host is not in the map).
+func browserHeader() http.Header {
+	return http.Header{
+		"User-Agent":      {"Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36"},
+		"Accept":          {"text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
+		"Accept-Language": {"en-US,en;q=0.9"},
+		"Accept-Encoding": {"gzip, deflate, br"},
+		"Connection":      {"keep-alive"},
+		"Cookie":          {"session=abc123; theme=dark"},
+		"Cache-Control":   {"max-age=0"},
+	}
+}
+
+// BenchmarkRequestHeaders is the gateway's header work on a request
+// before it goes upstream: hop-by-hop removal and X-Forwarded-*/Forwarded,
+// with the value storage the HTTP/1.1 server provides.
+func BenchmarkRequestHeaders(b *testing.B) {
+	base := browserHeader()
+	h := http.Header{}
+	p := &ForwardedPolicy{}
+	vals := make([]string, 4)
+	b.ReportAllocs()
+	for b.Loop() {
+		clear(h)
+		for k, v := range base {
+			h[k] = v
+		}
+		RemoveHopByHop(h)
+		p.Apply(h, "192.0.2.10:51234", "shop.example.com", true, vals)
+	}
+}
+
+// BenchmarkWriteRequestHead is writing a browser request's head to an
+// upstream connection's buffer.
+func BenchmarkWriteRequestHead(b *testing.B) {
+	h := browserHeader()
+	RemoveHopByHop(h)
+	out := &Outbound{Method: http.MethodGet, RequestURI: "/products/42?ref=home", Host: "shop.example.com", Header: h}
+	bw := bufio.NewWriterSize(io.Discard, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		var chunked bool
+		if err := writeRequestHead(bw, out, &chunked); err != nil {
+			b.Fatal(err)
+		}
+		bw.Flush()
+	}
+}
+
+// BenchmarkRelayResponse is reading an nginx response head and copying a
+// 16 KiB body to the client writer.
+func BenchmarkRelayResponse(b *testing.B) {
+	body := strings.Repeat("x", 16<<10)
+	raw := []byte("HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Thu, 26 Nov 2026 07:00:00 GMT\r\n" +
+		"Content-Type: text/html\r\nContent-Length: 16384\r\nConnection: keep-alive\r\nETag: \"6925a3b0-4000\"\r\n" +
+		"Accept-Ranges: bytes\r\n\r\n" + body)
+	rd := bytes.NewReader(raw)
+	br := bufio.NewReaderSize(rd, 4096)
+	w := &discardWriter{h: http.Header{}}
+	var sc respScratch
+	var lr io.LimitedReader
+	b.SetBytes(int64(len(body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(raw)
+		br.Reset(rd)
+		clear(w.h)
+		var resp respHead
+		resp.reset()
+		if err := readResponseHead(br, w, &resp, 64<<10, &sc); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := relayResponse(br, &lr, &resp, http.MethodGet, w, w.WriteHeader); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
