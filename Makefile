@@ -59,6 +59,7 @@ fuzz:
 	$(GO) test ./router -run '^$$' -fuzz '^FuzzRequestHost$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 	$(GO) test ./server -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 	$(GO) test ./proxy -run '^$$' -fuzz '^FuzzReadResponseHead$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
+	$(GO) test ./translate -run '^$$' -fuzz '^FuzzValidHostname$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE)
 
 ## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
 generate:
