@@ -11,6 +11,7 @@ package plan
 
 import (
 	"cmp"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -350,11 +351,33 @@ func diffConfigs(oc, nc *ir.Config) []Change {
 			if d := certDiff(o.Certificates, n.Certificates); d != nil {
 				out = append(out, Change{Op: Changed, Kind: KindCertificates, ID: addr, Listener: addr, Details: d})
 			}
+			if a, b := clientAuthSummary(o.ClientAuth), clientAuthSummary(n.ClientAuth); a != b {
+				out = append(out, Change{Op: Changed, Kind: KindListener, ID: addr, Listener: addr,
+					Details: []string{fmt.Sprintf("client certificates: %s → %s", orNone(a), orNone(b))}})
+			}
 		}
 		out = append(out, diffHosts(addr, o, n)...)
 	}
 	out = append(out, diffBackends(oc, nc)...)
 	return out
+}
+
+// clientAuthSummary is a listener's client certificate policy: mode, CA
+// source and identity header (and whether the CA's certificates changed,
+// when both configs carry them).
+func clientAuthSummary(c *ir.ClientAuth) string {
+	if c == nil {
+		return ""
+	}
+	s := fmt.Sprintf("%s, CA %s", c.Mode, c.CAName)
+	if len(c.CAPEM) > 0 {
+		sum := sha256.Sum256(c.CAPEM)
+		s += fmt.Sprintf(" (%x)", sum[:4])
+	}
+	if c.IdentityHeader != "" {
+		s += ", identity header " + c.IdentityHeader
+	}
+	return s
 }
 
 func listenersByAddr(c *ir.Config) map[string]*ir.Listener {
@@ -436,6 +459,9 @@ func diffHosts(addr string, ol, nl *ir.Listener) []Change {
 			}
 			if o.TLSMode != n.TLSMode {
 				d = append(d, fmt.Sprintf("tls mode: %s → %s", orNone(string(o.TLSMode)), orNone(string(n.TLSMode))))
+			}
+			if a, b := compact(o.TLS), compact(n.TLS); a != b {
+				d = append(d, fmt.Sprintf("tls options: %s → %s", orNone(a), orNone(b)))
 			}
 			if d != nil {
 				out = append(out, Change{Op: Changed, Kind: KindGatewayHost, ID: name, Listener: addr, Details: d})

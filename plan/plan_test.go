@@ -99,6 +99,17 @@ func TestDiff(t *testing.T) {
 			exit: ExitChanges,
 		},
 		{
+			name: "client certificates and TLS options changed",
+			new: func(c *ir.Config) *translate.Result {
+				c.Listeners[0].ClientAuth = &ir.ClientAuth{Mode: ir.ClientAuthAllowValidOnly, CAName: "configmap/default/ca", IdentityHeader: "X-Forwarded-Client-Cert"}
+				c.Listeners[0].Hosts[0].TLS = &ir.TLSOptions{MinVersion: "1.3"}
+				return res(c)
+			},
+			want: []want{{Changed, KindListener, "127.0.0.1:8080", "client certificates: (none) → AllowValidOnly, CA configmap/default/ca, identity header X-Forwarded-Client-Cert"},
+				{Changed, KindGatewayHost, "default/gw/http", `tls options: (none) → {"minVersion":"1.3"}`}},
+			exit: ExitChanges,
+		},
+		{
 			name: "route added",
 			new: func(c *ir.Config) *translate.Result {
 				h := c.Listeners[0].Hosts[0]
