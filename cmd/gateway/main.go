@@ -141,7 +141,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 	maxTotal := fs.Int64("max-connections-total", 200000, "open connections over all HTTP listeners; beyond it new ones are closed at once (0: no cap)")
 	maxConns := fs.Int64("max-connections", 100000, "open connections per HTTP listener; beyond it new ones are closed at once (0: no cap)")
 	memLimit := fs.String("memory-limit", "auto", `shed load (503) while the process holds more memory than this many MiB; "auto" is 90% of the cgroup memory limit (none outside a limited cgroup), "off" turns it off`)
-	gcPercent := fs.Int("gc-percent", 400, "Go GC target (as GOGC): the heap may grow this many percent over live data before a collection; a gateway's live heap is small, so a higher target buys less GC CPU per request for a few MB (GOGC in the environment, when set, wins; -1: the runtime default)")
+	gcPercent := fs.Int("gc-percent", 200, "Go GC target (as GOGC): the heap may grow this many percent over live data before a collection; a gateway's live heap is small, so a higher target buys less GC CPU per request for a few MB (GOGC in the environment, when set, wins; -1: the runtime default)")
 	underscores := fs.String("headers-with-underscores", "drop", `request header names with "_": drop (remove them), reject (400), or allow`)
 	dashboardOn := fs.Bool("dashboard", true, "serve the live dashboard on the admin listener under /dashboard/")
 	metricsOn := fs.Bool("metrics", true, "record Prometheus metrics and serve them on the admin listener under /metrics")

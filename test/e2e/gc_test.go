@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// TestGCPercent: the gateway runs the Go GC at --gc-percent (400 unless
+// TestGCPercent: the gateway runs the Go GC at --gc-percent (200 unless
 // told otherwise), and GOGC in the environment wins over the flag, as
 // go_gc_gogc_percent on /metrics shows.
 func TestGCPercent(t *testing.T) {
@@ -17,7 +17,7 @@ func TestGCPercent(t *testing.T) {
 		flags []string
 		want  string
 	}{
-		{name: "default", want: "400"},
+		{name: "default", want: "200"},
 		{name: "flag", flags: []string{"--gc-percent", "150"}, want: "150"},
 		{name: "runtime default", flags: []string{"--gc-percent", "-1"}, want: "100"},
 		{name: "GOGC wins", env: "250", flags: []string{"--gc-percent", "150"}, want: "250"},
