@@ -144,7 +144,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		h.fail(w, r, rec, http.StatusMisdirectedRequest, "misdirected_request", nil)
 		return
 	}
-	pre := h.beforeRouting(r) // SecurityPolicy of the listener (security.go)
+	pre := h.beforeRouting(r, table) // SecurityPolicy of the listener (security.go)
 	route, ok := table.Match(r)
 	if ok {
 		rec.Route, rec.Rule, rec.Gateway = route.IR.Name, route.IR.RuleIndex, route.Listener

@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,14 +40,12 @@ import (
 
 // security is one socket's compiled policies.
 type security struct {
-	// exact, wildcard and any are every listener host, by hostname
-	// ("*.example.com" a wildcard, "" any), found the way the router
-	// finds them.
-	exact    map[string]*hostSecurity
-	wildcard []wildHost // longest suffix first
-	any      *hostSecurity
-	routes   map[*ir.Route]*auth.Policy
-	all      []*auth.Policy
+	// hosts are every listener host, by normalized hostname ("" for
+	// none, "*.example.com" a wildcard), as router.Table.Hostname names
+	// them.
+	hosts  map[string]*hostSecurity
+	routes map[*ir.Route]*auth.Policy
+	all    []*auth.Policy
 	// prev is the config this one replaced: a request matched on its
 	// route table just before a reload finds its route's policy there.
 	prev atomic.Pointer[security]
@@ -61,15 +58,10 @@ type hostSecurity struct {
 	strip  []string
 }
 
-type wildHost struct {
-	suffix string // ".example.com"
-	h      *hostSecurity
-}
-
 // compileSecurity builds l's policies; nil when it has none.
 // External authorization connections come from conns.
 func compileSecurity(l *ir.Listener, conns *auth.Conns) (*security, error) {
-	s := &security{exact: map[string]*hostSecurity{}, routes: map[*ir.Route]*auth.Policy{}}
+	s := &security{hosts: map[string]*hostSecurity{}, routes: map[*ir.Route]*auth.Policy{}}
 	for _, h := range l.Hosts {
 		if h == nil {
 			continue
@@ -99,27 +91,13 @@ func compileSecurity(l *ir.Listener, conns *auth.Conns) (*security, error) {
 			}
 			hs.strip = addHeaders(hs.strip, p.ClaimHeaders())
 		}
-		name := strings.ToLower(h.Hostname)
-		switch {
-		case name == "":
-			if s.any == nil {
-				s.any = hs
-			}
-		case strings.HasPrefix(name, "*."):
-			s.wildcard = append(s.wildcard, wildHost{name[1:], hs})
-		default:
-			if s.exact[name] == nil {
-				s.exact[name] = hs
-			}
+		name := strings.TrimSuffix(strings.ToLower(h.Hostname), ".")
+		if s.hosts[name] == nil {
+			s.hosts[name] = hs
 		}
 	}
 	if len(s.all) == 0 {
 		return nil, nil
-	}
-	for i := 1; i < len(s.wildcard); i++ {
-		for j := i; j > 0 && len(s.wildcard[j].suffix) > len(s.wildcard[j-1].suffix); j-- {
-			s.wildcard[j], s.wildcard[j-1] = s.wildcard[j-1], s.wildcard[j]
-		}
 	}
 	return s, nil
 }
@@ -132,23 +110,6 @@ func addHeaders(to, add []string) []string {
 		}
 	}
 	return to
-}
-
-// host is the listener host for a request host; nil when none serves it.
-func (s *security) host(h string) *hostSecurity {
-	if host, _, err := net.SplitHostPort(h); err == nil {
-		h = host
-	}
-	h = strings.ToLower(strings.TrimSuffix(h, "."))
-	if hs := s.exact[h]; hs != nil {
-		return hs
-	}
-	for _, w := range s.wildcard {
-		if strings.HasSuffix(h, w.suffix) && len(h) > len(w.suffix) {
-			return w.h
-		}
-	}
-	return s.any
 }
 
 // route is the compiled policy of a matched route; false when the route
@@ -208,15 +169,17 @@ type preAuth struct {
 	anyFail  bool
 }
 
-// beforeRouting runs step 1; nil when the socket has no policies.
-func (h *listenerHandler) beforeRouting(r *http.Request) *preAuth {
+// beforeRouting runs step 1 for the listener host table routes r to; nil
+// when the socket has no policies.
+func (h *listenerHandler) beforeRouting(r *http.Request, table *router.Table) *preAuth {
 	s := h.security.Load()
 	if s == nil {
 		return nil
 	}
 	pa := &preAuth{sec: s, clientIP: h.forwarded.ClientIP(r.RemoteAddr, r.Header)}
-	hs := s.host(r.Host)
-	if hs == nil {
+	name, ok := table.Hostname(r.Host)
+	hs := s.hosts[name]
+	if !ok || hs == nil {
 		return pa
 	}
 	for _, name := range hs.strip {

@@ -124,3 +124,36 @@ func TestStripPort(t *testing.T) {
 		})
 	}
 }
+
+// TestTableHostname: Hostname names the listener host Match picks, with
+// the same host normalization and most-specific-wins order.
+func TestTableHostname(t *testing.T) {
+	tb := mustCompile(t, &ir.Listener{Name: "l", Address: "127.0.0.1:8080", Hosts: []*ir.ListenerHost{
+		{Name: "exact", Hostname: "Exact.Test", Routes: []*ir.Route{newRoute("ns/e", prefixPath("/"))}},
+		{Name: "wild", Hostname: "*.wild.test", Routes: []*ir.Route{newRoute("ns/w", prefixPath("/"))}},
+		{Name: "deeper", Hostname: "*.a.wild.test", Routes: []*ir.Route{newRoute("ns/d", prefixPath("/"))}},
+	}})
+	tests := []struct {
+		host, want string
+		ok         bool
+	}{
+		{"exact.test", "exact.test", true},
+		{"EXACT.test.:8443", "exact.test", true},
+		{"x.wild.test", "*.wild.test", true},
+		{"x.a.wild.test", "*.a.wild.test", true},
+		{"wild.test", "", false},
+		{"other.test", "", false},
+	}
+	for _, tc := range tests {
+		got, ok := tb.Hostname(tc.host)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("Hostname(%q) = %q, %v; want %q, %v", tc.host, got, ok, tc.want, tc.ok)
+		}
+	}
+	withAny := mustCompile(t, &ir.Listener{Name: "l", Address: "127.0.0.1:8080", Hosts: []*ir.ListenerHost{
+		{Name: "any", Routes: []*ir.Route{newRoute("ns/a", prefixPath("/"))}},
+	}})
+	if got, ok := withAny.Hostname("anything.test"); got != "" || !ok {
+		t.Errorf("listener without hostname: %q, %v; want \"\", true", got, ok)
+	}
+}

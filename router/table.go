@@ -21,8 +21,11 @@ type Table struct {
 // vhost is one listener hostname's routes, bucketed by the route hostname
 // that matches the request, each bucket sorted by precedence.
 type vhost struct {
-	name   string
-	routes hostIndex[[]*Route]
+	name string
+	// hostname is the listener hosts' hostname, normalized ("" for
+	// none, "*.example.com" a wildcard).
+	hostname string
+	routes   hostIndex[[]*Route]
 }
 
 // Compile builds the table for l. It fails, naming the listener host and
@@ -69,7 +72,7 @@ func Compile(l *ir.Listener) (*Table, error) {
 		if ok {
 			vh.name += "," + lh.Name
 		} else {
-			vh = &vhost{name: lh.Name}
+			vh = &vhost{name: lh.Name, hostname: lhName}
 			t.hosts.put(lhName, vh)
 			all = append(all, vh)
 		}
@@ -160,6 +163,20 @@ func (t *Table) Match(r *http.Request) (*Route, bool) {
 	}
 	rt := vh.match(host, fits, r)
 	return rt, rt != nil
+}
+
+// Hostname is the normalized hostname ("" for none) of the listener host
+// that Match picks for a request with this Host; false when none serves
+// it. Pre-routing checks use it to find the listener host's policies the
+// way routing will.
+func (t *Table) Hostname(host string) (string, bool) {
+	var buf [maxHost]byte
+	h, fits := requestHost(host, &buf)
+	vh, ok := t.hosts.lookup(h, fits)
+	if !ok {
+		return "", false
+	}
+	return vh.hostname, true
 }
 
 // Misdirected reports whether a TLS request's Host picks a different
