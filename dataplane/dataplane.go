@@ -106,6 +106,9 @@ type Dataplane struct {
 	// authConns are the connections to external authorization services,
 	// shared by the configurations that use them (auth.Conns).
 	authConns auth.Conns
+	// trim returns the garbage of building a config to the OS once
+	// reloads settle (trim.go).
+	trim applyTrim
 }
 
 type liveListener struct {
@@ -375,6 +378,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 	d.current.Store(cfg)
 	d.bound.Store(int64(len(d.listeners) + len(d.l4)))
 	d.applied.Store(true)
+	d.trim.applied()
 	return unbound, nil
 }
 
@@ -450,6 +454,7 @@ func (d *Dataplane) Addresses() []string {
 func (d *Dataplane) Shutdown(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.trim.stop()
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var errs []error

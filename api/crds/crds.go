@@ -33,9 +33,16 @@ var files embed.FS
 func Files() fs.FS { return files }
 
 // Validator checks objects of the kinds the embedded CRDs define. It is
-// immutable once built and safe for concurrent use.
+// safe for concurrent use. A CRD's schemas and CEL rules are compiled the
+// first time an object of one of its kinds is validated: compiled, they
+// take about half a megabyte each, and most configs use one or two kinds.
 type Validator struct {
-	kinds map[string]*kindSchema // by "apiVersion/Kind"
+	kinds map[string]*crdEntry // by "group/version/Kind"
+}
+
+// crdEntry is one embedded CRD, compiled on first use.
+type crdEntry struct {
+	compile func() (map[string]*kindSchema, error) // sync.OnceValues
 }
 
 // kindSchema is what the API server compiles from one served CRD version.
@@ -45,69 +52,97 @@ type kindSchema struct {
 	cel        *cel.Validator // nil when the schema has no rules
 }
 
-// NewValidator compiles the embedded CRDs. It fails when a CRD is one the
-// API server would refuse (a malformed schema, a CEL rule that does not
-// compile or may cost too much).
+// NewValidator reads the embedded CRDs; Compile compiles them all.
 func NewValidator() (*Validator, error) {
 	names, err := fs.Glob(files, "*.yaml")
 	if err != nil {
 		return nil, err
 	}
-	v := &Validator{kinds: map[string]*kindSchema{}}
+	v := &Validator{kinds: map[string]*crdEntry{}}
 	for _, name := range names {
 		data, err := files.ReadFile(name)
 		if err != nil {
 			return nil, err
 		}
-		if err := v.add(name, data); err != nil {
+		var crd apiextensionsv1.CustomResourceDefinition
+		if err := yaml.UnmarshalStrict(data, &crd); err != nil {
 			return nil, fmt.Errorf("crds: %s: %w", name, err)
+		}
+		// The entry keeps the embedded bytes, not the decoded CRD: an
+		// unused kind costs nothing on the heap.
+		e := &crdEntry{compile: sync.OnceValues(func() (map[string]*kindSchema, error) {
+			kinds, err := compileCRD(data)
+			if err != nil {
+				return nil, fmt.Errorf("crds: %s: %w", name, err)
+			}
+			return kinds, nil
+		})}
+		for _, ver := range crd.Spec.Versions {
+			if ver.Served && ver.Schema != nil {
+				v.kinds[crd.Spec.Group+"/"+ver.Name+"/"+crd.Spec.Names.Kind] = e
+			}
 		}
 	}
 	return v, nil
 }
 
-func (v *Validator) add(name string, data []byte) error {
+// Compile compiles every CRD now. It fails when a CRD is one the API
+// server would refuse (a malformed schema, a CEL rule that does not compile
+// or may cost too much).
+func (v *Validator) Compile() error {
+	for _, e := range v.kinds {
+		if _, err := e.compile(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// compileCRD compiles the served versions of a CRD manifest, keyed as
+// Validator.kinds.
+func compileCRD(data []byte) (map[string]*kindSchema, error) {
 	var crd apiextensionsv1.CustomResourceDefinition
 	if err := yaml.UnmarshalStrict(data, &crd); err != nil {
-		return err
+		return nil, err
 	}
 	apiextensionsv1.SetObjectDefaults_CustomResourceDefinition(&crd)
 	var internal apiextensionsinternal.CustomResourceDefinition
 	if err := apiextensionsv1.Convert_v1_CustomResourceDefinition_To_apiextensions_CustomResourceDefinition(&crd, &internal, nil); err != nil {
-		return err
+		return nil, err
 	}
 	if errs := crdvalidation.ValidateCustomResourceDefinition(context.Background(), &internal); len(errs) > 0 {
-		return fmt.Errorf("the API server would reject it: %w", errs.ToAggregate())
+		return nil, fmt.Errorf("the API server would reject it: %w", errs.ToAggregate())
 	}
+	kinds := map[string]*kindSchema{}
 	for _, ver := range crd.Spec.Versions {
 		if !ver.Served || ver.Schema == nil {
 			continue
 		}
 		var val apiextensionsinternal.CustomResourceValidation
 		if err := apiextensionsv1.Convert_v1_CustomResourceValidation_To_apiextensions_CustomResourceValidation(ver.Schema, &val, nil); err != nil {
-			return err
+			return nil, err
 		}
 		s, err := schema.NewStructural(val.OpenAPIV3Schema)
 		if err != nil {
-			return fmt.Errorf("%s: structural schema: %w", ver.Name, err)
+			return nil, fmt.Errorf("%s: structural schema: %w", ver.Name, err)
 		}
 		// As the API server does: its own copy, with defaults pruned of
 		// fields the schema does not know.
 		s = s.DeepCopy()
 		if err := structuraldefaulting.PruneDefaults(s); err != nil {
-			return fmt.Errorf("%s: prune defaults: %w", ver.Name, err)
+			return nil, fmt.Errorf("%s: prune defaults: %w", ver.Name, err)
 		}
 		sv, _, err := apiservervalidation.NewSchemaValidator(val.OpenAPIV3Schema)
 		if err != nil {
-			return fmt.Errorf("%s: schema validator: %w", ver.Name, err)
+			return nil, fmt.Errorf("%s: schema validator: %w", ver.Name, err)
 		}
-		v.kinds[crd.Spec.Group+"/"+ver.Name+"/"+crd.Spec.Names.Kind] = &kindSchema{
+		kinds[crd.Spec.Group+"/"+ver.Name+"/"+crd.Spec.Names.Kind] = &kindSchema{
 			structural: s,
 			schema:     sv,
 			cel:        cel.NewValidator(s, true, celconfig.PerCallLimit),
 		}
 	}
-	return nil
+	return kinds, nil
 }
 
 // Kinds lists the "group/version/Kind" names the validator knows, sorted.
@@ -129,10 +164,15 @@ func (v *Validator) Kinds() []string {
 func (v *Validator) Validate(obj map[string]any) (errs []string) {
 	apiVersion, _ := obj["apiVersion"].(string)
 	kind, _ := obj["kind"].(string)
-	k := v.kinds[apiVersion+"/"+kind]
-	if k == nil {
+	e := v.kinds[apiVersion+"/"+kind]
+	if e == nil {
 		return []string{fmt.Sprintf("kind %q of apiVersion %q has no CustomResourceDefinition in Meshgate", kind, apiVersion)}
 	}
+	compiled, err := e.compile()
+	if err != nil {
+		return []string{err.Error()}
+	}
+	k := compiled[apiVersion+"/"+kind]
 	// Decoding: nulls the schema does not allow are dropped, then
 	// defaults are applied.
 	structuraldefaulting.PruneNonNullableNullsWithoutDefaults(obj, k.structural)
@@ -168,7 +208,8 @@ func blockingError(errs field.ErrorList) *field.Error {
 	return nil
 }
 
-// defaultValidator is built once, on first use, and never changed after.
+// defaultValidator is built once, on first use, and never changed after;
+// each CRD in it is compiled on first use.
 var defaultValidator = sync.OnceValues(NewValidator)
 
 // Validate is Validator.Validate with a validator compiled once per process

@@ -347,6 +347,10 @@ func TestKindsAndFiles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Every embedded CRD compiles: the API server would accept it.
+	if err := v.Compile(); err != nil {
+		t.Fatal(err)
+	}
 	want := []string{
 		"gateway.meshgate.dev/v1alpha1/Backend",
 		"gateway.meshgate.dev/v1alpha1/FaultInjection",
