@@ -719,6 +719,17 @@ rss_kb() {
   done
   if ((worker > 0)); then echo "$total:$worker"; else echo "$total"; fi
 }
+# anon_kb PID: RssAnon (kB) summed over a process and its descendants: the
+# private memory, without the file-backed pages of the binary and libraries
+# (shared, and given back by the kernel under pressure).
+anon_kb() {
+  local total=0 p v
+  for p in $(descendants "$1"); do
+    v=$(awk '/^RssAnon:/ { print $2 }' /proc/"$p"/status 2>/dev/null || true)
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # wrk output -> "rps p50_ms p99_ms errors requests" ("-" where absent)
@@ -1616,7 +1627,7 @@ fi
 
 # --- memory: idle RSS, and RSS with many idle keep-alive connections ----------
 
-declare -A MEM_IDLE MEM_WITH MEM_OPEN MEM_WITH6 MEM_OPEN6 MEM_CLIENT MEM_SECS MEM_FAIL MEM_WARN
+declare -A MEM_IDLE MEM_IDLE_ANON MEM_WITH MEM_OPEN MEM_WITH6 MEM_OPEN6 MEM_CLIENT MEM_SECS MEM_FAIL MEM_WARN
 # RSS is read twice: 1 s after every connection is open, and again when they
 # have been idle MEM_IDLE_LATE s (Meshgate gives back an idle connection's
 # buffers after 2 s; the target is read on the later figure).
@@ -1626,8 +1637,11 @@ measure_mem() { # PROXY
   local p=$1 pid=${PID[x-$1]} out=$T/idleconns-$1.out errf=$T/idleconns-$1.err ipid t0 deadline line=""
   local -a run=(taskset -c "$LOAD_CPU" "$T/idleconns" -addr "127.0.0.1:${X_PORT[$1]}" -n "$IDLE_CONNS" -host bench.local -path / -hold 120s)
   log "memory    $p: idle RSS, then $IDLE_CONNS idle keep-alive connections"
-  sleep 1
+  # Idle = settled: 3 s after the readiness request (Meshgate returns the
+  # garbage of building its config 2 s after it).
+  sleep 3
   MEM_IDLE[$p]=$(rss_kb "$pid")
+  MEM_IDLE_ANON[$p]=$(anon_kb "$pid")
   MEM_CMDS+=("$(tcmd "${run[@]}") &   # $p; RSS read 1 s and $MEM_IDLE_LATE s after it prints 'ready', then it gets SIGTERM")
   t0=$(now_us)
   "${run[@]}" >"$out" 2>"$errf" &
@@ -1924,15 +1938,15 @@ mem_kb_per_conn() { # PROXY [late] -> KB per idle connection (1 s after open, or
   awk -v i="$i" -v w="$w" -v c="$c" 'BEGIN { printf "%.1f", (w - i) / c }'
 }
 mem_table() {
-  echo "| proxy | idle RSS MB | RSS, conns open 1 s, MB | RSS, conns idle ${MEM_IDLE_LATE} s, MB | conns open (client / server side at 1 s / at ${MEM_IDLE_LATE} s) | KB per conn after 1 s | KB per conn after ${MEM_IDLE_LATE} s idle | time to open s | note |"
-  echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+  echo "| proxy | idle RSS MB | of which anonymous MB | RSS, conns open 1 s, MB | RSS, conns idle ${MEM_IDLE_LATE} s, MB | conns open (client / server side at 1 s / at ${MEM_IDLE_LATE} s) | KB per conn after 1 s | KB per conn after ${MEM_IDLE_LATE} s idle | time to open s | note |"
+  echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
   local p
   for p in "${X_PROXIES[@]}"; do
     if [[ -z ${MEM_WITH[$p]:-} ]]; then
-      echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]:-}") | not run: ${MEM_FAIL[$p]:-?} | | | | | | |"
+      echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]:-}") | $(fmt_mb "${MEM_IDLE_ANON[$p]:-}") | not run: ${MEM_FAIL[$p]:-?} | | | | | | |"
       continue
     fi
-    echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]}") | $(fmt_mb "${MEM_WITH[$p]}") | $(fmt_mb "${MEM_WITH6[$p]:-}")" \
+    echo "| ${X_LABEL[$p]} | $(fmt_mb "${MEM_IDLE[$p]}") | $(fmt_mb "${MEM_IDLE_ANON[$p]:-}") | $(fmt_mb "${MEM_WITH[$p]}") | $(fmt_mb "${MEM_WITH6[$p]:-}")" \
       "| ${MEM_CLIENT[$p]} / ${MEM_OPEN[$p]} / ${MEM_OPEN6[$p]:--} | $(mem_kb_per_conn "$p") | $(mem_kb_per_conn "$p" late)" \
       "| ${MEM_SECS[$p]} | ${MEM_WARN[$p]:-} |"
   done
@@ -1941,7 +1955,7 @@ mem_target() {
   local i=${MEM_IDLE[meshgate]:-} k
   if [[ -z $i ]]; then echo "Target (idle RSS under 20 MB, under 10 KB per idle HTTP/1.1 connection): Meshgate not measured."; return; fi
   k=$(mem_kb_per_conn meshgate late)
-  echo -n "Target: Meshgate idle RSS under 20 MB: $(met "$(total_kb "$i") < 20 * 1024") ($(fmt_mb "$i") MB); "
+  echo -n "Target: Meshgate idle RSS under 20 MB: $(met "$(total_kb "$i") < 20 * 1024") ($(fmt_mb "$i") MB, of which $(fmt_mb "${MEM_IDLE_ANON[meshgate]:-}") MB anonymous); "
   if [[ $k == - ]]; then
     echo "under 10 KB per idle HTTP/1.1 connection (read after ${MEM_IDLE_LATE} s idle): no figure."
   else
@@ -2154,7 +2168,7 @@ mkdir -p "$(dirname "$RESULT_FILE")"
     echo "## Memory: idle RSS, and $IDLE_CONNS idle HTTP/1.1 keep-alive connections"
     echo
     echo "Each proxy starts fresh with the simple HTTP/1.1 config (one catch-all route; nginx and haproxy sized for the connections, keep-alive timeouts 120 s; Meshgate with its defaults)."
-    echo "idle RSS = VmRSS 1 s after start (after the readiness request). Then bench/tools/idleconns opens $IDLE_CONNS connections, sends one GET on each, reads the response and keeps them open; RSS is read 1 s after all are open, and again when they have been idle ${MEM_IDLE_LATE} s."
+    echo "idle RSS = VmRSS 3 s after start (after the readiness request); anonymous = RssAnon at the same time (private memory; the rest is file-backed pages of the binary and libraries, shared and reclaimable). Then bench/tools/idleconns opens $IDLE_CONNS connections, sends one GET on each, reads the response and keeps them open; RSS is read 1 s after all are open, and again when they have been idle ${MEM_IDLE_LATE} s."
     echo "Meshgate gives back an idle connection's read and write buffers once it has been idle 2 s, so the ${MEM_IDLE_LATE} s column is what a mostly idle connection costs it. The < 10 KB per idle connection target is read on the ${MEM_IDLE_LATE} s column."
     echo "KB per conn = (RSS with the connections - idle RSS) / connections the client holds open; server side = established connections on the proxy's port (\`ss\`) at each reading (they must all still be open). For nginx RSS is master + worker."
     echo
