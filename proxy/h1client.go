@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -345,6 +346,10 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	if err := uc.bw.Flush(); err != nil {
 		return false, true, classify(ctx, ErrProtocol, err)
 	}
+	// The response cannot be there yet: let the other ready goroutines
+	// run first, so that under load the read finds it instead of failing
+	// with EAGAIN and parking (server/h1.go yields for the same reason).
+	runtime.Gosched()
 
 	maxHdr := c.MaxResponseHeaderBytes
 	if maxHdr <= 0 {
