@@ -16,6 +16,7 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -54,6 +55,10 @@ type h1Conn struct {
 	// pre holds the first byte of a request read while the connection
 	// was parked without buffers.
 	pre prefixReader
+	// state is idle or active (Listener.track); tracked is set once the
+	// connection is in the listener's set.
+	state   atomic.Uint32
+	tracked bool
 }
 
 // newH1Conn sets up the state of an HTTP/1 connection. It is a function of

@@ -45,8 +45,9 @@ var errH2Abuse = errors.New("http2: connection closed for abuse")
 
 // guardH2 wraps c; a TLS connection keeps exposing its ConnectionState,
 // which x/net/http2 reads.
+// Writes go through a batchConn (h2batch.go).
 func guardH2(c net.Conn, timeout time.Duration, log *slog.Logger) net.Conn {
-	g := &h2Guard{Conn: c, log: log, timeout: timeout, prefaceLeft: len(h2Preface)}
+	g := &h2Guard{Conn: newBatchConn(c), log: log, timeout: timeout, prefaceLeft: len(h2Preface)}
 	if tc, ok := c.(*ctls.Conn); ok {
 		return &h2GuardTLS{h2Guard: g, tc: tc}
 	}

@@ -140,8 +140,8 @@ type Listener struct {
 	wg       sync.WaitGroup // accept loop and every connection
 	closing  atomic.Bool
 	mu       sync.Mutex
-	conns    map[*h1Conn]connState
-	h2active sync.Map // net.Conn -> struct{}
+	conns    map[*h1Conn]struct{} // HTTP/1 connections; each keeps its own state
+	h2active sync.Map             // net.Conn -> struct{}
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
 	// trim gives the memory of connections that went idle back to the OS.
@@ -236,7 +236,7 @@ func Listen(addr string, handler http.Handler, limits Limits, log *slog.Logger) 
 
 func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog.Logger) *Listener {
 	limits = limits.withDefaults()
-	l := &Listener{ln: ln, handler: handler, log: log, limits: limits, conns: map[*h1Conn]connState{}}
+	l := &Listener{ln: ln, handler: handler, log: log, limits: limits, conns: map[*h1Conn]struct{}{}}
 	l.h2base = &http.Server{
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,
@@ -258,13 +258,19 @@ func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog
 // track records a connection's state; it reports false when the connection
 // should end instead (an idle connection during shutdown).
 func (l *Listener) track(hc *h1Conn, st connState) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if st == connIdle && l.closing.Load() {
-		return false
+	// The set of connections changes once per connection, under the
+	// lock; the state changes twice per request, without it. Against a
+	// concurrent Shutdown: the connection stores its state, then reads
+	// closing; Shutdown stores closing, then reads the states. One of the
+	// two sees the other, so an idle connection never stays open.
+	if !hc.tracked {
+		hc.tracked = true
+		l.mu.Lock()
+		l.conns[hc] = struct{}{}
+		l.mu.Unlock()
 	}
-	l.conns[hc] = st
-	return true
+	hc.state.Store(uint32(st))
+	return st != connIdle || !l.closing.Load()
 }
 
 func (l *Listener) untrack(hc *h1Conn) {
@@ -431,8 +437,8 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 func (l *Listener) closeIdle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for hc, st := range l.conns {
-		if st == connIdle {
+	for hc := range l.conns {
+		if connState(hc.state.Load()) == connIdle {
 			hc.c.Close()
 		}
 	}

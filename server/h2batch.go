@@ -1,0 +1,128 @@
+package server
+
+import (
+	"net"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// batchConn gathers what the HTTP/2 server writes into one write to the
+// connection. x/net/http2 writes every frame from one goroutine and
+// flushes whenever its queue runs empty, which, with a goroutine per
+// stream, is after nearly every frame: a response's HEADERS and DATA went
+// out as two TLS records and two write syscalls, and a connection carrying
+// many streams paid that for each. Here a write only appends to a buffer;
+// a flushing goroutine first lets the other ready goroutines run (the
+// other streams' handlers, the frame writer), then writes everything
+// gathered at once. With nothing else ready the yield returns at once, so
+// a lone response is not held back.
+//
+// A write error is returned by the writes that follow it; x/net then
+// closes the connection. Close sends what is still buffered first (a
+// GOAWAY), waiting at most batchCloseWait for it.
+type batchConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	full     sync.Cond // writers wait here while the buffer is over batchMax
+	buf      []byte    // written, not yet flushed
+	spare    []byte    // the other buffer, swapped in by the flusher
+	flushing chan struct{}
+	err      error
+	closed   bool
+}
+
+const (
+	// batchMax is how much may wait in the buffer before writers wait
+	// for the flush: a slow reader holds back the HTTP/2 server as it
+	// would without the batching.
+	batchMax = 256 << 10
+	// batchFirst is the size of a burst's first buffer.
+	batchFirst = 8 << 10
+	// batchKeep is the largest buffer kept for the next batch of a burst.
+	batchKeep = 64 << 10
+	// batchCloseWait bounds how long Close waits to send what is left.
+	batchCloseWait = time.Second
+)
+
+func newBatchConn(c net.Conn) *batchConn {
+	b := &batchConn{Conn: c}
+	b.full.L = &b.mu
+	return b
+}
+
+// Write buffers p and starts a flush if none is running.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.err == nil && !b.closed && len(b.buf) > 0 && len(b.buf)+len(p) > batchMax {
+		b.full.Wait()
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.closed {
+		return 0, net.ErrClosed
+	}
+	if b.buf == nil {
+		b.buf = make([]byte, 0, max(len(p), batchFirst))
+	}
+	b.buf = append(b.buf, p...)
+	if b.flushing == nil {
+		b.flushing = make(chan struct{})
+		go b.flush(b.flushing)
+	}
+	return len(p), nil
+}
+
+// flush writes the buffer out until it stays empty, then closes done.
+func (b *batchConn) flush(done chan struct{}) {
+	defer close(done)
+	for {
+		runtime.Gosched()
+		b.mu.Lock()
+		out := b.buf
+		if len(out) == 0 || b.err != nil {
+			// Idle: an idle connection holds no buffer.
+			b.buf, b.spare = nil, nil
+			b.flushing = nil
+			b.full.Broadcast()
+			b.mu.Unlock()
+			return
+		}
+		b.buf = b.spare[:0]
+		b.spare = nil
+		b.mu.Unlock()
+
+		_, err := b.Conn.Write(out)
+
+		b.mu.Lock()
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		if cap(out) <= batchKeep {
+			b.spare = out[:0]
+		}
+		b.full.Broadcast()
+		b.mu.Unlock()
+	}
+}
+
+// Close sends what is buffered, then closes the connection.
+func (b *batchConn) Close() error {
+	b.mu.Lock()
+	b.closed = true
+	done := b.flushing
+	b.full.Broadcast()
+	b.mu.Unlock()
+	if done != nil {
+		t := time.NewTimer(batchCloseWait)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	return b.Conn.Close()
+}
