@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"runtime"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -131,16 +130,6 @@ func (hc *h1Conn) loop() {
 		}
 		if !l.track(hc, connIdle) {
 			return
-		}
-		if hc.br.Buffered() == 0 {
-			// The client sends its next request only once it has read
-			// this response, so reading now would mostly find nothing
-			// (a read that fails with EAGAIN, a park, an epoll wake-up
-			// and a second read). Under load, serving the other ready
-			// connections first gives the request time to arrive: one
-			// read instead of two and no park. With nothing else ready
-			// the yield returns at once.
-			runtime.Gosched()
 		}
 		if _, err := hc.br.Peek(1); err != nil {
 			var ne net.Error
