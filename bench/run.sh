@@ -21,6 +21,8 @@
 #   BENCH_NOISE_PCT=10      flag a row when other processes used this % of a CPU
 #   BENCH_WAIT_QUIET=0      wait up to N s for other processes to go quiet first
 #   BENCH_RETRY_NOISY=2     measure a noisy row again, up to N more times
+#   BENCH_ROUNDS=3          HTTP/1.1 and HTTP/2 tables: alternate the proxies
+#                           over N rounds and report each proxy's median round
 # Extra measures (after the two tables above), each skippable:
 #   BENCH_SKIP_ROUTES=1     many routes: wrk on the last of N host+path routes
 #   BENCH_ROUTES="10 1000 10000"  the route counts (the first is the base)
@@ -59,6 +61,7 @@ READY_TIMEOUT=${BENCH_READY_TIMEOUT:-30}
 KEEP_TMP=${BENCH_KEEP_TMP:-0}
 WAIT_QUIET=${BENCH_WAIT_QUIET:-0}
 RETRY_NOISY=${BENCH_RETRY_NOISY:-2}
+ROUNDS=${BENCH_ROUNDS:-3}
 SKIP_ROUTES=${BENCH_SKIP_ROUTES:-0}
 SKIP_RELOAD=${BENCH_SKIP_RELOAD:-0}
 SKIP_TLS_CONNS=${BENCH_SKIP_TLS_CONNS:-0}
@@ -109,6 +112,7 @@ is_uint "$DURATION" && ((DURATION > 0)) || die "BENCH_DURATION must be a positiv
 is_uint "$WARMUP" || die "BENCH_WARMUP must be a non-negative integer (seconds), got '$WARMUP'"
 is_uint "${BENCH_NOISE_PCT:-10}" || die "BENCH_NOISE_PCT must be a non-negative integer, got '${BENCH_NOISE_PCT:-}'"
 is_uint "$RETRY_NOISY" || die "BENCH_RETRY_NOISY must be a non-negative integer, got '$RETRY_NOISY'"
+is_uint "$ROUNDS" && ((ROUNDS >= 1)) || die "BENCH_ROUNDS must be a positive integer, got '$ROUNDS'"
 is_uint "$WAIT_QUIET" || die "BENCH_WAIT_QUIET must be a non-negative integer (seconds), got '$WAIT_QUIET'"
 is_uint "$READY_TIMEOUT" && ((READY_TIMEOUT > 0)) || die "BENCH_READY_TIMEOUT must be a positive integer, got '$READY_TIMEOUT'"
 ((${#ROUTE_COUNTS[@]} > 0)) || die "BENCH_ROUTES must list at least one route count"
@@ -873,13 +877,60 @@ measure_with_retry() {
   TRIES[$kind:$key]=$((try + 1))
 }
 
-for key in "${ORDER[@]}"; do
-  [[ -n ${FAIL[$key]:-} ]] && continue
-  measure_with_retry h1 "$key"
-done
-for key in "${ORDER[@]}"; do
-  [[ -n ${FAIL[$key]:-} ]] && continue
-  measure_with_retry h2 "$key"
+# The HTTP/1.1 and HTTP/2 tables alternate the proxies over ROUNDS rounds
+# (a slow spell of the shared machine then hits every proxy, not one row)
+# and report each proxy's median round by rps, whole (its latency and RSS
+# come from that same round). ROUND_RPS keeps every round's rps for the
+# report.
+declare -A ROUND_SNAP ROUND_RPS
+snap_round() { # KIND KEY ROUND
+  local k=$2
+  if [[ $1 == h1 ]]; then
+    ROUND_SNAP[$1:$k:$3]="${H1_RPS[$k]:-}|${H1_P50[$k]:-}|${H1_P99[$k]:-}|${H1_ERR[$k]:-}|${H1_REQS[$k]:-}|${H1_RSS[$k]:-}|${H1_FAIL[$k]:-}|${H1_OTHER[$k]:-}"
+    ROUND_RPS[$1:$k]+="${H1_RPS[$k]:--} "
+  else
+    ROUND_SNAP[$1:$k:$3]="${H2_RPS[$k]:-}|${H2_MEAN[$k]:-}|${H2_PROTO[$k]:-}|${H2_FAILED[$k]:-}|${H2_ERRORED[$k]:-}|${H2_NON2XX[$k]:-}|${H2_RSS[$k]:-}|${H2_FAIL[$k]:-}|${H2_OTHER[$k]:-}"
+    ROUND_RPS[$1:$k]+="${H2_RPS[$k]:--} "
+  fi
+}
+use_median_round() { # KIND KEY: restore the round with the median rps
+  local kind=$1 k=$2 r best
+  best=$(for ((r = 1; r <= ROUNDS; r++)); do
+    v=${ROUND_SNAP[$kind:$k:$r]%%|*}
+    [[ $v =~ ^[0-9.]+$ ]] || v=0
+    echo "$v $r"
+  done | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+  local -a f
+  IFS='|' read -r -a f <<<"${ROUND_SNAP[$kind:$k:$best]}|"
+  if [[ $kind == h1 ]]; then
+    H1_RPS[$k]=${f[0]} H1_P50[$k]=${f[1]} H1_P99[$k]=${f[2]} H1_ERR[$k]=${f[3]} H1_REQS[$k]=${f[4]} H1_RSS[$k]=${f[5]} H1_OTHER[$k]=${f[7]}
+    if [[ -n ${f[6]} ]]; then H1_FAIL[$k]=${f[6]}; else unset 'H1_FAIL[$k]'; fi
+  else
+    H2_RPS[$k]=${f[0]} H2_MEAN[$k]=${f[1]} H2_PROTO[$k]=${f[2]} H2_FAILED[$k]=${f[3]} H2_ERRORED[$k]=${f[4]} H2_NON2XX[$k]=${f[5]} H2_RSS[$k]=${f[6]} H2_OTHER[$k]=${f[8]}
+    if [[ -n ${f[7]} ]]; then H2_FAIL[$k]=${f[7]}; else unset 'H2_FAIL[$k]'; fi
+  fi
+}
+rounds_line() { # KIND -> "proxy: rps rps rps; ..." for the report
+  local key out=""
+  for key in "${ORDER[@]}"; do
+    [[ -n ${ROUND_RPS[$1:$key]:-} ]] && out+="${key}: ${ROUND_RPS[$1:$key]% }; "
+  done
+  echo "${out%; }"
+}
+
+for kind in h1 h2; do
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for key in "${ORDER[@]}"; do
+      [[ -n ${FAIL[$key]:-} ]] && continue
+      ((ROUNDS > 1)) && log "round $round of $ROUNDS"
+      measure_with_retry "$kind" "$key"
+      snap_round "$kind" "$key" "$round"
+    done
+  done
+  for key in "${ORDER[@]}"; do
+    [[ -n ${FAIL[$key]:-} ]] && continue
+    use_median_round "$kind" "$key"
+  done
 done
 
 # ---------------------------------------------------------------------------
@@ -2073,6 +2124,9 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo
   echo "$H1_TABLE"
   echo
+  if ((ROUNDS > 1)); then
+    echo "Each row is the proxy's median of $ROUNDS rounds by rps, the proxies alternating round after round; rps of every round: $(rounds_line h1)."
+  fi
   echo "other CPU % = CPU time used during the measurement by processes outside this benchmark (other builds, tests), in % of one CPU; ${NOISE_PCT}% or more is flagged noisy."
   echo "errors = wrk socket errors (connect+read+write+timeout) + non-2xx/3xx responses."
   echo "RSS = VmRSS from /proc/PID/status, idle before warm-up and right after the run; for nginx the sum of master + worker (shared library pages counted twice), with the worker alone in brackets."
@@ -2081,6 +2135,9 @@ mkdir -p "$(dirname "$RESULT_FILE")"
   echo
   echo "$H2_TABLE"
   echo
+  if ((ROUNDS > 1)); then
+    echo "Each row is the proxy's median of $ROUNDS rounds by rps, as above; rps of every round: $(rounds_line h2)."
+  fi
   echo "errored includes h2load timeouts. RSS is measured right after the h2 run."
   echo
   if [[ -n $CONSTANT_TABLE ]]; then
