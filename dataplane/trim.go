@@ -1,19 +1,21 @@
 package dataplane
 
 import (
-	"runtime/debug"
 	"sync"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/memtrim"
 )
 
 // Building a config (translation, route tables, certificates, compiled
 // policies) makes garbage several times the size of what it keeps, and
 // the Go runtime returns freed pages to the OS only slowly: a gateway that
 // has just started or reloaded and then sits idle would hold that memory
-// for minutes. So after an Apply the data plane runs one GC and returns
-// the free memory (debug.FreeOSMemory), once the reloads have settled and
-// at most once per applyTrimInterval, which bounds what a config that
-// churns (endpoints in a busy cluster) costs in GCs.
+// for minutes, and the binary's pages that the build touched stay mapped.
+// So after an Apply the data plane gives both back (memtrim.Release), once
+// the reloads have settled and at most once per applyTrimInterval, which
+// bounds what a config that churns (endpoints in a busy cluster) costs in
+// GCs.
 const (
 	// applyTrimDelay is how long after the last Apply the trim runs: a
 	// burst of reloads is trimmed once, after it.
@@ -27,7 +29,7 @@ type applyTrim struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	last  time.Time
-	// free returns memory to the OS; debug.FreeOSMemory unless a test
+	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
 	free func()
 }
@@ -55,7 +57,7 @@ func (t *applyTrim) run() {
 	free := t.free
 	t.mu.Unlock()
 	if free == nil {
-		free = debug.FreeOSMemory
+		free = memtrim.Release
 	}
 	free()
 }

@@ -1,10 +1,11 @@
 package server
 
 import (
-	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/memtrim"
 )
 
 // Parked connections give back what they no longer need (h1.go,
@@ -13,7 +14,7 @@ import (
 // returns freed pages to the OS only after a GC. Idle connections come in
 // waves at the edge (a burst of clients that keep their connections
 // open), so after a wave the listener runs one GC and returns the freed
-// memory (debug.FreeOSMemory), at most once per trimInterval. The GC also
+// memory (memtrim.Release), at most once per trimInterval. The GC also
 // shrinks the parked goroutines' stacks.
 const (
 	// trimAfterParked is how many connections must have parked since the
@@ -35,7 +36,7 @@ type idleTrim struct {
 	scheduled atomic.Bool
 	mu        sync.Mutex
 	last      time.Time
-	// free returns memory to the OS; debug.FreeOSMemory unless a test
+	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
 	free func()
 }
@@ -74,7 +75,7 @@ func (t *idleTrim) run() {
 	if t.free != nil {
 		t.free()
 	} else {
-		debug.FreeOSMemory()
+		memtrim.Release()
 	}
 	t.scheduled.Store(false)
 }
