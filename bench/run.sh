@@ -27,7 +27,7 @@
 #   BENCH_SKIP_ROUTES=1     many routes: wrk on the last of N host+path routes
 #   BENCH_ROUTES="10 1000 10000"  the route counts (the first is the base)
 #   BENCH_SKIP_RELOAD=1     Meshgate reload with the largest route count, under wrk
-#   BENCH_RELOADS=5         how many reloads
+#   BENCH_RELOADS=30        how many reloads (the target: no failed request across 30)
 #   BENCH_RELOAD_TIMEOUT=10 seconds to wait for one reload to take effect
 #   BENCH_SKIP_TLS_CONNS=1  new TLS connections per second (ab, no keep-alive)
 #   BENCH_SKIP_MEMORY=1     idle RSS and RSS with many idle keep-alive connections
@@ -67,7 +67,7 @@ SKIP_RELOAD=${BENCH_SKIP_RELOAD:-0}
 SKIP_TLS_CONNS=${BENCH_SKIP_TLS_CONNS:-0}
 SKIP_MEMORY=${BENCH_SKIP_MEMORY:-0}
 read -r -a ROUTE_COUNTS <<<"${BENCH_ROUTES:-10 1000 10000}"
-RELOADS=${BENCH_RELOADS:-5}
+RELOADS=${BENCH_RELOADS:-30}
 RELOAD_TIMEOUT=${BENCH_RELOAD_TIMEOUT:-10}
 IDLE_CONNS=${BENCH_IDLE_CONNS:-5000}
 SKIP_CONSTANT=${BENCH_SKIP_CONSTANT:-0}
