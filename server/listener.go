@@ -204,8 +204,10 @@ func (c *ConnectionCap) Open() int64 {
 
 // release gives back a finished connection's places.
 func (l *Listener) release() {
-	l.stats.open.Add(-1)
 	l.limits.Total.release()
+	if l.stats.open.Add(-1) == 0 && !l.closing.Load() {
+		l.trim.emptied(l.stats.open.Load)
+	}
 }
 
 // Stats returns the listener's counters.
@@ -335,6 +337,7 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		l.stats.open.Add(1)
+		l.trim.opened()
 		cfg := l.tls.Load()
 		proxied := l.proxyProto.Load()
 		l.wg.Add(1)

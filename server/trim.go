@@ -14,7 +14,8 @@ import (
 // returns freed pages to the OS only after a GC. Idle connections come in
 // waves at the edge (a burst of clients that keep their connections
 // open), so after a wave the listener runs one GC and returns the freed
-// memory (memtrim.Release), at most once per trimInterval. The GC also
+// memory (memtrim.Release), at most once per trimInterval; and once load
+// that opened many connections has gone and none is open. The GC also
 // shrinks the parked goroutines' stacks.
 const (
 	// trimAfterParked is how many connections must have parked since the
@@ -27,11 +28,16 @@ const (
 	trimMaxWait = 10 * time.Second
 	// trimInterval is the least time between two trims.
 	trimInterval = 10 * time.Second
+	// trimAfterConns is how many connections must have opened since the
+	// last trim for the listener going empty to trim: a health check's
+	// connection coming and going is not worth a GC.
+	trimAfterConns = 16
 )
 
 // idleTrim schedules memory trims after waves of parked connections.
 type idleTrim struct {
 	count     atomic.Int64 // connections parked since the last trim
+	conns     atomic.Int64 // connections opened since the last trim
 	lastPark  atomic.Int64 // unix nanoseconds of the latest park
 	scheduled atomic.Bool
 	mu        sync.Mutex
@@ -67,11 +73,36 @@ func (t *idleTrim) parked() {
 	time.AfterFunc(wait, check)
 }
 
+// opened notes one more accepted connection.
+func (t *idleTrim) opened() { t.conns.Add(1) }
+
+// emptied notes that the listener's last connection closed. When the load
+// that opened many connections has gone (a burst of clients, a load
+// test), the listener trims once, trimQuiet later, unless a connection is
+// open again by then (open reports how many are); the next emptying then
+// tries again.
+func (t *idleTrim) emptied(open func() int64) {
+	if t.conns.Load() < trimAfterConns || !t.scheduled.CompareAndSwap(false, true) {
+		return
+	}
+	t.mu.Lock()
+	wait := max(trimQuiet, time.Until(t.last.Add(trimInterval)))
+	t.mu.Unlock()
+	time.AfterFunc(wait, func() {
+		if open() != 0 {
+			t.scheduled.Store(false)
+			return
+		}
+		t.run()
+	})
+}
+
 func (t *idleTrim) run() {
 	t.mu.Lock()
 	t.last = time.Now()
 	t.mu.Unlock()
 	t.count.Store(0)
+	t.conns.Store(0)
 	if t.free != nil {
 		t.free()
 	} else {

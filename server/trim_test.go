@@ -32,3 +32,44 @@ func TestIdleTrim(t *testing.T) {
 		t.Fatal("the trim did not reset its count and schedule")
 	}
 }
+
+// TestIdleTrimEmptied: the listener going empty trims once after a load
+// that opened many connections, not after a few, and not when a
+// connection is open again by the time the trim is due.
+func TestIdleTrimEmptied(t *testing.T) {
+	tests := []struct {
+		name      string
+		opened    int
+		reopen    bool // a connection opens before the trim is due
+		wantTrims int32
+	}{
+		{"a few connections", trimAfterConns - 1, false, 0},
+		{"load that went away", trimAfterConns, false, 1},
+		{"load that came back", 2 * trimAfterConns, true, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var calls atomic.Int32
+			var open atomic.Int64
+			tr := &idleTrim{free: func() { calls.Add(1) }}
+			for range tt.opened {
+				tr.opened()
+			}
+			tr.emptied(open.Load)
+			if tt.reopen {
+				open.Store(1)
+			}
+			time.Sleep(trimQuiet + time.Second)
+			if n := calls.Load(); n != tt.wantTrims {
+				t.Fatalf("%d trims, want %d", n, tt.wantTrims)
+			}
+			if tr.scheduled.Load() {
+				t.Fatal("a trim is still scheduled")
+			}
+			if tt.wantTrims > 0 && tr.conns.Load() != 0 {
+				t.Fatal("the trim did not reset its connection count")
+			}
+		})
+	}
+}
