@@ -34,7 +34,8 @@ const (
 	trimAfterConns = 16
 )
 
-// idleTrim schedules memory trims after waves of parked connections.
+// idleTrim schedules memory trims after waves of parked connections and
+// once load has gone.
 type idleTrim struct {
 	count     atomic.Int64 // connections parked since the last trim
 	conns     atomic.Int64 // connections opened since the last trim
