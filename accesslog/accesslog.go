@@ -56,7 +56,8 @@ var FieldNames = []string{
 	"time", "duration_ms", "upstream_connect_ms", "upstream_first_byte_ms",
 	"listener", "gateway_listener", "route", "rule", "backend", "endpoint",
 	"method", "host", "path", "proto", "client", "status", "grpc_status",
-	"upgrade", "bytes_received", "bytes_sent", "reason", "trace_id",
+	"upgrade", "bytes_received", "bytes_sent", "reason",
+	"denied_policy", "denied_section", "trace_id",
 }
 
 const (
@@ -81,6 +82,8 @@ const (
 	fBytesReceived
 	fBytesSent
 	fReason
+	fDeniedPolicy
+	fDeniedSection
 	fTraceID
 	numFields
 )

@@ -181,6 +181,30 @@ func TestJSONOmitsEmpty(t *testing.T) {
 	}
 }
 
+// TestJSONDenied: a SecurityPolicy denial names the policy and section,
+// so a log search finds which rule refused a request.
+func TestJSONDenied(t *testing.T) {
+	l, buf := newLogger(t, Options{})
+	var r obs.Request
+	r.Reset()
+	r.Start = start
+	r.Duration = time.Millisecond
+	r.Method = "GET"
+	r.Path = "/admin"
+	r.Status = 403
+	r.Reason = "ip_denied"
+	r.DeniedPolicy = "default/office-only"
+	r.DeniedSection = "ipAccess"
+	l.ObserveRequest(&r)
+	l.Close()
+	got := decode(t, strings.TrimSpace(buf.String()))
+	for k, v := range map[string]any{"reason": "ip_denied", "denied_policy": "default/office-only", "denied_section": "ipAccess"} {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v (line %s)", k, got[k], v, buf.String())
+		}
+	}
+}
+
 func TestJSONEscaping(t *testing.T) {
 	cases := map[string]string{
 		"plain":            `"plain"`,

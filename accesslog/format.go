@@ -75,6 +75,8 @@ func (l *Logger) appendJSON(b []byte, r *obs.Request) []byte {
 	b = num(b, fBytesReceived, r.BytesReceived, false)
 	b = num(b, fBytesSent, r.BytesSent, false)
 	b = str(b, fReason, r.Reason)
+	b = str(b, fDeniedPolicy, r.DeniedPolicy)
+	b = str(b, fDeniedSection, r.DeniedSection)
 	b = str(b, fTraceID, r.TraceID)
 	return append(b, '}', '\n')
 }
