@@ -47,20 +47,25 @@ FUZZTIME ?= 30s
 # is saved either way. scripts/fuzz.sh reruns a target only for Go 1.26's
 # coordinator race (a bare "context deadline exceeded", no input written).
 FUZZMINIMIZE ?= 2s
+# package:target, fuzzed one after the other.
+FUZZ_TARGETS = ./config:FuzzParse \
+	./translate:FuzzTranslate \
+	./router:FuzzMatch \
+	./server:FuzzParseRequest \
+	./grpcweb:FuzzDecodeText \
+	./l4:FuzzParseClientHello \
+	./dataplane:FuzzNormalizePath \
+	./grpcweb:FuzzEncodeText \
+	./server:FuzzH1Front \
+	./router:FuzzRequestHost \
+	./server:FuzzReadProxyHeader \
+	./proxy:FuzzReadResponseHead \
+	./translate:FuzzValidHostname
 fuzz:
-	GO=$(GO) bash scripts/fuzz.sh ./config FuzzParse $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./translate FuzzTranslate $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./router FuzzMatch $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./server FuzzParseRequest $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./grpcweb FuzzDecodeText $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./l4 FuzzParseClientHello $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./dataplane FuzzNormalizePath $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./grpcweb FuzzEncodeText $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./server FuzzH1Front $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./router FuzzRequestHost $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./server FuzzReadProxyHeader $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./proxy FuzzReadResponseHead $(FUZZTIME) $(FUZZMINIMIZE)
-	GO=$(GO) bash scripts/fuzz.sh ./translate FuzzValidHostname $(FUZZTIME) $(FUZZMINIMIZE)
+	@for pt in $(FUZZ_TARGETS); do \
+		echo "fuzz $${pt}"; \
+		GO=$(GO) bash scripts/fuzz.sh "$${pt%%:*}" "$${pt##*:}" $(FUZZTIME) $(FUZZMINIMIZE) || exit 1; \
+	done
 
 ## generate: regenerate deepcopy functions and the CRDs in api/crds from api/v1alpha1 (controller-gen).
 generate:

@@ -55,12 +55,7 @@ func (t *idleTrim) parked() {
 	if t.count.Add(1) < trimAfterParked || !t.scheduled.CompareAndSwap(false, true) {
 		return
 	}
-	t.mu.Lock()
-	wait := trimQuiet
-	if next := time.Until(t.last.Add(trimInterval)); next > wait {
-		wait = next
-	}
-	t.mu.Unlock()
+	wait := t.wait()
 	start := time.Now()
 	var check func()
 	check = func() {
@@ -72,6 +67,14 @@ func (t *idleTrim) parked() {
 		t.run()
 	}
 	time.AfterFunc(wait, check)
+}
+
+// wait is how long a trim scheduled now waits: trimQuiet, and until
+// trimInterval has passed since the last trim.
+func (t *idleTrim) wait() time.Duration {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return max(trimQuiet, time.Until(t.last.Add(trimInterval)))
 }
 
 // opened notes one more accepted connection.
@@ -86,10 +89,7 @@ func (t *idleTrim) emptied(open func() int64) {
 	if t.conns.Load() < trimAfterConns || !t.scheduled.CompareAndSwap(false, true) {
 		return
 	}
-	t.mu.Lock()
-	wait := max(trimQuiet, time.Until(t.last.Add(trimInterval)))
-	t.mu.Unlock()
-	time.AfterFunc(wait, func() {
+	time.AfterFunc(t.wait(), func() {
 		if open() != 0 {
 			t.scheduled.Store(false)
 			return
