@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/meshgate/meshgate/internal/rawio"
 	"io"
 	"net"
 	"net/http"
@@ -185,7 +186,11 @@ func (c *H1Client) dial(ctx context.Context, addr string, timeout time.Duration)
 		timeout = 5 * time.Second
 	}
 	d := net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}
-	return d.DialContext(ctx, "tcp", addr)
+	conn, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(conn), nil
 }
 
 func (c *H1Client) put(p *pool, uc *upConn) {

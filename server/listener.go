@@ -8,6 +8,7 @@ import (
 	"context"
 	ctls "crypto/tls"
 	"errors"
+	"github.com/meshgate/meshgate/internal/rawio"
 	"log/slog"
 	"net"
 	"net/http"
@@ -331,6 +332,7 @@ func (l *Listener) acceptLoop() {
 			continue
 		}
 		delay = 0
+		c = rawio.Wrap(c)
 		if max := l.limits.MaxConnections; max > 0 && l.stats.open.Load() >= max || !l.limits.Total.take() {
 			l.stats.refused.Add(1)
 			c.Close()

@@ -11,7 +11,7 @@ import (
 // a client whose request waits behind Nagle's algorithm for that ACK (ab,
 // many OpenSSL clients) would stall for ~40 ms on every new connection.
 func ackNow(c net.Conn) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := c.(syscall.Conn)
 	if !ok {
 		return
 	}

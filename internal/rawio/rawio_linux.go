@@ -1,0 +1,145 @@
+//go:build linux
+
+package rawio
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+	"unsafe"
+)
+
+// Conn is a *net.TCPConn whose Read and Write bypass the runtime's syscall
+// bookkeeping; every other method (deadlines, Close, CloseWrite,
+// SyscallConn, ReadFrom/WriteTo for splice) is the TCPConn's own.
+type Conn struct {
+	*net.TCPConn
+	raw syscall.RawConn
+
+	rmu    sync.Mutex // guards the read state below across Read calls
+	rbuf   []byte
+	rn     int
+	rerr   syscall.Errno
+	readFn func(fd uintptr) bool
+
+	wmu     sync.Mutex // guards the write state below across Write calls
+	wbuf    []byte
+	wn      int
+	werr    syscall.Errno
+	writeFn func(fd uintptr) bool
+}
+
+// Wrap returns c as a *Conn when it is a *net.TCPConn, and c unchanged
+// otherwise (or where raw system calls are not available).
+func Wrap(c net.Conn) net.Conn {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return c
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return c
+	}
+	rc := &Conn{TCPConn: tc, raw: raw}
+	rc.readFn = rc.read
+	rc.writeFn = rc.write
+	return rc
+}
+
+// Read reads into p like (*net.TCPConn).Read: it waits, within the read
+// deadline, until some bytes are ready, and returns io.EOF once the peer
+// has closed its side.
+func (c *Conn) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	c.rbuf, c.rn, c.rerr = p, 0, 0
+	err := c.raw.Read(c.readFn)
+	n, errno := c.rn, c.rerr
+	c.rbuf = nil
+	c.rmu.Unlock()
+	if err != nil {
+		return n, c.opError("read", err)
+	}
+	if errno != 0 {
+		return 0, c.opError("read", errno)
+	}
+	if n == 0 {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// read is the RawConn callback: one read(2), asking to wait on EAGAIN.
+func (c *Conn) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&c.rbuf[0])), uintptr(len(c.rbuf)))
+		switch e {
+		case 0:
+			c.rn = int(n)
+			return true
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.rerr = e
+			return true
+		}
+	}
+}
+
+// Write writes all of p like (*net.TCPConn).Write, waiting within the
+// write deadline whenever the socket buffer is full.
+func (c *Conn) Write(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	c.wmu.Lock()
+	c.wbuf, c.wn, c.werr = p, 0, 0
+	err := c.raw.Write(c.writeFn)
+	n, errno := c.wn, c.werr
+	c.wbuf = nil
+	c.wmu.Unlock()
+	if err == nil && errno != 0 {
+		err = errno
+	}
+	if err != nil {
+		return n, c.opError("write", err)
+	}
+	return n, nil
+}
+
+// write is the RawConn callback: write(2) until all is written, asking to
+// wait on EAGAIN.
+func (c *Conn) write(fd uintptr) bool {
+	for c.wn < len(c.wbuf) {
+		rest := c.wbuf[c.wn:]
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&rest[0])), uintptr(len(rest)))
+		switch e {
+		case 0:
+			c.wn += int(n)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false
+		default:
+			c.werr = e
+			return true
+		}
+	}
+	return true
+}
+
+// opError wraps err as net.Conn methods do, so callers that look for
+// net.Error timeouts or net.ErrClosed keep working.
+func (c *Conn) opError(op string, err error) error {
+	if oe, ok := err.(*net.OpError); ok {
+		err = oe.Err // RawConn's "raw-read"/"raw-write" wrapping
+	} else if errno, ok := err.(syscall.Errno); ok {
+		err = os.NewSyscallError(op, errno)
+	}
+	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
+}

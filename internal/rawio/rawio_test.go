@@ -1,0 +1,210 @@
+//go:build linux
+
+package rawio
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+)
+
+// pair returns a wrapped client end and the plain server end of a loopback
+// TCP connection.
+func pair(t *testing.T) (*Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			accepted <- nil
+			return
+		}
+		accepted <- c
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := <-accepted
+	if peer == nil {
+		t.Fatal("accept failed")
+	}
+	w := Wrap(c)
+	rc, ok := w.(*Conn)
+	if !ok {
+		t.Fatalf("Wrap returned %T, want *Conn", w)
+	}
+	t.Cleanup(func() { rc.Close(); peer.Close() })
+	return rc, peer
+}
+
+func TestWrapLeavesOtherConns(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if got := Wrap(a); got != a {
+		t.Fatalf("Wrap(pipe) = %T, want the pipe itself", got)
+	}
+}
+
+func TestConn(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, c *Conn, peer net.Conn)
+	}{
+		{"read what the peer wrote", func(t *testing.T, c *Conn, peer net.Conn) {
+			peer.Write([]byte("hello"))
+			buf := make([]byte, 16)
+			n, err := c.Read(buf)
+			if err != nil || string(buf[:n]) != "hello" {
+				t.Fatalf("Read = %q, %v", buf[:n], err)
+			}
+		}},
+		{"read waits for data", func(t *testing.T, c *Conn, peer net.Conn) {
+			go func() { time.Sleep(50 * time.Millisecond); peer.Write([]byte("late")) }()
+			got, err := io.ReadAll(io.LimitReader(c, 4))
+			if err != nil || string(got) != "late" {
+				t.Fatalf("Read = %q, %v", got, err)
+			}
+		}},
+		{"EOF after the peer closes", func(t *testing.T, c *Conn, peer net.Conn) {
+			peer.Write([]byte("bye"))
+			peer.Close()
+			got, err := io.ReadAll(c)
+			if err != nil || string(got) != "bye" {
+				t.Fatalf("ReadAll = %q, %v", got, err)
+			}
+			if n, err := c.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+				t.Fatalf("Read after EOF = %d, %v; want 0, io.EOF", n, err)
+			}
+		}},
+		{"empty read and write do nothing", func(t *testing.T, c *Conn, peer net.Conn) {
+			if n, err := c.Read(nil); n != 0 || err != nil {
+				t.Fatalf("Read(nil) = %d, %v", n, err)
+			}
+			if n, err := c.Write(nil); n != 0 || err != nil {
+				t.Fatalf("Write(nil) = %d, %v", n, err)
+			}
+		}},
+		{"read deadline is a timeout", func(t *testing.T, c *Conn, peer net.Conn) {
+			c.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
+			_, err := c.Read(make([]byte, 1))
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("Read past deadline = %v, want a timeout", err)
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "read" {
+				t.Fatalf("error %v is not a read OpError", err)
+			}
+			c.SetReadDeadline(time.Time{})
+			peer.Write([]byte("x"))
+			if _, err := c.Read(make([]byte, 1)); err != nil {
+				t.Fatalf("Read after clearing the deadline: %v", err)
+			}
+		}},
+		{"close unblocks a read", func(t *testing.T, c *Conn, peer net.Conn) {
+			done := make(chan error, 1)
+			go func() { _, err := c.Read(make([]byte, 1)); done <- err }()
+			time.Sleep(30 * time.Millisecond)
+			c.Close()
+			select {
+			case err := <-done:
+				if !errors.Is(err, net.ErrClosed) {
+					t.Fatalf("Read on closed conn = %v, want net.ErrClosed", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Read still blocked after Close")
+			}
+		}},
+		{"write waits while the peer's buffer is full", func(t *testing.T, c *Conn, peer net.Conn) {
+			big := bytes.Repeat([]byte("0123456789abcdef"), 1<<18) // 4 MiB, more than both socket buffers
+			got := make(chan []byte, 1)
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				b, _ := io.ReadAll(io.LimitReader(peer, int64(len(big))))
+				got <- b
+			}()
+			n, err := c.Write(big)
+			if err != nil || n != len(big) {
+				t.Fatalf("Write = %d, %v; want %d, nil", n, err, len(big))
+			}
+			if !bytes.Equal(<-got, big) {
+				t.Fatal("the peer read different bytes")
+			}
+		}},
+		{"write deadline is a timeout and reports what was written", func(t *testing.T, c *Conn, peer net.Conn) {
+			big := make([]byte, 64<<20)
+			c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
+			n, err := c.Write(big)
+			var ne net.Error
+			if !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("Write past deadline = %d, %v; want a timeout", n, err)
+			}
+			if n <= 0 || n >= len(big) {
+				t.Fatalf("Write reported %d bytes written, want a partial count", n)
+			}
+		}},
+		{"write to a reset connection fails", func(t *testing.T, c *Conn, peer net.Conn) {
+			peer.(*net.TCPConn).SetLinger(0)
+			peer.Close()
+			time.Sleep(20 * time.Millisecond)
+			var err error
+			for i := 0; i < 10 && err == nil; i++ {
+				_, err = c.Write([]byte("x"))
+				time.Sleep(5 * time.Millisecond)
+			}
+			var oe *net.OpError
+			if !errors.As(err, &oe) || oe.Op != "write" {
+				t.Fatalf("Write after reset = %v, want a write OpError", err)
+			}
+		}},
+		{"concurrent reads and writes", func(t *testing.T, c *Conn, peer net.Conn) {
+			go io.Copy(peer, peer) // echo
+			const n = 2000
+			var wg sync.WaitGroup
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < n; i++ {
+					if _, err := c.Write([]byte("ping")); err != nil {
+						t.Errorf("Write: %v", err)
+						return
+					}
+				}
+			}()
+			got, err := io.ReadAll(io.LimitReader(c, 4*n))
+			wg.Wait()
+			if err != nil || !bytes.Equal(got, bytes.Repeat([]byte("ping"), n)) {
+				t.Fatalf("echo came back as %d bytes, %v", len(got), err)
+			}
+		}},
+		{"other methods are the TCPConn's", func(t *testing.T, c *Conn, peer net.Conn) {
+			if err := c.CloseWrite(); err != nil {
+				t.Fatalf("CloseWrite: %v", err)
+			}
+			if b, err := io.ReadAll(peer); err != nil || len(b) != 0 {
+				t.Fatalf("peer saw %q, %v after CloseWrite", b, err)
+			}
+			if c.LocalAddr().String() != peer.RemoteAddr().String() {
+				t.Fatalf("LocalAddr %v, peer sees %v", c.LocalAddr(), peer.RemoteAddr())
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, peer := pair(t)
+			tt.run(t, c, peer)
+		})
+	}
+}
