@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/meshgate/meshgate/internal/rawio"
 	"github.com/meshgate/meshgate/ir"
 )
 
@@ -35,14 +36,24 @@ func NewForwarder() *Forwarder {
 	return &Forwarder{h2c: &http2.Transport{
 		AllowHTTP: true,
 		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, addr)
+			return dialH2(ctx, network, addr)
 		},
 		// A busy backend's stream limit opens another connection rather
 		// than queueing requests behind long-lived streams.
 		StrictMaxConcurrentStreams: false,
 		ReadIdleTimeout:            30 * time.Second,
 	}}
+}
+
+// dialH2 opens the TCP connection under an HTTP/2 upstream connection
+// (h2c, or TLS on top), with raw reads and writes as for HTTP/1.1.
+func dialH2(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	return rawio.Wrap(conn), nil
 }
 
 // Close releases pooled upstream connections.

@@ -51,8 +51,7 @@ func (c *upstreamTLS) entry(u *ir.UpstreamTLS) (*tlsEntry, error) {
 		StrictMaxConcurrentStreams: false,
 		ReadIdleTimeout:            30 * time.Second,
 		DialTLSContext: func(ctx context.Context, network, addr string, cfg *tls.Config) (net.Conn, error) {
-			var d net.Dialer
-			conn, err := d.DialContext(ctx, network, addr)
+			conn, err := dialH2(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
