@@ -138,12 +138,12 @@ func (c *H1Client) idleTimeout(p *pool) time.Duration {
 	return 90 * time.Second
 }
 
-// get returns an idle connection to addr or dials a new one.
-func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound) (*upConn, error) {
+// get returns an idle connection to addr or dials a new one; now is the
+// time of the call, to judge how long pooled connections have been idle.
+func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound, now time.Time) (*upConn, error) {
 	if out.IdleTimeout > 0 && p.idleTimeout.Load() != int64(out.IdleTimeout) {
 		p.idleTimeout.Store(int64(out.IdleTimeout))
 	}
-	now := time.Now()
 	idleTimeout := c.idleTimeout(p)
 	p.mu.Lock()
 	for len(p.idle) > 0 {
@@ -282,7 +282,7 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 	bodyless := out.Body == nil || out.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		uc, err := c.get(ctx, p, out)
+		uc, err := c.get(ctx, p, out, start)
 		if err == nil && !uc.reused {
 			out.ConnectTime += time.Since(start)
 		}
