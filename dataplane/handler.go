@@ -224,7 +224,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, hdrvals.Take(w, 4))
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, hdrvals.Take(w, 4), forwardedMemo(w))
 	if id := h.identity.Load(); id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}
@@ -463,3 +463,19 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 var _ http.Handler = (*listenerHandler)(nil)
+
+// forwardedMemo returns the ForwardedMemo of w's connection, made on its
+// first request, or nil when the connection keeps no memo (HTTP/2 and
+// HTTP/3 streams).
+func forwardedMemo(w http.ResponseWriter) *proxy.ForwardedMemo {
+	slot := hdrvals.Memo(w)
+	if slot == nil {
+		return nil
+	}
+	m, ok := (*slot).(*proxy.ForwardedMemo)
+	if !ok {
+		m = new(proxy.ForwardedMemo)
+		*slot = m
+	}
+	return m
+}

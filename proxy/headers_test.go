@@ -55,14 +55,19 @@ func TestForwardedPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			tc.policy.Apply(tc.in, tc.remote, "example.com", tc.tls, nil)
-			if !reflect.DeepEqual(tc.in, tc.want) {
-				t.Errorf("got  %v\nwant %v", tc.in, tc.want)
+			// Without a memo, then twice with one (worked out, then reused).
+			var memo ForwardedMemo
+			for i, m := range []*ForwardedMemo{nil, &memo, &memo} {
+				h := tc.in.Clone()
+				tc.policy.Apply(h, tc.remote, "example.com", tc.tls, nil, m)
+				if !reflect.DeepEqual(h, tc.want) {
+					t.Errorf("call %d: got  %v\nwant %v", i, h, tc.want)
+				}
 			}
 		})
 	}
 	h := http.Header{}
-	(&ForwardedPolicy{}).Apply(h, "127.0.0.1:1", "host:8080", false, nil)
+	(&ForwardedPolicy{}).Apply(h, "127.0.0.1:1", "host:8080", false, nil, nil)
 	if got := h.Get("Forwarded"); got != `for=127.0.0.1;host="host:8080";proto=http` {
 		t.Errorf("host with port not quoted: %s", got)
 	}
@@ -82,7 +87,7 @@ func TestForwardedPolicyRemovesClientIdentityClaims(t *testing.T) {
 		for _, k := range untrustedClientHeaders {
 			h.Set(k, "spoofed")
 		}
-		trusted.Apply(h, tc.remote, "example.com", false, nil)
+		trusted.Apply(h, tc.remote, "example.com", false, nil, nil)
 		for _, k := range untrustedClientHeaders {
 			if got := h.Get(k) != ""; got != tc.keep {
 				t.Errorf("%s: %s kept=%v, want %v", tc.name, k, got, tc.keep)
@@ -154,6 +159,49 @@ func TestHeaderSetsMatchLists(t *testing.T) {
 					t.Errorf("%s survived deleteAll with %d other fields", k, size)
 				}
 			}
+		}
+	}
+}
+
+// TestForwardedMemo is one connection's requests in a row: the memo must
+// never hand out what it kept for another peer, host, scheme or policy.
+func TestForwardedMemo(t *testing.T) {
+	plain := &ForwardedPolicy{}
+	trusting := &ForwardedPolicy{Trusted: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}
+	steps := []struct {
+		name   string
+		policy *ForwardedPolicy
+		remote string
+		host   string
+		tls    bool
+		in     http.Header
+		xff    string
+		fwd    string
+	}{
+		{"first request", plain, "10.0.0.1:1000", "a.example", false, nil, "10.0.0.1", "for=10.0.0.1;host=a.example;proto=http"},
+		{"same again", plain, "10.0.0.1:1000", "a.example", false, nil, "10.0.0.1", "for=10.0.0.1;host=a.example;proto=http"},
+		{"another host", plain, "10.0.0.1:1000", "b.example", false, nil, "10.0.0.1", "for=10.0.0.1;host=b.example;proto=http"},
+		{"another scheme", plain, "10.0.0.1:1000", "b.example", true, nil, "10.0.0.1", "for=10.0.0.1;host=b.example;proto=https"},
+		{"another peer", plain, "[2001:db8::2]:1000", "b.example", true, nil, "2001:db8::2", `for="[2001:db8::2]";host=b.example;proto=https`},
+		{"reloaded policy trusts the peer", trusting, "10.0.0.1:1000", "b.example", true,
+			http.Header{"X-Forwarded-For": {"192.0.2.9"}}, "192.0.2.9, 10.0.0.1", "for=10.0.0.1;host=b.example;proto=https"},
+		{"its chain is not kept", trusting, "10.0.0.1:1000", "b.example", true,
+			http.Header{"X-Forwarded-For": {"192.0.2.7"}}, "192.0.2.7, 10.0.0.1", "for=10.0.0.1;host=b.example;proto=https"},
+		{"untrusting policy again", plain, "10.0.0.1:1000", "b.example", true,
+			http.Header{"X-Forwarded-For": {"192.0.2.7"}}, "10.0.0.1", "for=10.0.0.1;host=b.example;proto=https"},
+	}
+	var memo ForwardedMemo
+	for _, st := range steps {
+		h := st.in.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		st.policy.Apply(h, st.remote, st.host, st.tls, nil, &memo)
+		if got := h.Get("X-Forwarded-For"); got != st.xff {
+			t.Errorf("%s: X-Forwarded-For %q, want %q", st.name, got, st.xff)
+		}
+		if got := h.Get("Forwarded"); got != st.fwd {
+			t.Errorf("%s: Forwarded %q, want %q", st.name, got, st.fwd)
 		}
 	}
 }

@@ -58,6 +58,9 @@ type h1Conn struct {
 	// connection is in the listener's set.
 	state   atomic.Uint32
 	tracked bool
+	// memo is what the request handler keeps for the connection's next
+	// requests (hdrvals.Source); dropped when the connection parks.
+	memo any
 	// rdl is the read deadline in force (setReadDeadline).
 	rdl time.Time
 }
@@ -203,6 +206,7 @@ func (hc *h1Conn) waitIdle(deadline time.Time) bool {
 	hc.hb.raw = nil
 	hc.req.Header, hc.w.hdr, hc.w.pending = nil, nil, nil
 	hc.vals.Release()
+	hc.memo = nil
 	hc.setReadDeadline(deadline)
 	hc.l.trim.parked()
 	hc.l.parked.Add(1)

@@ -40,6 +40,9 @@ const pendingMax = 4096
 // is finished (hdrvals.Source), from the connection's arena.
 func (w *h1Response) HeaderValues(n int) []string { return w.conn.vals.Take(n) }
 
+// ConnMemo returns the connection's memo slot (hdrvals.Source).
+func (w *h1Response) ConnMemo() *any { return &w.conn.memo }
+
 func (w *h1Response) reset(r *http.Request, closeAfter bool) {
 	if w.hdr == nil {
 		w.hdr = http.Header{} // dropped while the connection was parked

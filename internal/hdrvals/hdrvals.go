@@ -57,21 +57,43 @@ func (a *Arena) Release() { *a = Arena{} }
 type Source interface {
 	// HeaderValues returns n strings valid until the request is answered.
 	HeaderValues(n int) []string
+	// ConnMemo returns the connection's memo slot: one value the request
+	// handler keeps for the connection's next requests (what it derived
+	// from the peer, such as the forwarding headers). The server empties
+	// it when the connection parks idle.
+	ConnMemo() *any
 }
 
 // Take returns n strings from the Arena of w, or of a writer w wraps
 // (found through Unwrap, as http.ResponseController does), else a fresh
 // slice (HTTP/2 and HTTP/3 streams, which share a connection).
 func Take(w http.ResponseWriter, n int) []string {
+	if src := find(w); src != nil {
+		return src.HeaderValues(n)
+	}
+	return make([]string, n)
+}
+
+// Memo returns the memo slot of w's connection (see Source), or nil when
+// it has none: HTTP/2 and HTTP/3 streams share nothing per connection.
+func Memo(w http.ResponseWriter) *any {
+	if src := find(w); src != nil {
+		return src.ConnMemo()
+	}
+	return nil
+}
+
+// find returns the Source w is or wraps, or nil.
+func find(w http.ResponseWriter) Source {
 	for w != nil {
 		switch v := w.(type) {
 		case Source:
-			return v.HeaderValues(n)
+			return v
 		case interface{ Unwrap() http.ResponseWriter }:
 			w = v.Unwrap()
 		default:
-			w = nil
+			return nil
 		}
 	}
-	return make([]string, n)
+	return nil
 }

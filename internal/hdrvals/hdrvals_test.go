@@ -50,10 +50,12 @@ func TestArenaResetReuses(t *testing.T) {
 
 type arenaWriter struct {
 	http.ResponseWriter
-	a Arena
+	a    Arena
+	memo any
 }
 
 func (w *arenaWriter) HeaderValues(n int) []string { return w.a.Take(n) }
+func (w *arenaWriter) ConnMemo() *any              { return &w.memo }
 
 type wrapper struct{ http.ResponseWriter }
 
@@ -81,6 +83,10 @@ func TestTake(t *testing.T) {
 			}
 			if got := aw.a.used > before; got != tc.fromArena {
 				t.Fatalf("from the arena: %v, want %v", got, tc.fromArena)
+			}
+			// The memo slot is found the same way, or is absent.
+			if slot := Memo(tc.w); (slot == &aw.memo) != tc.fromArena || (slot != nil) != tc.fromArena {
+				t.Fatalf("Memo = %p, want the source's slot: %v", slot, tc.fromArena)
 			}
 		})
 	}
