@@ -91,7 +91,8 @@ type Dataplane struct {
 	certs     []CertExpiry // of the config in force
 	shedder   loadShedder
 	stopShed  context.CancelFunc
-	// inflight counts requests being served by HTTP major version (1-3).
+	// inflight counts requests being served by HTTP major version (1-3);
+	// inflight[0] counts the requests started so far (activity).
 	inflight [4]atomic.Int64
 	current  atomic.Pointer[ir.Config]
 	bound    atomic.Int64 // sockets of the config in force that are bound
@@ -145,7 +146,14 @@ func New(opts Options) *Dataplane {
 	go d.shedder.run(ctx, 250*time.Millisecond)
 	d.ocsp.Log = opts.Log
 	go d.ocsp.Run(ctx)
+	d.trim.activity = d.activity
 	return d
+}
+
+// activity reports how many requests the gateway has started and whether
+// one is in flight; memory trims wait for it to go quiet (trim.go).
+func (d *Dataplane) activity() (started int64, busy bool) {
+	return d.inflight[0].Load(), d.inflight[1].Load()+d.inflight[2].Load()+d.inflight[3].Load() > 0
 }
 
 // prepared is one listener of a new config, fully built but not yet live.
@@ -253,6 +261,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 			unbound = append(unbound, ir.Unbound{Listener: p.l, Err: fmt.Errorf("bind %s/%s: %w", p.l.Protocol, p.l.Address, err)})
 			continue
 		}
+		srv.SetActivity(d.activity)
 		ll.srv = srv
 		bound[p.l.Address] = ll
 	}

@@ -60,6 +60,7 @@ func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if v := r.ProtoMajor; v >= 1 && v <= 3 && h.inflight != nil {
+		h.inflight[0].Add(1) // started, ever (Dataplane.activity)
 		h.inflight[v].Add(1)
 		defer h.inflight[v].Add(-1)
 	}

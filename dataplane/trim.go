@@ -15,13 +15,20 @@ import (
 // So after an Apply the data plane gives both back (memtrim.Release), once
 // the reloads have settled and at most once per applyTrimInterval, which
 // bounds what a config that churns (endpoints in a busy cluster) costs in
-// GCs.
+// GCs. The trim also waits until no request has started for a moment
+// (Dataplane.activity): under load it would make the requests in flight
+// fault the binary's code back in, so a gateway that is never quiet keeps
+// its memory.
 const (
 	// applyTrimDelay is how long after the last Apply the trim runs: a
 	// burst of reloads is trimmed once, after it.
 	applyTrimDelay = 2 * time.Second
 	// applyTrimInterval is the least time between two trims.
 	applyTrimInterval = 30 * time.Second
+	// applyTrimRecheck is how long a trim that found the gateway serving
+	// waits before looking again: it runs after that long without a
+	// request starting.
+	applyTrimRecheck = 250 * time.Millisecond
 )
 
 // applyTrim schedules the trim after Applies.
@@ -29,6 +36,13 @@ type applyTrim struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	last  time.Time
+	// activity reports how many requests have started and whether one is
+	// in flight (Dataplane.activity); mark is what it said when the trim
+	// was last scheduled. The trim waits for a moment when no request has
+	// started since: unmapping the binary's code under load makes the
+	// requests in flight fault it back in. nil: always quiet.
+	activity func() (started int64, busy bool)
+	mark     int64
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
 	free func()
@@ -44,6 +58,14 @@ func (t *applyTrim) applied() {
 	if !t.last.IsZero() {
 		wait = max(wait, time.Until(t.last.Add(applyTrimInterval)))
 	}
+	t.schedule(wait)
+}
+
+// schedule (re)arms the trim's timer; t.mu is held.
+func (t *applyTrim) schedule(wait time.Duration) {
+	if t.activity != nil {
+		t.mark, _ = t.activity()
+	}
 	if t.timer != nil {
 		t.timer.Reset(wait)
 		return
@@ -53,6 +75,14 @@ func (t *applyTrim) applied() {
 
 func (t *applyTrim) run() {
 	t.mu.Lock()
+	if t.activity != nil {
+		if started, busy := t.activity(); busy || started != t.mark {
+			// Serving: look again in a moment.
+			t.schedule(applyTrimRecheck)
+			t.mu.Unlock()
+			return
+		}
+	}
 	t.last = time.Now()
 	free := t.free
 	t.mu.Unlock()

@@ -38,3 +38,43 @@ func TestApplyTrim(t *testing.T) {
 		t.Fatal("the apply within the interval scheduled no trim for after it")
 	}
 }
+
+// TestApplyTrimWaitsForQuiet: the trim after an Apply waits while
+// requests start or are in flight, then runs once the gateway is quiet.
+func TestApplyTrimWaitsForQuiet(t *testing.T) {
+	var calls, started atomic.Int32
+	var busy atomic.Bool
+	tr := &applyTrim{free: func() { calls.Add(1) }}
+	tr.activity = func() (int64, bool) { return int64(started.Load()), busy.Load() }
+	defer tr.stop()
+	tr.applied()
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				started.Add(1)
+			}
+		}
+	}()
+	time.Sleep(applyTrimDelay + 4*applyTrimRecheck)
+	close(stop)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d trims while requests kept starting, want none", n)
+	}
+	busy.Store(true)
+	time.Sleep(4 * applyTrimRecheck)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d trims with a request in flight, want none", n)
+	}
+	busy.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d trims once the gateway went quiet, want 1", n)
+	}
+}

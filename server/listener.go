@@ -195,6 +195,14 @@ func (c *ConnectionCap) release() {
 	}
 }
 
+// SetActivity gives the listener's memory trims (trim.go) the gateway's
+// request activity: how many requests have started and whether one is in
+// flight. A trim then waits until the whole gateway, not only this
+// listener, has gone quiet.
+func (l *Listener) SetActivity(activity func() (started int64, busy bool)) {
+	l.trim.activity.Store(&activity)
+}
+
 // Open is the number of connections holding a place under the cap.
 func (c *ConnectionCap) Open() int64 {
 	if c == nil {

@@ -16,7 +16,9 @@ import (
 // open), so after a wave the listener runs one GC and returns the freed
 // memory (memtrim.Release), at most once per trimInterval; and once load
 // that opened many connections has gone and none is open. The GC also
-// shrinks the parked goroutines' stacks.
+// shrinks the parked goroutines' stacks. Either trim waits for a moment
+// when the gateway serves no request (SetActivity): it unmaps the
+// binary's code, which requests in flight would fault back in.
 const (
 	// trimAfterParked is how many connections must have parked since the
 	// last trim for another: a handful going idle is not worth a GC.
@@ -32,6 +34,10 @@ const (
 	// last trim for the listener going empty to trim: a health check's
 	// connection coming and going is not worth a GC.
 	trimAfterConns = 16
+	// trimRecheck is how long a trim that found the gateway serving
+	// waits before looking again: it runs after that long without a
+	// request starting.
+	trimRecheck = 250 * time.Millisecond
 )
 
 // idleTrim schedules memory trims after waves of parked connections and
@@ -43,6 +49,9 @@ type idleTrim struct {
 	scheduled atomic.Bool
 	mu        sync.Mutex
 	last      time.Time
+	// activity, when set (SetActivity), tells whether the gateway is
+	// serving: a trim waits until no request has started for a while.
+	activity atomic.Pointer[func() (started int64, busy bool)]
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
 	free func()
@@ -57,6 +66,7 @@ func (t *idleTrim) parked() {
 	}
 	wait := t.wait()
 	start := time.Now()
+	mark := t.mark()
 	var check func()
 	check = func() {
 		quiet := time.Since(time.Unix(0, t.lastPark.Load()))
@@ -64,9 +74,39 @@ func (t *idleTrim) parked() {
 			time.AfterFunc(trimQuiet-quiet, check)
 			return
 		}
+		if !t.quietSince(&mark) {
+			// The gateway is serving: look again in a moment.
+			time.AfterFunc(trimRecheck, check)
+			return
+		}
 		t.run()
 	}
 	time.AfterFunc(wait, check)
+}
+
+// mark returns the activity stamp a trim scheduled now compares with
+// (quietSince).
+func (t *idleTrim) mark() int64 {
+	if a := t.activity.Load(); a != nil {
+		started, _ := (*a)()
+		return started
+	}
+	return 0
+}
+
+// quietSince reports whether no request has started since *mark and none
+// is in flight, and moves *mark to now. Without an activity source the
+// gateway counts as quiet. A trim unmaps the binary's code: run under
+// load, it makes the requests in flight fault their code back in.
+func (t *idleTrim) quietSince(mark *int64) bool {
+	a := t.activity.Load()
+	if a == nil {
+		return true
+	}
+	started, busy := (*a)()
+	quiet := !busy && started == *mark
+	*mark = started
+	return quiet
 }
 
 // wait is how long a trim scheduled now waits: trimQuiet, and until
@@ -84,13 +124,15 @@ func (t *idleTrim) opened() { t.conns.Add(1) }
 // that opened many connections has gone (a burst of clients, a load
 // test), the listener trims once, trimQuiet later, unless a connection is
 // open again by then (open reports how many are); the next emptying then
-// tries again.
+// tries again. It does not run either while the gateway serves requests
+// on other listeners.
 func (t *idleTrim) emptied(open func() int64) {
 	if t.conns.Load() < trimAfterConns || !t.scheduled.CompareAndSwap(false, true) {
 		return
 	}
+	mark := t.mark()
 	time.AfterFunc(t.wait(), func() {
-		if open() != 0 {
+		if open() != 0 || !t.quietSince(&mark) {
 			t.scheduled.Store(false)
 			return
 		}

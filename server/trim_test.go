@@ -73,3 +73,66 @@ func TestIdleTrimEmptied(t *testing.T) {
 		})
 	}
 }
+
+// TestIdleTrimWaitsForQuiet: neither trigger trims while the gateway is
+// serving requests; the parked wave's trim runs once it has gone quiet.
+func TestIdleTrimWaitsForQuiet(t *testing.T) {
+	var calls atomic.Int32
+	var started atomic.Int64
+	var busy atomic.Bool
+	tr := &idleTrim{free: func() { calls.Add(1) }}
+	activity := func() (int64, bool) { return started.Load(), busy.Load() }
+	tr.activity.Store(&activity)
+
+	// Requests keep starting: the wave's trim keeps waiting.
+	for range trimAfterParked {
+		tr.parked()
+	}
+	stop := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+				started.Add(1)
+			}
+		}
+	}()
+	time.Sleep(trimQuiet + 4*trimRecheck)
+	close(stop)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d trims while requests kept starting, want none", n)
+	}
+	// One request in flight, none starting: still waiting.
+	busy.Store(true)
+	time.Sleep(4 * trimRecheck)
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("%d trims with a request in flight, want none", n)
+	}
+	busy.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for calls.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d trims once the gateway went quiet, want 1", n)
+	}
+
+	// The listener empties while another serves: no trim, none pending.
+	tr.mu.Lock()
+	tr.last = time.Time{}
+	tr.mu.Unlock()
+	for range trimAfterConns {
+		tr.opened()
+	}
+	busy.Store(true)
+	tr.emptied(func() int64 { return 0 })
+	time.Sleep(trimQuiet + 500*time.Millisecond)
+	if n := calls.Load(); n != 1 {
+		t.Fatalf("%d trims after emptying while the gateway serves, want still 1", n)
+	}
+	if tr.scheduled.Load() {
+		t.Fatal("a trim is still scheduled")
+	}
+}
