@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -74,14 +75,14 @@ func (s *SecretStorage) Lock(ctx context.Context, name string) error {
 			return nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return fmt.Errorf("acme secret storage: lock %q: %w", name, err)
+			return fmt.Errorf("acme secret storage: lock %q: %w", name, lockCallErr(ctx, err))
 		}
 		cur, err := leases.Get(ctx, l.Name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
 			continue // unlocked in between: create again
 		case err != nil:
-			return fmt.Errorf("acme secret storage: lock %q: %w", name, err)
+			return fmt.Errorf("acme secret storage: lock %q: %w", name, lockCallErr(ctx, err))
 		case expired(cur, now.Time):
 			cur.Spec = l.Spec
 			cur.Annotations = l.Annotations
@@ -89,7 +90,7 @@ func (s *SecretStorage) Lock(ctx context.Context, name string) error {
 				s.hold(name)
 				return nil
 			} else if !apierrors.IsConflict(err) {
-				return fmt.Errorf("acme secret storage: take over stale lock %q: %w", name, err)
+				return fmt.Errorf("acme secret storage: take over stale lock %q: %w", name, lockCallErr(ctx, err))
 			}
 			continue // another replica took it over first
 		}
@@ -101,6 +102,18 @@ func (s *SecretStorage) Lock(ctx context.Context, name string) error {
 		case <-t.C:
 		}
 	}
+}
+
+// lockCallErr is err from an API call Lock made under ctx. client-go's
+// rate limiter refuses a call whose wait would outlast ctx's deadline with
+// an error of its own, before the context ends; for Lock's caller that is
+// the context running out as much as the wait for the holder doing so, so
+// it is reported as context.DeadlineExceeded too.
+func lockCallErr(ctx context.Context, err error) error {
+	if ctx.Err() == nil && strings.Contains(err.Error(), "would exceed context deadline") {
+		return fmt.Errorf("%w (%v)", context.DeadlineExceeded, err)
+	}
+	return err
 }
 
 // hold starts renewing name's Lease until Unlock.

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 
 	"github.com/meshgate/meshgate/internal/k8stest"
 )
@@ -20,7 +21,7 @@ import (
 // newSecretStorages starts one API server for the test and returns n
 // storages on it (the same namespace and Name, distinct identities: n
 // replicas).
-func newSecretStorages(t *testing.T, n int) (kubernetes.Interface, []*SecretStorage) {
+func newSecretStorages(t *testing.T, n int) (kubernetes.Interface, []*SecretStorage, *rest.Config) {
 	t.Helper()
 	cp := k8stest.Start(t, k8stest.Options{})
 	cs, err := kubernetes.NewForConfig(cp.Config)
@@ -36,11 +37,11 @@ func newSecretStorages(t *testing.T, n int) (kubernetes.Interface, []*SecretStor
 		out = append(out, &SecretStorage{Client: cs, Namespace: "meshgate-system", Identity: "replica-" + string(rune('a'+i)),
 			LockTTL: time.Minute, PollInterval: 50 * time.Millisecond})
 	}
-	return cs, out
+	return cs, out, cp.Config
 }
 
 func TestSecretStorage(t *testing.T) {
-	cs, ss := newSecretStorages(t, 2)
+	cs, ss, cfg := newSecretStorages(t, 2)
 	ctx := t.Context()
 
 	t.Run("store load list delete", func(t *testing.T) {
@@ -169,6 +170,30 @@ func TestSecretStorage(t *testing.T) {
 		}
 		if h := holder(t, cs, b, "issue_cert_example.com"); h != "" {
 			t.Errorf("Lease still held by %q after Unlock", h)
+		}
+	})
+
+	t.Run("a throttled wait ends with the context", func(t *testing.T) {
+		// A client allowed one call now and one every 2 s: the Lease Get
+		// after the failed Create cannot go out before the context ends,
+		// and client-go says so before it does.
+		slowCfg := rest.CopyConfig(cfg)
+		slowCfg.QPS, slowCfg.Burst = 0.5, 1
+		slow, err := kubernetes.NewForConfig(slowCfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &SecretStorage{Client: slow, Namespace: "meshgate-system", Identity: "replica-throttled", LockTTL: time.Minute, PollInterval: 50 * time.Millisecond}
+		const name = "issue_cert_throttled.example"
+		if err := ss[0].Lock(ctx, name); err != nil {
+			t.Fatal(err)
+		}
+		defer ss[0].Unlock(ctx, name)
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		err = c.Lock(short, name)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("throttled Lock = %v, want context.DeadlineExceeded", err)
 		}
 	})
 
