@@ -8,7 +8,6 @@ import (
 	"context"
 	ctls "crypto/tls"
 	"errors"
-	"github.com/meshgate/meshgate/internal/rawio"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/meshgate/meshgate/internal/rawio"
 
 	// WebSocket over HTTP/2 (RFC 8441) must be switched on before
 	// x/net/http2 initialises; see the package.
