@@ -7,7 +7,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/meshgate/meshgate/internal/rawio"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/bufpool"
 	"github.com/meshgate/meshgate/internal/hdrvals"
+	"github.com/meshgate/meshgate/internal/rawio"
 )
 
 // H1Client forwards requests to HTTP/1.1 upstreams over pooled keep-alive
