@@ -225,7 +225,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, hdrvals.Take(w, 4), forwardedMemo(w))
+	vals, memo := forwardingStore(w)
+	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, vals, memo)
 	if id := h.identity.Load(); id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}
@@ -465,18 +466,20 @@ func (e errString) Error() string { return string(e) }
 
 var _ http.Handler = (*listenerHandler)(nil)
 
-// forwardedMemo returns the ForwardedMemo of w's connection, made on its
-// first request, or nil when the connection keeps no memo (HTTP/2 and
-// HTTP/3 streams).
-func forwardedMemo(w http.ResponseWriter) *proxy.ForwardedMemo {
-	slot := hdrvals.Memo(w)
-	if slot == nil {
-		return nil
+// forwardingStore returns, from w's connection (one lookup), storage for
+// the four forwarding header values and its ForwardedMemo, made on its
+// first request; nil and nil for HTTP/2 and HTTP/3 streams, which keep
+// none (Apply then makes the values' slice).
+func forwardingStore(w http.ResponseWriter) ([]string, *proxy.ForwardedMemo) {
+	src := hdrvals.Find(w)
+	if src == nil {
+		return nil, nil
 	}
+	slot := src.ConnMemo()
 	m, ok := (*slot).(*proxy.ForwardedMemo)
 	if !ok {
 		m = new(proxy.ForwardedMemo)
 		*slot = m
 	}
-	return m
+	return src.HeaderValues(4), m
 }

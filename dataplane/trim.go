@@ -36,12 +36,10 @@ type applyTrim struct {
 	mu    sync.Mutex
 	timer *time.Timer
 	last  time.Time
-	// activity reports how many requests have started and whether one is
-	// in flight (Dataplane.activity); mark is what it said when the trim
-	// was last scheduled. The trim waits for a moment when no request has
-	// started since: unmapping the binary's code under load makes the
-	// requests in flight fault it back in. nil: always quiet.
-	activity func() (started int64, busy bool)
+	// activity is the gateway's (Dataplane.activity); mark is what it said
+	// when the trim was last scheduled. The trim waits for a moment when
+	// no request has started since. nil: always quiet.
+	activity memtrim.Activity
 	mark     int64
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
@@ -63,9 +61,7 @@ func (t *applyTrim) applied() {
 
 // schedule (re)arms the trim's timer; t.mu is held.
 func (t *applyTrim) schedule(wait time.Duration) {
-	if t.activity != nil {
-		t.mark, _ = t.activity()
-	}
+	t.mark = t.activity.Mark()
 	if t.timer != nil {
 		t.timer.Reset(wait)
 		return
@@ -75,13 +71,11 @@ func (t *applyTrim) schedule(wait time.Duration) {
 
 func (t *applyTrim) run() {
 	t.mu.Lock()
-	if t.activity != nil {
-		if started, busy := t.activity(); busy || started != t.mark {
-			// Serving: look again in a moment.
-			t.schedule(applyTrimRecheck)
-			t.mu.Unlock()
-			return
-		}
+	if !t.activity.Quiet(&t.mark) {
+		// Serving: look again in a moment.
+		t.schedule(applyTrimRecheck)
+		t.mu.Unlock()
+		return
 	}
 	t.last = time.Now()
 	free := t.free

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/meshgate/meshgate/internal/memtrim"
 	"github.com/meshgate/meshgate/internal/rawio"
 
 	// WebSocket over HTTP/2 (RFC 8441) must be switched on before
@@ -200,7 +201,7 @@ func (c *ConnectionCap) release() {
 // request activity: how many requests have started and whether one is in
 // flight. A trim then waits until the whole gateway, not only this
 // listener, has gone quiet.
-func (l *Listener) SetActivity(activity func() (started int64, busy bool)) {
+func (l *Listener) SetActivity(activity memtrim.Activity) {
 	l.trim.activity.Store(&activity)
 }
 

@@ -51,7 +51,7 @@ type idleTrim struct {
 	last      time.Time
 	// activity, when set (SetActivity), tells whether the gateway is
 	// serving: a trim waits until no request has started for a while.
-	activity atomic.Pointer[func() (started int64, busy bool)]
+	activity atomic.Pointer[memtrim.Activity]
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
 	free func()
@@ -66,7 +66,7 @@ func (t *idleTrim) parked() {
 	}
 	wait := t.wait()
 	start := time.Now()
-	mark := t.mark()
+	mark := t.gateway().Mark()
 	var check func()
 	check = func() {
 		quiet := time.Since(time.Unix(0, t.lastPark.Load()))
@@ -74,7 +74,7 @@ func (t *idleTrim) parked() {
 			time.AfterFunc(trimQuiet-quiet, check)
 			return
 		}
-		if !t.quietSince(&mark) {
+		if !t.gateway().Quiet(&mark) {
 			// The gateway is serving: look again in a moment.
 			time.AfterFunc(trimRecheck, check)
 			return
@@ -84,29 +84,12 @@ func (t *idleTrim) parked() {
 	time.AfterFunc(wait, check)
 }
 
-// mark returns the activity stamp a trim scheduled now compares with
-// (quietSince).
-func (t *idleTrim) mark() int64 {
+// gateway returns the gateway's activity (SetActivity), nil until set.
+func (t *idleTrim) gateway() memtrim.Activity {
 	if a := t.activity.Load(); a != nil {
-		started, _ := (*a)()
-		return started
+		return *a
 	}
-	return 0
-}
-
-// quietSince reports whether no request has started since *mark and none
-// is in flight, and moves *mark to now. Without an activity source the
-// gateway counts as quiet. A trim unmaps the binary's code: run under
-// load, it makes the requests in flight fault their code back in.
-func (t *idleTrim) quietSince(mark *int64) bool {
-	a := t.activity.Load()
-	if a == nil {
-		return true
-	}
-	started, busy := (*a)()
-	quiet := !busy && started == *mark
-	*mark = started
-	return quiet
+	return nil
 }
 
 // wait is how long a trim scheduled now waits: trimQuiet, and until
@@ -130,9 +113,9 @@ func (t *idleTrim) emptied(open func() int64) {
 	if t.conns.Load() < trimAfterConns || !t.scheduled.CompareAndSwap(false, true) {
 		return
 	}
-	mark := t.mark()
+	mark := t.gateway().Mark()
 	time.AfterFunc(t.wait(), func() {
-		if open() != 0 || !t.quietSince(&mark) {
+		if open() != 0 || !t.gateway().Quiet(&mark) {
 			t.scheduled.Store(false)
 			return
 		}

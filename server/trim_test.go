@@ -4,6 +4,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/memtrim"
 )
 
 // TestIdleTrim: a wave of parked connections leads to one trim once the
@@ -81,7 +83,7 @@ func TestIdleTrimWaitsForQuiet(t *testing.T) {
 	var started atomic.Int64
 	var busy atomic.Bool
 	tr := &idleTrim{free: func() { calls.Add(1) }}
-	activity := func() (int64, bool) { return started.Load(), busy.Load() }
+	activity := memtrim.Activity(func() (int64, bool) { return started.Load(), busy.Load() })
 	tr.activity.Store(&activity)
 
 	// Requests keep starting: the wave's trim keeps waiting.

@@ -68,23 +68,16 @@ type Source interface {
 // (found through Unwrap, as http.ResponseController does), else a fresh
 // slice (HTTP/2 and HTTP/3 streams, which share a connection).
 func Take(w http.ResponseWriter, n int) []string {
-	if src := find(w); src != nil {
+	if src := Find(w); src != nil {
 		return src.HeaderValues(n)
 	}
 	return make([]string, n)
 }
 
-// Memo returns the memo slot of w's connection (see Source), or nil when
-// it has none: HTTP/2 and HTTP/3 streams share nothing per connection.
-func Memo(w http.ResponseWriter) *any {
-	if src := find(w); src != nil {
-		return src.ConnMemo()
-	}
-	return nil
-}
-
-// find returns the Source w is or wraps, or nil.
-func find(w http.ResponseWriter) Source {
+// Find returns the Source w is or wraps, or nil: HTTP/2 and HTTP/3
+// streams share no arena or memo per connection. A caller that wants both
+// values and the memo looks up once.
+func Find(w http.ResponseWriter) Source {
 	for w != nil {
 		switch v := w.(type) {
 		case Source:

@@ -85,8 +85,12 @@ func TestTake(t *testing.T) {
 				t.Fatalf("from the arena: %v, want %v", got, tc.fromArena)
 			}
 			// The memo slot is found the same way, or is absent.
-			if slot := Memo(tc.w); (slot == &aw.memo) != tc.fromArena || (slot != nil) != tc.fromArena {
-				t.Fatalf("Memo = %p, want the source's slot: %v", slot, tc.fromArena)
+			var slot *any
+			if src := Find(tc.w); src != nil {
+				slot = src.ConnMemo()
+			}
+			if (slot == &aw.memo) != tc.fromArena || (slot != nil) != tc.fromArena {
+				t.Fatalf("memo slot = %p, want the source's slot: %v", slot, tc.fromArena)
 			}
 		})
 	}

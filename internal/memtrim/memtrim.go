@@ -26,9 +26,37 @@ import "runtime/debug"
 // Release returns the heap's free memory to the OS and unmaps the
 // binary's resident read-only pages. It costs a full GC, so callers run it
 // when the gateway has gone quiet (after reloads, after a wave of
-// connections has parked, once load has gone), not on a timer. A failure to unmap only leaves
-// pages mapped, so it is not reported.
+// connections has parked, once load has gone; see Activity), not on a
+// timer. A failure to unmap only leaves pages mapped, so it is not
+// reported.
 func Release() {
 	debug.FreeOSMemory()
 	ReleaseExePages() //nolint:errcheck // best effort, see above
+}
+
+// Activity reports how many requests the gateway has started and whether
+// one is in flight. A trim waits until it is quiet: unmapping the
+// binary's code under load makes the requests in flight fault it back in.
+type Activity func() (started int64, busy bool)
+
+// Mark returns the count of started requests, for a later Quiet; 0 for a
+// nil Activity.
+func (a Activity) Mark() int64 {
+	if a == nil {
+		return 0
+	}
+	started, _ := a()
+	return started
+}
+
+// Quiet reports whether no request has started since *mark and none is in
+// flight, and moves *mark to now. A nil Activity is always quiet.
+func (a Activity) Quiet(mark *int64) bool {
+	if a == nil {
+		return true
+	}
+	started, busy := a()
+	quiet := !busy && started == *mark
+	*mark = started
+	return quiet
 }
