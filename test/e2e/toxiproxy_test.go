@@ -88,9 +88,10 @@ func startToxiproxy(t *testing.T) *toxiproxy {
 			t.Logf("toxiproxy log:\n%s", truncate(logs.String(), 20000))
 		}
 	})
-	// Removing a toxic may take a while: toxiproxy gives the data a
-	// bandwidth toxic still holds 5 s to drain.
-	tp := &toxiproxy{api: "http://127.0.0.1:" + strconv.Itoa(port), c: &http.Client{Timeout: 15 * time.Second}}
+	// Removing a toxic may take a while: toxiproxy gives each chunk a
+	// bandwidth toxic still holds 5 s to reach a connection nobody reads
+	// any more (the gateway cut the response), one chunk after another.
+	tp := &toxiproxy{api: "http://127.0.0.1:" + strconv.Itoa(port), c: &http.Client{Timeout: 90 * time.Second}}
 	var last string
 	for i := 0; i < 300; i++ {
 		select {
