@@ -1,6 +1,6 @@
-// Package rawio gives TCP connections a Read and Write that issue the read
-// and write system calls directly (syscall.RawSyscall) instead of through
-// the runtime's blocking-syscall bookkeeping.
+// Package rawio gives TCP connections a Read and Write that issue the
+// recvfrom and sendto system calls directly (syscall.RawSyscall) instead
+// of through the runtime's blocking-syscall bookkeeping.
 //
 // A socket here is non-blocking, so read and write never wait: they copy
 // what is ready and return, or say EAGAIN, and the runtime's network
