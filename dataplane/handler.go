@@ -56,6 +56,9 @@ type listenerHandler struct {
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor >= 2 {
+		growStack() // a new goroutine per request; see growStack
+	}
 	if h.acme != nil && h.serveACMEChallenge(w, r) {
 		return
 	}
