@@ -21,8 +21,10 @@
 #   BENCH_NOISE_PCT=10      flag a row when other processes used this % of a CPU
 #   BENCH_WAIT_QUIET=0      wait up to N s for other processes to go quiet first
 #   BENCH_RETRY_NOISY=2     measure a noisy row again, up to N more times
-#   BENCH_ROUNDS=3          HTTP/1.1 and HTTP/2 tables: alternate the proxies
-#                           over N rounds and report each proxy's median round
+#   BENCH_ROUNDS=3          HTTP/1.1 and HTTP/2 tables and the constant-rate
+#                           latency: alternate the proxies over N rounds and
+#                           report each proxy's median round (by rps; by p99
+#                           for the constant rate)
 # Extra measures (after the two tables above), each skippable:
 #   BENCH_SKIP_ROUTES=1     many routes: wrk on the last of N host+path routes
 #   BENCH_ROUTES="10 1000 10000"  the route counts (the first is the base)
@@ -1400,6 +1402,41 @@ measure_constant() { # KEY PCT
   return 0
 }
 
+# snap_cr_round KEY:PCT ROUND keeps one constant-rate round; CR_ROUND_P99
+# lists every round's p99 for the report.
+declare -A CR_SNAP CR_ROUND_P99
+snap_cr_round() {
+  local k=$1 msg=${CR_ERRMSG[$1]:-} fail=${CR_FAIL[$1]:-}
+  CR_SNAP[$k:$2]="${CR_REQS[$k]:-}|${CR_ACH[$k]:-}|${CR_OK[$k]:-}|${CR_P50[$k]:-}|${CR_P99[$k]:-}|${CR_P999[$k]:-}|${CR_MAX[$k]:-}|${CR_CPU[$k]:-}|${CR_OTHER[$k]:-}|${msg//|//}|${fail//|//}"
+  if [[ -n ${CR_FAIL[$k]:-} ]]; then CR_ROUND_P99[$k]+="failed "; else CR_ROUND_P99[$k]+="${CR_P99[$k]:--} "; fi
+}
+# use_median_cr_round KEY:PCT restores the round with the median p99; a
+# failed round counts as the slowest.
+use_median_cr_round() {
+  local k=$1 r best v
+  local -a f
+  best=$(for ((r = 1; r <= ROUNDS; r++)); do
+    IFS='|' read -r -a f <<<"${CR_SNAP[$k:$r]:-}|"
+    v=${f[4]:-}
+    [[ -z ${f[10]:-} && $v =~ ^[0-9.]+$ ]] || v=1e18
+    echo "$v $r"
+  done | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+  IFS='|' read -r -a f <<<"${CR_SNAP[$k:$best]:-}|"
+  CR_REQS[$k]=${f[0]:-} CR_ACH[$k]=${f[1]:-} CR_OK[$k]=${f[2]:-} CR_P50[$k]=${f[3]:-} CR_P99[$k]=${f[4]:-}
+  CR_P999[$k]=${f[5]:-} CR_MAX[$k]=${f[6]:-} CR_OTHER[$k]=${f[8]:-} CR_ERRMSG[$k]=${f[9]:-}
+  if [[ -n ${f[7]:-} ]]; then CR_CPU[$k]=${f[7]}; else unset 'CR_CPU[$k]'; fi
+  if [[ -n ${f[10]:-} ]]; then CR_FAIL[$k]=${f[10]}; else unset 'CR_FAIL[$k]'; fi
+}
+cr_rounds_line() { # -> "proxy pct%: p99 p99 p99; ..." for the report
+  local key pct out=""
+  for pct in "${CONSTANT_PCTS[@]}"; do
+    for key in "${CR_ROWS[@]}"; do
+      [[ -n ${CR_ROUND_P99[$key:$pct]:-} ]] && out+="$key $pct%: ${CR_ROUND_P99[$key:$pct]% }; "
+    done
+  done
+  echo "${out%; }"
+}
+
 if [[ $SKIP_CONSTANT != 1 ]]; then
   if [[ -n ${FAIL[nginx]:-} || -n ${H1_FAIL[nginx]:-} || ! ${H1_RPS[nginx]:-} =~ ^[0-9.]+$ ]]; then
     CONSTANT_SKIP="no HTTP/1.1 rps for nginx in this run to base the rates on"
@@ -1408,13 +1445,26 @@ if [[ $SKIP_CONSTANT != 1 ]]; then
       CR_RATE[$pct]=$(awk -v r="${H1_RPS[nginx]}" -v p="$pct" 'BEGIN { v = r * p / 100; printf "%.0f", (v < 1 ? 1 : v) }')
     done
     if [[ $CONSTANT_TOOL == ratebench ]]; then CONSTANT_CMDS+=("$(tcmd go build -o "$RATEBENCH" ./bench/tools/ratebench)"); fi
+    # Rounds as for the tables above: every rate and proxy once per round,
+    # then each row is its median round by p99 (one 8 s sample of a tail
+    # on this machine moves several times between reruns).
+    for ((round = 1; round <= ROUNDS; round++)); do
+      for pct in "${CONSTANT_PCTS[@]}"; do
+        for key in "${CR_ROWS[@]}"; do
+          [[ -n ${FAIL[$key]:-} ]] && continue
+          ((ROUNDS > 1)) && log "constant rate: round $round of $ROUNDS"
+          retry_noisy CR_OTHER CR_FAIL "$key:$pct" measure_constant "$key" "$pct"
+          CR_TRIES[$key:$pct]=$LAST_TRIES
+          snap_cr_round "$key:$pct" "$round"
+        done
+      done
+    done
     for pct in "${CONSTANT_PCTS[@]}"; do
       for key in "${CR_ROWS[@]}"; do
         if [[ -n ${FAIL[$key]:-} ]]; then
           CR_FAIL[$key:$pct]="not running: ${FAIL[$key]}"
         else
-          retry_noisy CR_OTHER CR_FAIL "$key:$pct" measure_constant "$key" "$pct"
-          CR_TRIES[$key:$pct]=$LAST_TRIES
+          use_median_cr_round "$key:$pct"
         fi
         if [[ -n ${CR_FAIL[$key:$pct]:-} ]]; then
           log "ERROR: constant $key at $pct%: ${CR_FAIL[$key:$pct]}"
@@ -2160,6 +2210,10 @@ mkdir -p "$(dirname "$RESULT_FILE")"
     echo
     echo "$CONSTANT_TABLE"
     echo
+    if ((ROUNDS > 1)); then
+      echo "Each row is the proxy's median of $ROUNDS rounds by p99 (every rate and proxy once per round, alternating); p99 ms of every round: $(cr_rounds_line)."
+      echo
+    fi
     constant_summary
     echo
     echo '```sh'
