@@ -895,13 +895,23 @@ snap_round() { # KIND KEY ROUND
     ROUND_RPS[$1:$k]+="${H2_RPS[$k]:--} "
   fi
 }
-use_median_round() { # KIND KEY: restore the round with the median rps
-  local kind=$1 k=$2 r best
-  best=$(for ((r = 1; r <= ROUNDS; r++)); do
-    v=${ROUND_SNAP[$kind:$k:$r]%%|*}
-    [[ $v =~ ^[0-9.]+$ ]] || v=0
+# median_round SNAP KEY FIELD MISSING: the round (1..ROUNDS) whose FIELD
+# (0-based, of the '|'-separated snapshot SNAP[KEY:round]) is the median;
+# a round without a number there counts as MISSING.
+median_round() {
+  local -n _snap=$1
+  local k=$2 i=$3 missing=$4 r v
+  local -a f
+  for ((r = 1; r <= ROUNDS; r++)); do
+    IFS='|' read -r -a f <<<"${_snap[$k:$r]:-}|"
+    v=${f[$i]:-}
+    [[ $v =~ ^[0-9.]+$ ]] || v=$missing
     echo "$v $r"
-  done | sort -n | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+  done | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }'
+}
+use_median_round() { # KIND KEY: restore the round with the median rps
+  local kind=$1 k=$2 best
+  best=$(median_round ROUND_SNAP "$kind:$k" 0 0)
   local -a f
   IFS='|' read -r -a f <<<"${ROUND_SNAP[$kind:$k:$best]}|"
   if [[ $kind == h1 ]]; then
@@ -1402,25 +1412,21 @@ measure_constant() { # KEY PCT
   return 0
 }
 
-# snap_cr_round KEY:PCT ROUND keeps one constant-rate round; CR_ROUND_P99
-# lists every round's p99 for the report.
+# snap_cr_round KEY:PCT ROUND keeps one constant-rate round (a failed
+# round without a p99); CR_ROUND_P99 lists every round's p99 for the report.
 declare -A CR_SNAP CR_ROUND_P99
 snap_cr_round() {
-  local k=$1 msg=${CR_ERRMSG[$1]:-} fail=${CR_FAIL[$1]:-}
-  CR_SNAP[$k:$2]="${CR_REQS[$k]:-}|${CR_ACH[$k]:-}|${CR_OK[$k]:-}|${CR_P50[$k]:-}|${CR_P99[$k]:-}|${CR_P999[$k]:-}|${CR_MAX[$k]:-}|${CR_CPU[$k]:-}|${CR_OTHER[$k]:-}|${msg//|//}|${fail//|//}"
-  if [[ -n ${CR_FAIL[$k]:-} ]]; then CR_ROUND_P99[$k]+="failed "; else CR_ROUND_P99[$k]+="${CR_P99[$k]:--} "; fi
+  local k=$1 msg=${CR_ERRMSG[$1]:-} fail=${CR_FAIL[$1]:-} p99=${CR_P99[$1]:-}
+  [[ -z $fail ]] || p99=
+  CR_SNAP[$k:$2]="${CR_REQS[$k]:-}|${CR_ACH[$k]:-}|${CR_OK[$k]:-}|${CR_P50[$k]:-}|$p99|${CR_P999[$k]:-}|${CR_MAX[$k]:-}|${CR_CPU[$k]:-}|${CR_OTHER[$k]:-}|${msg//|//}|${fail//|//}"
+  if [[ -n $fail ]]; then CR_ROUND_P99[$k]+="failed "; else CR_ROUND_P99[$k]+="${p99:--} "; fi
 }
 # use_median_cr_round KEY:PCT restores the round with the median p99; a
 # failed round counts as the slowest.
 use_median_cr_round() {
-  local k=$1 r best v
+  local k=$1 best
   local -a f
-  best=$(for ((r = 1; r <= ROUNDS; r++)); do
-    IFS='|' read -r -a f <<<"${CR_SNAP[$k:$r]:-}|"
-    v=${f[4]:-}
-    [[ -z ${f[10]:-} && $v =~ ^[0-9.]+$ ]] || v=1e18
-    echo "$v $r"
-  done | sort -g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $2 }')
+  best=$(median_round CR_SNAP "$k" 4 1e18)
   IFS='|' read -r -a f <<<"${CR_SNAP[$k:$best]:-}|"
   CR_REQS[$k]=${f[0]:-} CR_ACH[$k]=${f[1]:-} CR_OK[$k]=${f[2]:-} CR_P50[$k]=${f[3]:-} CR_P99[$k]=${f[4]:-}
   CR_P999[$k]=${f[5]:-} CR_MAX[$k]=${f[6]:-} CR_OTHER[$k]=${f[8]:-} CR_ERRMSG[$k]=${f[9]:-}
