@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 # Tools the tests use are built once per machine, outside the clone, keyed by version.
 export MESHGATE_TOOLS ?= $(HOME)/.cache/meshgate
 
-.PHONY: all build run test test-deps vet vulncheck fuzz bench bench-k8s soak clean generate conformance
+.PHONY: all build run test test-deps vet vulncheck xhttp2-sync fuzz bench bench-k8s soak clean generate conformance
 
 all: build
 
@@ -24,6 +24,7 @@ run: build
 ## test: install what the tests need, build, vet, check for known vulnerabilities, run every test.
 test: test-deps build vet
 	@$(MAKE) --no-print-directory vulncheck
+	GO=$(GO) bash scripts/xhttp2.sh check
 	$(GO) test -count=1 -race -timeout 25m ./...
 	# Allocation counts are only meaningful without the race detector.
 	$(GO) test -count=1 -run 'Alloc' ./metrics ./upstream ./ratelimit ./router ./filters ./dashboard ./dataplane
@@ -40,6 +41,10 @@ vet:
 ## vulncheck: govulncheck ./... against an offline vulnerability database (cached in $(MESHGATE_TOOLS)).
 vulncheck:
 	@GO=$(GO) bash scripts/vulncheck.sh ./...
+
+## xhttp2-sync: rewrite internal/xhttp2 (the forked HTTP/2 server) from the x/net version in go.mod plus its fork.patch; after any x/net bump.
+xhttp2-sync:
+	GO=$(GO) bash scripts/xhttp2.sh sync
 
 # Each fuzz target for a short, bounded time (its seed corpus also runs in `go test`).
 FUZZTIME ?= 30s

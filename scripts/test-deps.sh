@@ -7,7 +7,7 @@ TOOLS=${MESHGATE_TOOLS:-$HOME/.cache/meshgate}
 
 # Debian packages.
 need=()
-for pkg_cmd in curl:curl openssl:openssl chromium:chromium slowhttptest:slowhttptest redis-server:redis-server; do
+for pkg_cmd in curl:curl openssl:openssl patch:patch chromium:chromium slowhttptest:slowhttptest redis-server:redis-server; do
 	command -v "${pkg_cmd#*:}" >/dev/null || need+=("${pkg_cmd%%:*}")
 done
 if ((${#need[@]})); then

@@ -19,7 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
+	http2 "github.com/meshgate/meshgate/internal/xhttp2"
 
 	"github.com/meshgate/meshgate/internal/bufpool"
 	"github.com/meshgate/meshgate/internal/hdrvals"
