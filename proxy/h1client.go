@@ -106,6 +106,9 @@ type upConn struct {
 	// release frees the connection's slot in its backend's connection
 	// cap (Outbound.AcquireConn); nil when uncapped.
 	release func()
+	// abort ends the exchange in progress when the downstream request
+	// is canceled: made once, as every HTTP/2 request registers it.
+	abort func()
 }
 
 func (c *H1Client) pool(addr string) *pool {
@@ -174,7 +177,9 @@ func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound, now time.Tim
 		}
 		return nil, err
 	}
-	return &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn), release: release}, nil
+	uc := &upConn{Conn: conn, br: bufpool.Reader(conn), bw: bufpool.Writer(conn), release: release}
+	uc.abort = func() { uc.SetDeadline(aLongTimeAgo) }
+	return uc, nil
 }
 
 // dial opens a new connection to addr within timeout (DialTimeout when 0).
@@ -324,7 +329,7 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	}
 	if ctx.Done() != nil {
 		// Abort the exchange when the downstream request is canceled.
-		stop := context.AfterFunc(ctx, func() { uc.SetDeadline(aLongTimeAgo) })
+		stop := context.AfterFunc(ctx, uc.abort)
 		defer func() {
 			if !stop() {
 				// The abort ran, or is about to, maybe after this
