@@ -2,12 +2,21 @@ package http2
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
+	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
 
@@ -115,5 +124,81 @@ func TestResHeadersTooLarge(t *testing.T) {
 	}
 	if (&writeResHeaders{streamID: 1, httpResCode: 200}).staysWithinBuffer(10) {
 		t.Fatal("a bare :status was judged to fit 10 bytes (frame header alone is 9)")
+	}
+}
+
+// TestLastDataNotAwaited serves many concurrent streams whose handlers
+// return with their last DATA still buffered, of every size around the
+// copy limit, and checks every body arrives whole: the handler's buffer
+// goes back to a pool for the next stream the moment it returns, so a
+// frame written from it instead of from a copy would carry another
+// response's bytes.
+func TestLastDataNotAwaited(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	body := func(n int, seed byte) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = seed + byte(i%23)
+		}
+		return b
+	}
+	srv := &Server{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		seed, _ := strconv.Atoi(r.URL.Query().Get("seed"))
+		w.Write(body(n, byte(seed)))
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c, &ServeConnOpts{Handler: handler})
+		}
+	}()
+	tr := &xhttp2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	sizes := []int{0, 1, 19, lastDataCopyMax - 1, lastDataCopyMax, lastDataCopyMax + 1, handlerChunkWriteSize, handlerChunkWriteSize + 7, 20000}
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				n, seed := sizes[(g+i)%len(sizes)], byte(g*7+i)
+				resp, err := client.Get(fmt.Sprintf("http://%s/?n=%d&seed=%d", ln.Addr(), n, seed))
+				if err != nil {
+					errs <- err
+					return
+				}
+				got, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, body(n, seed)) {
+					errs <- fmt.Errorf("body of %d bytes (seed %d) arrived as %d bytes, not the same", n, seed, len(got))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
 	}
 }

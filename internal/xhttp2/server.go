@@ -1048,6 +1048,26 @@ func (sc *serverConn) writeDataFromHandler(stream *stream, data []byte, endStrea
 	return err
 }
 
+// lastDataCopyMax is the longest final DATA frame that
+// writeLastDataFromHandler copies rather than wait for.
+const lastDataCopyMax = 1 << 10
+
+// writeLastDataFromHandler queues the DATA frame that ends the stream of a
+// handler that has returned, and does not wait for it to be written: it
+// writes a copy, as data is the pooled responseWriterState's buffer. (Meshgate:
+// the wait was a round trip through the serve goroutine per response whose
+// result the finished handler drops; the frame is still written in order,
+// after the stream's HEADERS, and dropped if the stream is reset first.)
+func (sc *serverConn) writeLastDataFromHandler(stream *stream, data []byte) error {
+	if len(data) > 0 {
+		data = append([]byte(nil), data...)
+	}
+	return sc.writeFrameFromHandler(FrameWriteRequest{
+		write:  &writeData{stream.id, data, true},
+		stream: stream,
+	})
+}
+
 // writeFrameFromHandler sends wr to sc.wantWriteFrameCh, but aborts
 // if the connection has gone away.
 //
@@ -2661,7 +2681,13 @@ func (rws *responseWriterState) writeChunk(p []byte) (n int, err error) {
 	endStream := rws.handlerDone && !hasNonemptyTrailers
 	if len(p) > 0 || endStream {
 		// only send a 0 byte DATA frame if we're ending the stream.
-		if err := rws.conn.writeDataFromHandler(rws.stream, p, endStream); err != nil {
+		if endStream && len(p) <= lastDataCopyMax {
+			// Meshgate: the handler has returned; nobody waits for
+			// this write's result.
+			if err := rws.conn.writeLastDataFromHandler(rws.stream, p); err != nil {
+				return 0, err
+			}
+		} else if err := rws.conn.writeDataFromHandler(rws.stream, p, endStream); err != nil {
 			return 0, err
 		}
 	}
