@@ -147,6 +147,7 @@ func New(opts Options) *Dataplane {
 	d.ocsp.Log = opts.Log
 	go d.ocsp.Run(ctx)
 	d.trim.activity = d.activity
+	d.trim.log = opts.Log
 	return d
 }
 

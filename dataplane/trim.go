@@ -1,6 +1,7 @@
 package dataplane
 
 import (
+	"log/slog"
 	"sync"
 	"time"
 
@@ -43,7 +44,9 @@ type applyTrim struct {
 	mark     int64
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
-	free func()
+	free func() memtrim.Result
+	// log gets one line per trim; none when nil (tests).
+	log *slog.Logger
 }
 
 // applied notes one more Apply: the trim runs applyTrimDelay after the
@@ -78,12 +81,15 @@ func (t *applyTrim) run() {
 		return
 	}
 	t.last = time.Now()
-	free := t.free
+	free, log := t.free, t.log
 	t.mu.Unlock()
 	if free == nil {
 		free = memtrim.Release
 	}
-	free()
+	r := free()
+	if log != nil {
+		r.Log(log, "config applied")
+	}
 }
 
 // stop cancels a trim not yet run.

@@ -250,6 +250,7 @@ func Listen(addr string, handler http.Handler, limits Limits, log *slog.Logger) 
 func newListener(ln net.Listener, handler http.Handler, limits Limits, log *slog.Logger) *Listener {
 	limits = limits.withDefaults()
 	l := &Listener{ln: ln, handler: handler, log: log, limits: limits, conns: map[*h1Conn]struct{}{}}
+	l.trim.log = log
 	l.h2base = &http.Server{
 		ReadHeaderTimeout: limits.ReadHeaderTimeout,
 		IdleTimeout:       limits.IdleTimeout,

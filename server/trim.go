@@ -1,6 +1,7 @@
 package server
 
 import (
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +55,9 @@ type idleTrim struct {
 	activity atomic.Pointer[memtrim.Activity]
 	// free returns memory to the OS; memtrim.Release unless a test
 	// counts calls.
-	free func()
+	free func() memtrim.Result
+	// log gets one line per trim; none when nil (tests).
+	log *slog.Logger
 }
 
 // parked notes one more parked connection and schedules a trim once
@@ -79,7 +82,7 @@ func (t *idleTrim) parked() {
 			time.AfterFunc(trimRecheck, check)
 			return
 		}
-		t.run()
+		t.run("idle connections parked")
 	}
 	time.AfterFunc(wait, check)
 }
@@ -119,20 +122,24 @@ func (t *idleTrim) emptied(open func() int64) {
 			t.scheduled.Store(false)
 			return
 		}
-		t.run()
+		t.run("listener emptied")
 	})
 }
 
-func (t *idleTrim) run() {
+// run trims; why says what it followed, for the log.
+func (t *idleTrim) run(why string) {
 	t.mu.Lock()
 	t.last = time.Now()
 	t.mu.Unlock()
 	t.count.Store(0)
 	t.conns.Store(0)
-	if t.free != nil {
-		t.free()
-	} else {
-		memtrim.Release()
+	free := t.free
+	if free == nil {
+		free = memtrim.Release
+	}
+	r := free()
+	if t.log != nil {
+		r.Log(t.log, why)
 	}
 	t.scheduled.Store(false)
 }

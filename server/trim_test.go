@@ -12,7 +12,7 @@ import (
 // wave is over; a few parked connections lead to none.
 func TestIdleTrim(t *testing.T) {
 	var calls atomic.Int32
-	tr := &idleTrim{free: func() { calls.Add(1) }}
+	tr := &idleTrim{free: func() memtrim.Result { calls.Add(1); return memtrim.Result{} }}
 	for range trimAfterParked - 1 {
 		tr.parked()
 	}
@@ -54,7 +54,7 @@ func TestIdleTrimEmptied(t *testing.T) {
 			t.Parallel()
 			var calls atomic.Int32
 			var open atomic.Int64
-			tr := &idleTrim{free: func() { calls.Add(1) }}
+			tr := &idleTrim{free: func() memtrim.Result { calls.Add(1); return memtrim.Result{} }}
 			for range tt.opened {
 				tr.opened()
 			}
@@ -82,7 +82,7 @@ func TestIdleTrimWaitsForQuiet(t *testing.T) {
 	var calls atomic.Int32
 	var started atomic.Int64
 	var busy atomic.Bool
-	tr := &idleTrim{free: func() { calls.Add(1) }}
+	tr := &idleTrim{free: func() memtrim.Result { calls.Add(1); return memtrim.Result{} }}
 	activity := memtrim.Activity(func() (int64, bool) { return started.Load(), busy.Load() })
 	tr.activity.Store(&activity)
 

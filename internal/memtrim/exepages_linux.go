@@ -64,3 +64,21 @@ func readOnlyMapping(line, exe string) (lo, hi uintptr, ok bool) {
 	}
 	return uintptr(s), uintptr(e), true
 }
+
+// RSS returns the process's resident set in bytes, from /proc/self/statm;
+// 0 if that cannot be read.
+func RSS() int64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * int64(os.Getpagesize())
+}
