@@ -313,6 +313,7 @@ func (d *Dataplane) Apply(cfg *ir.Config) (unbound []ir.Unbound, err error) {
 		ll.srv.SetProxyProtocol(p.l.ProxyProtocol)
 		ll.handler.setIdentity(p.clientAuth)
 		ll.handler.table.Store(p.table)
+		ll.handler.hostTLS.Store(p.hostTLS)
 		if p.certs != nil {
 			ll.certs.Store(p.certs)
 			ll.srv.SetTLS(d.serverTLS(p, ll))

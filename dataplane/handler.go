@@ -20,6 +20,7 @@ import (
 	"github.com/meshgate/meshgate/ratelimit"
 	"github.com/meshgate/meshgate/router"
 	"github.com/meshgate/meshgate/server"
+	mgtls "github.com/meshgate/meshgate/tls"
 	"github.com/meshgate/meshgate/upstream"
 )
 
@@ -28,8 +29,11 @@ import (
 type listenerHandler struct {
 	addr string
 	// acme answers HTTP-01 validations; nil without ACME.
-	acme      *acme.Manager
-	table     atomic.Pointer[router.Table]
+	acme  *acme.Manager
+	table atomic.Pointer[router.Table]
+	// hostTLS are the per-host TLS settings, for the 421 a request
+	// without SNI gets when its host has settings of its own.
+	hostTLS   atomic.Pointer[mgtls.HostOptions]
 	forwarder *proxy.Forwarder
 	balancer  *upstream.Balancer
 	forwarded *proxy.ForwardedPolicy
@@ -144,7 +148,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		h.fail(w, r, rec, http.StatusNotFound, "no_config", nil)
 		return
 	}
-	if r.TLS != nil && table.Misdirected(r.TLS.ServerName, r.Host) {
+	if r.TLS != nil && (table.Misdirected(r.TLS.ServerName, r.Host) ||
+		r.TLS.ServerName == "" && h.hostTLS.Load().Unnamed(r.Host)) {
 		h.fail(w, r, rec, http.StatusMisdirectedRequest, "misdirected_request", nil)
 		return
 	}

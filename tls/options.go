@@ -4,6 +4,7 @@ import (
 	ctls "crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/textproto"
 	"slices"
 	"sort"
@@ -267,6 +268,26 @@ func (h *HostOptions) Apply(base *ctls.Config) *ctls.Config {
 		return nil, nil
 	}
 	return base
+}
+
+// Unnamed reports whether a request for host, on a connection whose
+// handshake named no server (no SNI: a client that dialled an IP address,
+// or chose to leave it out), would be held to other settings than the
+// ones that handshake got: those of the hostless listener, or the
+// socket's defaults. Such a request gets 421 (RFC 9110 15.5.20), so
+// leaving SNI out cannot bypass a host's minimum version or cipher suites;
+// with SNI, router.Table.Misdirected does this job. A nil *HostOptions
+// holds every host to the same settings.
+func (h *HostOptions) Unnamed(host string) bool {
+	if h == nil {
+		return false
+	}
+	if name, _, err := net.SplitHostPort(host); err == nil {
+		host = name
+	}
+	got, _ := h.names.lookup("")
+	want, _ := h.names.lookup(host)
+	return got != want
 }
 
 // applyOptions sets o's version, suites and curves on cfg (not ALPN, which

@@ -159,6 +159,36 @@ func TestHostOptions(t *testing.T) {
 		})
 	}
 
+	// A request without SNI got the hostless listener's settings (here the
+	// defaults): it may not ask for a host held to others.
+	for host, want := range map[string]bool{
+		"modern.test": true, "modern.test:8443": true, "MODERN.test.": true, "a.legacy.test": true,
+		"plain.legacy.test": false, "other.test": false, "": false, "127.0.0.1:443": false, "[::1]:443": false,
+	} {
+		if got := ho.Unnamed(host); got != want {
+			t.Errorf("Unnamed(%q) = %v, want %v", host, got, want)
+		}
+	}
+	var none *HostOptions
+	if none.Unnamed("modern.test") {
+		t.Error("nil HostOptions: Unnamed true, want false")
+	}
+	// The hostless listener has settings of its own: a request without SNI
+	// got them, and may ask for another host only if it has the same.
+	anyOpts, err := NewHostOptions([]*ir.ListenerHost{
+		{Name: "gw/any", TLS: modern},
+		{Name: "gw/x", Hostname: "x.test"},
+		{Name: "gw/y", Hostname: "y.test", TLS: modern},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"x.test": true, "y.test": false, "other.test": false} {
+		if got := anyOpts.Unnamed(host); got != want {
+			t.Errorf("hostless listener with settings: Unnamed(%q) = %v, want %v", host, got, want)
+		}
+	}
+
 	if ho, err := NewHostOptions([]*ir.ListenerHost{{Name: "gw/plain"}}); ho != nil || err != nil {
 		t.Errorf("hosts without options: %v, %v; want nil, nil", ho, err)
 	}
