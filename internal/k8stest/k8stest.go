@@ -155,13 +155,13 @@ func Start(t testing.TB, opts Options) *ControlPlane {
 		t.Fatalf("k8stest: %v", err)
 	}
 
-	ports := make([]int, 4)
+	ports := make([]int, 3)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			t.Fatalf("k8stest: free port: %v", err)
 		}
 	}
-	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 	c.apiPort = apiPort
 
 	// etcd.
@@ -239,26 +239,41 @@ func Start(t testing.TB, opts Options) *ControlPlane {
 		if len(controllers) == 0 {
 			controllers = DefaultControllers
 		}
-		c.kcm, err = startProc("kube-controller-manager", kcmBin, filepath.Join(dir, "kube-controller-manager.log"), []string{
-			"--kubeconfig=" + c.Kubeconfig,
-			"--authentication-kubeconfig=" + c.Kubeconfig,
-			"--authorization-kubeconfig=" + c.Kubeconfig,
-			"--bind-address=127.0.0.1",
-			"--secure-port=" + strconv.Itoa(kcmPort),
-			"--cert-dir=" + filepath.Join(dir, "kcm-certs"),
-			"--controllers=" + strings.Join(controllers, ","),
-			"--service-account-private-key-file=" + c.pki.saKeyFile,
-			"--root-ca-file=" + c.pki.caFile,
-			"--use-service-account-credentials=false",
-			"--leader-elect=false",
-			"--profiling=false",
-		})
-		if err != nil {
-			t.Fatalf("k8stest: %v", err)
-		}
-		insecure := &tls.Config{InsecureSkipVerify: true} // KCM's own self-signed cert
-		if err := waitHTTP(c.kcm, "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure, ""); err != nil {
-			t.Fatalf("k8stest: kube-controller-manager not healthy: %v", err)
+		// Its port is chosen right before it starts, and again if another
+		// socket took it meanwhile: one chosen with the others above can be
+		// handed to a client connection first ("bind: address already in use").
+		kcmLog := filepath.Join(dir, "kube-controller-manager.log")
+		for attempt := 1; ; attempt++ {
+			kcmPort, err := freePort()
+			if err != nil {
+				t.Fatalf("k8stest: free port: %v", err)
+			}
+			c.kcm, err = startProc("kube-controller-manager", kcmBin, kcmLog, []string{
+				"--kubeconfig=" + c.Kubeconfig,
+				"--authentication-kubeconfig=" + c.Kubeconfig,
+				"--authorization-kubeconfig=" + c.Kubeconfig,
+				"--bind-address=127.0.0.1",
+				"--secure-port=" + strconv.Itoa(kcmPort),
+				"--cert-dir=" + filepath.Join(dir, "kcm-certs"),
+				"--controllers=" + strings.Join(controllers, ","),
+				"--service-account-private-key-file=" + c.pki.saKeyFile,
+				"--root-ca-file=" + c.pki.caFile,
+				"--use-service-account-credentials=false",
+				"--leader-elect=false",
+				"--profiling=false",
+			})
+			if err != nil {
+				t.Fatalf("k8stest: %v", err)
+			}
+			insecure := &tls.Config{InsecureSkipVerify: true} // KCM's own self-signed cert
+			err = waitHTTP(c.kcm, "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure, "")
+			if err == nil {
+				break
+			}
+			c.kcm.stop()
+			if attempt == 3 || !strings.Contains(tail(kcmLog, 5), "address already in use") {
+				t.Fatalf("k8stest: kube-controller-manager not healthy: %v", err)
+			}
 		}
 	}
 	return c

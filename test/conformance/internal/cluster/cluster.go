@@ -132,13 +132,13 @@ func Start(dir, repoRoot string) (_ *Cluster, err error) {
 	if err := os.WriteFile(tokenFile, []byte(c.Token+",admin,admin,system:masters\n"), 0o600); err != nil {
 		return nil, err
 	}
-	ports := make([]int, 4)
+	ports := make([]int, 3)
 	for i := range ports {
 		if ports[i], err = freePort(); err != nil {
 			return nil, err
 		}
 	}
-	etcdClient, etcdPeer, apiPort, kcmPort := ports[0], ports[1], ports[2], ports[3]
+	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 
 	etcdURL := "http://127.0.0.1:" + strconv.Itoa(etcdClient)
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(etcdPeer)
@@ -218,29 +218,45 @@ func Start(dir, repoRoot string) (_ *Cluster, err error) {
 		return nil, fmt.Errorf("CRDs: %w", err)
 	}
 
-	kcm, err := startProc("kube-controller-manager", kcmBin, filepath.Join(dir, "kube-controller-manager.log"), []string{
-		"--kubeconfig=" + c.Kubeconfig,
-		"--authentication-kubeconfig=" + c.Kubeconfig,
-		"--authorization-kubeconfig=" + c.Kubeconfig,
-		"--bind-address=127.0.0.1",
-		"--secure-port=" + strconv.Itoa(kcmPort),
-		"--cert-dir=" + filepath.Join(dir, "kcm-certs"),
-		"--controllers=" + strings.Join(Controllers, ","),
-		"--service-account-private-key-file=" + pki.saKeyFile,
-		"--root-ca-file=" + pki.caFile,
-		"--use-service-account-credentials=false",
-		"--leader-elect=false",
-		"--profiling=false",
-		// Small batching delays: EndpointSlices follow pod readiness fast.
-		"--endpointslice-updates-batch-period=0s",
-	}, nil)
-	if err != nil {
-		return nil, err
-	}
-	c.procs = append(c.procs, kcm)
-	insecure := &tls.Config{InsecureSkipVerify: true} // KCM's own self-signed cert
-	if err := waitHTTP(kcm, "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure, ""); err != nil {
-		return nil, fmt.Errorf("kube-controller-manager not healthy: %w", err)
+	// kube-controller-manager's port is chosen right before it starts, and
+	// again if another socket took it meanwhile: one chosen with the others
+	// above was once handed to a client connection during the CRD install
+	// ("bind: address already in use").
+	kcmLog := filepath.Join(dir, "kube-controller-manager.log")
+	for attempt := 1; ; attempt++ {
+		kcmPort, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		kcm, err := startProc("kube-controller-manager", kcmBin, kcmLog, []string{
+			"--kubeconfig=" + c.Kubeconfig,
+			"--authentication-kubeconfig=" + c.Kubeconfig,
+			"--authorization-kubeconfig=" + c.Kubeconfig,
+			"--bind-address=127.0.0.1",
+			"--secure-port=" + strconv.Itoa(kcmPort),
+			"--cert-dir=" + filepath.Join(dir, "kcm-certs"),
+			"--controllers=" + strings.Join(Controllers, ","),
+			"--service-account-private-key-file=" + pki.saKeyFile,
+			"--root-ca-file=" + pki.caFile,
+			"--use-service-account-credentials=false",
+			"--leader-elect=false",
+			"--profiling=false",
+			// Small batching delays: EndpointSlices follow pod readiness fast.
+			"--endpointslice-updates-batch-period=0s",
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+		insecure := &tls.Config{InsecureSkipVerify: true} // KCM's own self-signed cert
+		err = waitHTTP(kcm, "https://127.0.0.1:"+strconv.Itoa(kcmPort)+"/healthz", insecure, "")
+		if err == nil {
+			c.procs = append(c.procs, kcm)
+			break
+		}
+		kcm.stop()
+		if attempt == 3 || !strings.Contains(tail(kcmLog, 5), "address already in use") {
+			return nil, fmt.Errorf("kube-controller-manager not healthy: %w", err)
+		}
 	}
 	return c, nil
 }
