@@ -4,6 +4,8 @@
 package http2
 
 import (
+	"slices"
+
 	// WebSocket over HTTP/2 (RFC 8441) is switched on through GODEBUG,
 	// which http2.go's init reads: importing xconnect makes it run first.
 	_ "github.com/meshgate/meshgate/internal/xconnect"
@@ -16,14 +18,7 @@ import (
 
 // strSliceContains is defined by x/net's transport.go, which the fork
 // leaves out.
-func strSliceContains(ss []string, s string) bool {
-	for _, v := range ss {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
+func strSliceContains(ss []string, s string) bool { return slices.Contains(ss, s) }
 
 // The client's flow-control defaults, from x/net's transport.go:
 // setConfigDefaults names them, the server never uses them.
