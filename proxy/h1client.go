@@ -141,25 +141,39 @@ func (c *H1Client) idleTimeout(p *pool) time.Duration {
 	return 90 * time.Second
 }
 
+// probeIdleAfter is how long a pooled connection may sit idle before get
+// checks, with one non-blocking peek, that the upstream has not closed it.
+// Upstreams close idle keep-alive connections on their own timers (nginx
+// after 75 s, Node.js after 5 s); a request written to such a connection
+// fails, and only an idempotent one may be retried. Connections in steady
+// use are reused without the extra system call.
+const probeIdleAfter = time.Second
+
 // get returns an idle connection to addr or dials a new one; now is the
 // time of the call, to judge how long pooled connections have been idle.
-func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound, now time.Time) (*upConn, error) {
+// fresh skips the pool: a retry after a pooled connection failed must not
+// take another connection that sat idle just as long.
+func (c *H1Client) get(ctx context.Context, p *pool, out *Outbound, now time.Time, fresh bool) (*upConn, error) {
 	if out.IdleTimeout > 0 && p.idleTimeout.Load() != int64(out.IdleTimeout) {
 		p.idleTimeout.Store(int64(out.IdleTimeout))
 	}
 	idleTimeout := c.idleTimeout(p)
-	p.mu.Lock()
-	for len(p.idle) > 0 {
+	for !fresh {
+		p.mu.Lock()
+		if len(p.idle) == 0 {
+			p.mu.Unlock()
+			break
+		}
 		uc := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(uc.lastUsed) < idleTimeout {
-			p.mu.Unlock()
+		p.mu.Unlock()
+		idle := now.Sub(uc.lastUsed)
+		if idle < idleTimeout && (idle < probeIdleAfter || !rawio.PeerGone(uc.Conn)) {
 			uc.reused = true
 			return uc, nil
 		}
 		uc.close()
 	}
-	p.mu.Unlock()
 	var release func()
 	if out.AcquireConn != nil {
 		var err error
@@ -287,7 +301,7 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 	bodyless := out.Body == nil || out.Body == http.NoBody
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		uc, err := c.get(ctx, p, out, start)
+		uc, err := c.get(ctx, p, out, start, attempt > 0)
 		if err == nil && !uc.reused {
 			out.ConnectTime += time.Since(start)
 		}

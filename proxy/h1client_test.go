@@ -8,9 +8,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/rawio"
 )
 
 // rawUpstream serves one canned response per connection read, for framings
@@ -215,3 +218,113 @@ type discardWriter struct{ h http.Header }
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
+
+// TestH1ClientStalePool covers a pool whose idle connections were all closed
+// by the upstream (its keep-alive timeout): a GET retries on a new
+// connection, not on the next stale one, and a POST, which may not be
+// retried, is not sent on a connection that sat idle long enough to be
+// checked first.
+func TestH1ClientStalePool(t *testing.T) {
+	const pooled = 4
+	// Requests to /fill wait until pooled of them are in, so each holds
+	// its own connection.
+	var (
+		mu      sync.Mutex
+		arrived int
+		release chan struct{}
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/fill" {
+			mu.Lock()
+			if arrived++; arrived == pooled {
+				close(release)
+			}
+			ch := release
+			mu.Unlock()
+			<-ch
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Write([]byte(r.Method))
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+
+	// stalePool fills the pool with connections the upstream then closes,
+	// and waits until the closes reached this side.
+	stalePool := func(t *testing.T, idleFor time.Duration) {
+		t.Helper()
+		mu.Lock()
+		arrived, release = 0, make(chan struct{})
+		mu.Unlock()
+		errs := make(chan error, pooled)
+		for i := 0; i < pooled; i++ {
+			go func() {
+				_, err := forward(t, &c, addr, &Outbound{RequestURI: "/fill"})
+				errs <- err
+			}()
+		}
+		for i := 0; i < pooled; i++ {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		p := c.pool(addr)
+		p.mu.Lock()
+		idle := append([]*upConn(nil), p.idle...)
+		for _, uc := range p.idle {
+			uc.lastUsed = time.Now().Add(-idleFor)
+		}
+		p.mu.Unlock()
+		if len(idle) < pooled {
+			t.Fatalf("%d pooled connections, want %d", len(idle), pooled)
+		}
+		srv.CloseClientConnections()
+		deadline := time.Now().Add(5 * time.Second)
+		for _, uc := range idle {
+			for !rawio.PeerGone(uc.Conn) {
+				if time.Now().After(deadline) {
+					t.Fatal("upstream's close never arrived")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+	}
+
+	t.Run("GET retried on a new connection", func(t *testing.T) {
+		stalePool(t, 0)
+		rec, err := forward(t, &c, addr, &Outbound{})
+		if err != nil || rec.Body.String() != "GET" {
+			t.Fatalf("GET after the upstream closed the pool: %v %q", err, rec.Body.String())
+		}
+	})
+	t.Run("POST not sent on a checked stale connection", func(t *testing.T) {
+		stalePool(t, 2*probeIdleAfter)
+		rec, err := forward(t, &c, addr, &Outbound{Method: "POST", Body: strings.NewReader("abc"), ContentLength: 3})
+		if err != nil || rec.Body.String() != "POST" {
+			t.Fatalf("POST after the upstream closed the pool: %v %q", err, rec.Body.String())
+		}
+	})
+	t.Run("live idle connection reused after the check", func(t *testing.T) {
+		if _, err := forward(t, &c, addr, &Outbound{}); err != nil {
+			t.Fatal(err)
+		}
+		p := c.pool(addr)
+		p.mu.Lock()
+		n := len(p.idle)
+		for _, uc := range p.idle {
+			uc.lastUsed = time.Now().Add(-2 * probeIdleAfter)
+		}
+		p.mu.Unlock()
+		rec, err := forward(t, &c, addr, &Outbound{})
+		if err != nil || rec.Body.String() != "GET" {
+			t.Fatalf("GET on a live idle connection: %v %q", err, rec.Body.String())
+		}
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(p.idle) != n {
+			t.Errorf("pool went from %d to %d idle connections: the checked one was not reused", n, len(p.idle))
+		}
+	})
+}

@@ -147,3 +147,41 @@ func (c *Conn) opError(op string, err error) error {
 	}
 	return &net.OpError{Op: op, Net: "tcp", Source: c.LocalAddr(), Addr: c.RemoteAddr(), Err: err}
 }
+
+// PeerGone reports whether the peer of an idle connection has closed it,
+// reset it or sent bytes nobody asked for, without waiting: one
+// recvfrom(2) with MSG_PEEK|MSG_DONTWAIT, which leaves any bytes where they
+// are. A connection pool calls it before reusing a connection that sat idle
+// for a while, because an upstream's keep-alive timeout closes such
+// connections and a request written to one fails with a reset or EOF.
+// A TLS connection (anything with NetConn) is looked into below its
+// records: a close_notify alert counts as an early byte. Connections it
+// cannot look into (not TCP) are reported as not gone.
+func PeerGone(c net.Conn) bool {
+	if tc, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = tc.NetConn()
+	}
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return true // closed already
+	}
+	gone := false
+	var b [1]byte
+	err = raw.Read(func(fd uintptr) bool {
+		for {
+			_, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&b[0])), 1, syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+			if e == syscall.EINTR {
+				continue
+			}
+			// Nothing to read is the one healthy answer; EOF (0 bytes),
+			// an early byte or an error all mean the connection is done.
+			gone = e != syscall.EAGAIN
+			return true
+		}
+	})
+	return gone || err != nil
+}

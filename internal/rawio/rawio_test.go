@@ -208,3 +208,88 @@ func TestConn(t *testing.T) {
 		})
 	}
 }
+
+func TestPeerGone(t *testing.T) {
+	// waitGone polls, since the peer's FIN or byte crosses loopback
+	// asynchronously; it gives up after a bound, never on a timing claim.
+	waitGone := func(c net.Conn) bool {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			if PeerGone(c) {
+				return true
+			}
+		}
+		return false
+	}
+	tests := []struct {
+		name string
+		run  func(t *testing.T, c *Conn, peer net.Conn)
+	}{
+		{"idle and open", func(t *testing.T, c *Conn, peer net.Conn) {
+			if PeerGone(c) {
+				t.Fatal("PeerGone = true for an open idle connection")
+			}
+		}},
+		{"peer closed", func(t *testing.T, c *Conn, peer net.Conn) {
+			peer.Close()
+			if !waitGone(c) {
+				t.Fatal("PeerGone never reported the peer's close")
+			}
+		}},
+		{"peer sent unasked bytes, which stay readable", func(t *testing.T, c *Conn, peer net.Conn) {
+			peer.Write([]byte("x"))
+			if !waitGone(c) {
+				t.Fatal("PeerGone never reported the early byte")
+			}
+			buf := make([]byte, 4)
+			if n, err := c.Read(buf); err != nil || string(buf[:n]) != "x" {
+				t.Fatalf("Read after PeerGone = %q, %v; the peek must not consume", buf[:n], err)
+			}
+		}},
+		{"closed on this side", func(t *testing.T, c *Conn, peer net.Conn) {
+			c.Close()
+			if !PeerGone(c) {
+				t.Fatal("PeerGone = false for a closed connection")
+			}
+		}},
+		{"plain TCPConn", func(t *testing.T, c *Conn, peer net.Conn) {
+			if PeerGone(c.TCPConn) {
+				t.Fatal("PeerGone = true for an open *net.TCPConn")
+			}
+			peer.Close()
+			if !waitGone(c.TCPConn) {
+				t.Fatal("PeerGone never reported the close on a *net.TCPConn")
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := pair(t)
+			tc.run(t, c, peer)
+		})
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	if PeerGone(a) {
+		t.Error("PeerGone = true for a connection it cannot look into")
+	}
+}
+
+// netConnOnly hides a connection behind NetConn, as *tls.Conn does.
+type netConnOnly struct{ net.Conn }
+
+func (n netConnOnly) NetConn() net.Conn { return n.Conn }
+
+func TestPeerGoneBelowTLS(t *testing.T) {
+	c, peer := pair(t)
+	wrapped := netConnOnly{c}
+	if PeerGone(wrapped) {
+		t.Fatal("PeerGone = true for an open connection under a wrapper")
+	}
+	peer.Close()
+	for deadline := time.Now().Add(5 * time.Second); !PeerGone(wrapped); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("PeerGone never looked below NetConn")
+		}
+	}
+}
