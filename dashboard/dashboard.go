@@ -25,6 +25,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/puzpuzpuz/xsync/v4"
+
 	"github.com/meshgate/meshgate/dataplane"
 	"github.com/meshgate/meshgate/ir"
 	"github.com/meshgate/meshgate/obs"
@@ -76,9 +78,12 @@ type Dashboard struct {
 	now     func() time.Time
 	buckets int // seconds in the window
 
-	mu        sync.RWMutex
-	edges     map[edgeKey]*series
-	listeners map[string]*series
+	// edges and listeners are read on every request from every core, so
+	// reading takes no lock (a mutex's reader count is a cache line all
+	// cores write); mu only serializes creating and dropping series.
+	mu        sync.Mutex
+	edges     *xsync.Map[edgeKey, *series]
+	listeners *xsync.Map[string, *series]
 
 	errors  ring[ErrorEntry]
 	reloads ring[ReloadEntry]
@@ -125,8 +130,8 @@ func New(opts Options) *Dashboard {
 		log:       log,
 		now:       opts.Now,
 		buckets:   n,
-		edges:     map[edgeKey]*series{},
-		listeners: map[string]*series{},
+		edges:     xsync.NewMap[edgeKey, *series](),
+		listeners: xsync.NewMap[string, *series](),
 		errors:    ring[ErrorEntry]{buf: make([]ErrorEntry, ringSize)},
 		reloads:   ring[ReloadEntry]{buf: make([]ReloadEntry, ringSize)},
 	}
@@ -174,45 +179,39 @@ func (d *Dashboard) ObserveRequest(r *obs.Request) {
 }
 
 func (d *Dashboard) edgeSeries(k edgeKey) *series {
-	d.mu.RLock()
-	s := d.edges[k]
-	d.mu.RUnlock()
-	if s != nil {
+	if s, ok := d.edges.Load(k); ok {
 		return s
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s = d.edges[k]; s != nil {
+	if s, ok := d.edges.Load(k); ok {
 		return s
 	}
-	if len(d.edges) >= maxSeries {
+	if d.edges.Size() >= maxSeries {
 		return nil
 	}
 	// The names come from the config; cloning keeps a key from pinning
 	// a request's buffer all the same.
 	k = edgeKey{strings.Clone(k.listener), strings.Clone(k.route), k.rule, strings.Clone(k.backend), strings.Clone(k.endpoint)}
-	s = newSeries(d.buckets)
-	d.edges[k] = s
+	s := newSeries(d.buckets)
+	d.edges.Store(k, s)
 	return s
 }
 
 func (d *Dashboard) listenerSeries(addr string) *series {
-	d.mu.RLock()
-	s := d.listeners[addr]
-	d.mu.RUnlock()
-	if s != nil {
+	if s, ok := d.listeners.Load(addr); ok {
 		return s
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if s = d.listeners[addr]; s != nil {
+	if s, ok := d.listeners.Load(addr); ok {
 		return s
 	}
-	if len(d.listeners) >= maxListenerSeries {
+	if d.listeners.Size() >= maxListenerSeries {
 		return nil
 	}
-	s = newSeries(d.buckets)
-	d.listeners[strings.Clone(addr)] = s
+	s := newSeries(d.buckets)
+	d.listeners.Store(strings.Clone(addr), s)
 	return s
 }
 

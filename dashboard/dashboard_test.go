@@ -133,9 +133,7 @@ func TestWindowAggregation(t *testing.T) {
 	clk.Add(6 * time.Second)
 	s = d.Snapshot()
 	checkMetrics(t, "route +16s", findRoute(t, s, storefront).Metrics, 0, 0, 0, nil, nil)
-	d.mu.RLock()
-	n, nl := len(d.edges), len(d.listeners)
-	d.mu.RUnlock()
+	n, nl := d.edges.Size(), d.listeners.Size()
 	if n != 0 || nl != 0 {
 		t.Errorf("%d edge and %d listener series kept after the window", n, nl)
 	}

@@ -342,16 +342,14 @@ func (d *Dashboard) collect(sec int64) (map[edgeKey]*agg, map[string]*agg) {
 		addr string
 		s    *series
 	}
-	d.mu.RLock()
-	es := make([]edge, 0, len(d.edges))
-	for k, s := range d.edges {
+	var es []edge
+	for k, s := range d.edges.All() {
 		es = append(es, edge{k, s})
 	}
-	ls := make([]lst, 0, len(d.listeners))
-	for a, s := range d.listeners {
+	var ls []lst
+	for a, s := range d.listeners.All() {
 		ls = append(ls, lst{a, s})
 	}
-	d.mu.RUnlock()
 
 	edges := make(map[edgeKey]*agg, len(es))
 	var staleEdges []edge
@@ -380,13 +378,13 @@ func (d *Dashboard) collect(sec int64) (map[edgeKey]*agg, map[string]*agg) {
 		// that got the series just before it is dropped here is lost;
 		// the series had been idle for a whole window.)
 		for _, e := range staleEdges {
-			if d.edges[e.k] == e.s && e.s.lastSec() <= sec-n {
-				delete(d.edges, e.k)
+			if cur, _ := d.edges.Load(e.k); cur == e.s && e.s.lastSec() <= sec-n {
+				d.edges.Delete(e.k)
 			}
 		}
 		for _, l := range staleListeners {
-			if d.listeners[l.addr] == l.s && l.s.lastSec() <= sec-n {
-				delete(d.listeners, l.addr)
+			if cur, _ := d.listeners.Load(l.addr); cur == l.s && l.s.lastSec() <= sec-n {
+				d.listeners.Delete(l.addr)
 			}
 		}
 		d.mu.Unlock()
