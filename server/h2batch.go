@@ -46,6 +46,30 @@ const (
 	batchCloseWait = time.Second
 )
 
+// batchBufs holds batchFirst-sized buffers between bursts. An idle
+// connection gives its buffers back (it holds none), and the next burst,
+// on this connection or another, takes one instead of allocating: with
+// h2load -c16 -m10 the fresh buffers were 17% of the bytes the gateway
+// allocated, and so a share of its garbage collections.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, batchFirst); return &b }}
+
+// getBatchBuf returns an empty buffer for a burst whose first write is n
+// bytes.
+func getBatchBuf(n int) []byte {
+	if n > batchFirst {
+		return make([]byte, 0, n)
+	}
+	return (*batchBufs.Get().(*[]byte))[:0]
+}
+
+// putBatchBuf keeps b for a later burst if it is of the pooled size.
+func putBatchBuf(b []byte) {
+	if cap(b) == batchFirst {
+		b = b[:0]
+		batchBufs.Put(&b)
+	}
+}
+
 func newBatchConn(c net.Conn) *batchConn {
 	b := &batchConn{Conn: c}
 	b.full.L = &b.mu
@@ -66,7 +90,7 @@ func (b *batchConn) Write(p []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	if b.buf == nil {
-		b.buf = make([]byte, 0, max(len(p), batchFirst))
+		b.buf = getBatchBuf(len(p))
 	}
 	b.buf = append(b.buf, p...)
 	if b.flushing == nil {
@@ -85,6 +109,12 @@ func (b *batchConn) flush(done chan struct{}) {
 		out := b.buf
 		if len(out) == 0 || b.err != nil {
 			// Idle: an idle connection holds no buffer.
+			if b.buf != nil {
+				putBatchBuf(b.buf)
+			}
+			if b.spare != nil {
+				putBatchBuf(b.spare)
+			}
 			b.buf, b.spare = nil, nil
 			b.flushing = nil
 			b.full.Broadcast()

@@ -6,9 +6,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -201,4 +203,51 @@ func TestLastDataNotAwaited(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+func TestCloneHeader(t *testing.T) {
+	tests := []struct {
+		name string
+		h    http.Header
+	}{
+		{"one field", http.Header{"Content-Type": {"text/plain"}}},
+		{"several fields and values", http.Header{"A": {"1", "2"}, "B": {"3"}, "C": {"4", "5", "6"}}},
+		{"empty value list", http.Header{"A": {}, "B": {"x"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want := tc.h.Clone()
+			c := cloneHeader(tc.h)
+			if !maps.EqualFunc(headerValues(c), headerValues(want), slices.Equal) {
+				t.Fatalf("clone = %v, want %v", c, want)
+			}
+			// Appending to one field of the clone must not reach into
+			// the next field's values (the backing array is shared).
+			for k := range c {
+				c[k] = append(c[k], "appended")
+			}
+			for k, vv := range c {
+				if n := len(want[k]); len(vv) != n+1 || vv[n] != "appended" || !slices.Equal(vv[:n], want[k]) {
+					t.Errorf("%s after appends = %q, want %q + appended", k, vv, want[k])
+				}
+			}
+			// Changing the original leaves the snapshot alone.
+			for k := range tc.h {
+				tc.h[k] = append(tc.h[k][:0:0], "changed")
+			}
+			tc.h.Set("New", "v")
+			if _, ok := c["New"]; ok {
+				t.Error("a field added to the map after the snapshot appeared in it")
+			}
+		})
+	}
+}
+
+// headerValues maps each field to its values, nil and empty alike.
+func headerValues(h http.Header) map[string][]string {
+	m := map[string][]string{}
+	for k, vv := range h {
+		m[k] = append([]string{}, vv...)
+	}
+	return m
 }

@@ -2922,11 +2922,20 @@ func (rws *responseWriterState) writeHeader(code int) {
 }
 
 func cloneHeader(h http.Header) http.Header {
+	// Meshgate: the values share one backing array, as in
+	// http.Header.Clone: two allocations per response instead of one
+	// plus one per field (cloneHeader was 9% of the bytes allocated
+	// under h2load).
+	nv := 0
+	for _, vv := range h {
+		nv += len(vv)
+	}
+	sv := make([]string, nv)
 	h2 := make(http.Header, len(h))
 	for k, vv := range h {
-		vv2 := make([]string, len(vv))
-		copy(vv2, vv)
-		h2[k] = vv2
+		n := copy(sv, vv)
+		h2[k] = sv[:n:n]
+		sv = sv[n:]
 	}
 	return h2
 }
