@@ -101,6 +101,11 @@ type upConn struct {
 	bw       *bufio.Writer
 	lastUsed time.Time
 	reused   bool
+	// deadline is the deadline roundTrip last set: a connection whose
+	// requests have none (no route timeout) skips setting the zero
+	// deadline again, a runtime timer update per request. (abort sets
+	// one too, but a connection it hit is never reused.)
+	deadline time.Time
 	body     io.LimitedReader // reused for Content-Length bodies
 	head     respScratch      // reused by readResponseHead
 	// release frees the connection's slot in its backend's connection
@@ -336,10 +341,9 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 // roundTrip does one exchange on uc. done reports whether uc can be reused;
 // retry whether the failure happened before the upstream sent anything.
 func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w http.ResponseWriter, writeHeader func(int)) (done, retry bool, err error) {
-	if !out.Deadline.IsZero() {
-		uc.SetDeadline(out.Deadline)
-	} else {
-		uc.SetDeadline(time.Time{})
+	if d := out.Deadline; !d.Equal(uc.deadline) {
+		uc.SetDeadline(d)
+		uc.deadline = d
 	}
 	if ctx.Done() != nil {
 		// Abort the exchange when the downstream request is canceled.

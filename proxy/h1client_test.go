@@ -328,3 +328,33 @@ func TestH1ClientStalePool(t *testing.T) {
 		}
 	})
 }
+
+// TestH1ClientDeadlineCleared: a pooled connection keeps no deadline from
+// an earlier request; one without a deadline may take as long as it takes.
+func TestH1ClientDeadlineCleared(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(300 * time.Millisecond)
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	if _, err := forward(t, &c, addr, &Outbound{Deadline: time.Now().Add(100 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	// The same pooled connection; the first request's deadline has
+	// passed by the time this answer comes.
+	rec, err := forward(t, &c, addr, &Outbound{RequestURI: "/slow"})
+	if err != nil || rec.Body.String() != "ok" {
+		t.Fatalf("request without a deadline after one with: %v %q", err, rec.Body.String())
+	}
+	// And a deadline still applies after requests without one.
+	_, err = forward(t, &c, addr, &Outbound{RequestURI: "/slow", Deadline: time.Now().Add(50 * time.Millisecond)})
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Kind != ErrTimeout {
+		t.Fatalf("request past its deadline: err = %v, want a timeout", err)
+	}
+}
