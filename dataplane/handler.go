@@ -233,8 +233,17 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	vals, memo := forwardingStore(w)
-	h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, vals, memo)
+	if vals, memo := forwardingStore(w); memo != nil {
+		h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, vals, memo)
+	} else if slot := server.ConnInfoFrom(r.Context()).SharedMemo(); slot != nil {
+		// HTTP/2 streams run concurrently: they share an immutable memo.
+		old, _ := slot.Load().(*proxy.ForwardedMemo)
+		if m := h.forwarded.ApplyShared(r.Header, r.RemoteAddr, host, r.TLS != nil, old); m != old {
+			slot.Store(m)
+		}
+	} else {
+		h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, nil, nil)
+	}
 	if id := h.identity.Load(); id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}

@@ -161,8 +161,9 @@ func (p *ForwardedPolicy) trusts(ip netip.Addr) bool {
 // connection nearly always repeat them, and working them out again (split
 // and parse the address, check the trusted ranges, build the string) was
 // about a tenth of the gateway's own instructions per HTTP/1.1 request.
-// The zero value is empty. A memo belongs to one connection and is not
-// safe for concurrent use.
+// The zero value is empty. Apply changes the memo it is given, which
+// therefore belongs to one connection whose requests come one at a time;
+// ApplyShared never changes one, so concurrent streams can share it.
 type ForwardedMemo struct {
 	policy       *ForwardedPolicy
 	remote, host string
@@ -178,28 +179,64 @@ type ForwardedMemo struct {
 // a new slice. memo, when not nil, is the connection's: what it holds for
 // the same peer, host and scheme is reused, and it is updated otherwise.
 func (p *ForwardedPolicy) Apply(h http.Header, remoteAddr, host string, tls bool, vals []string, memo *ForwardedMemo) {
-	proto := "http"
-	if tls {
-		proto = "https"
-	}
-	var ipStr, fwd string
-	var trusted bool
-	if memo != nil && memo.policy == p && memo.remote == remoteAddr && memo.host == host && memo.tls == tls {
-		ipStr, fwd, trusted = memo.ipStr, memo.fwd, memo.trusted
-	} else {
-		ipStr, fwd, trusted = p.element(remoteAddr, host, proto)
-		if memo != nil {
-			// host is cloned: it may share memory with the whole request
-			// head, which the memo should not keep.
-			*memo = ForwardedMemo{policy: p, remote: remoteAddr, host: strings.Clone(host), tls: tls, ipStr: ipStr, fwd: fwd, trusted: trusted}
+	if memo == nil || !memo.fits(p, remoteAddr, host, tls) {
+		m := p.memo(remoteAddr, host, tls)
+		if memo == nil {
+			memo = &m
+		} else {
+			*memo = m
 		}
 	}
-	xff := ipStr
+	p.set(h, host, memo, vals)
+}
+
+// ApplyShared is Apply for a connection whose requests run concurrently
+// (HTTP/2 and HTTP/3 streams): memo, which may be nil, is only read, and
+// the memo that fits this request is returned, memo itself or a new one
+// for the caller to share from then on. An HTTP/2 connection's streams
+// nearly always share peer, host and scheme, so they split the peer's
+// address and build the Forwarded element once, not once per stream.
+func (p *ForwardedPolicy) ApplyShared(h http.Header, remoteAddr, host string, tls bool, memo *ForwardedMemo) *ForwardedMemo {
+	if memo == nil || !memo.fits(p, remoteAddr, host, tls) {
+		m := p.memo(remoteAddr, host, tls)
+		memo = &m
+	}
+	p.set(h, host, memo, nil)
+	return memo
+}
+
+// fits reports whether m was worked out for this policy, peer, host and
+// scheme.
+func (m *ForwardedMemo) fits(p *ForwardedPolicy, remoteAddr, host string, tls bool) bool {
+	return m.policy == p && m.remote == remoteAddr && m.host == host && m.tls == tls
+}
+
+// memo works out what the forwarding headers of a request from remoteAddr
+// for host need.
+func (p *ForwardedPolicy) memo(remoteAddr, host string, tls bool) ForwardedMemo {
+	ipStr, fwd, trusted := p.element(remoteAddr, host, scheme(tls))
+	// host is cloned: it may share memory with the whole request head,
+	// which a memo should not keep.
+	return ForwardedMemo{policy: p, remote: remoteAddr, host: strings.Clone(host), tls: tls, ipStr: ipStr, fwd: fwd, trusted: trusted}
+}
+
+func scheme(tls bool) string {
+	if tls {
+		return "https"
+	}
+	return "http"
+}
+
+// set writes the four forwarding headers of a request for host, with m
+// worked out for it, into h, their values into vals when it has room.
+func (p *ForwardedPolicy) set(h http.Header, host string, m *ForwardedMemo, vals []string) {
+	proto := scheme(m.tls)
+	xff, fwd := m.ipStr, m.fwd
 	// One backing array for the four values: at most one allocation.
 	if len(vals) < 4 {
 		vals = make([]string, 4)
 	}
-	if trusted {
+	if m.trusted {
 		if prior := h["X-Forwarded-For"]; len(prior) > 0 {
 			xff = strings.Join(prior, ", ") + ", " + xff
 		}

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -190,6 +192,15 @@ func TestForwardedMemo(t *testing.T) {
 		{"untrusting policy again", plain, "10.0.0.1:1000", "b.example", true,
 			http.Header{"X-Forwarded-For": {"192.0.2.7"}}, "10.0.0.1", "for=10.0.0.1;host=b.example;proto=https"},
 	}
+	check := func(name string, h http.Header, xff, fwd string) {
+		t.Helper()
+		if got := h.Get("X-Forwarded-For"); got != xff {
+			t.Errorf("%s: X-Forwarded-For %q, want %q", name, got, xff)
+		}
+		if got := h.Get("Forwarded"); got != fwd {
+			t.Errorf("%s: Forwarded %q, want %q", name, got, fwd)
+		}
+	}
 	var memo ForwardedMemo
 	for _, st := range steps {
 		h := st.in.Clone()
@@ -197,11 +208,61 @@ func TestForwardedMemo(t *testing.T) {
 			h = http.Header{}
 		}
 		st.policy.Apply(h, st.remote, st.host, st.tls, nil, &memo)
-		if got := h.Get("X-Forwarded-For"); got != st.xff {
-			t.Errorf("%s: X-Forwarded-For %q, want %q", st.name, got, st.xff)
-		}
-		if got := h.Get("Forwarded"); got != st.fwd {
-			t.Errorf("%s: Forwarded %q, want %q", st.name, got, st.fwd)
-		}
+		check("Apply, "+st.name, h, st.xff, st.fwd)
 	}
+
+	// The same steps through ApplyShared: the memo it returns is reused
+	// while it fits, and one it was given is never changed.
+	var shared *ForwardedMemo
+	for i, st := range steps {
+		h := st.in.Clone()
+		if h == nil {
+			h = http.Header{}
+		}
+		var before ForwardedMemo
+		if shared != nil {
+			before = *shared
+		}
+		got := st.policy.ApplyShared(h, st.remote, st.host, st.tls, shared)
+		check("ApplyShared, "+st.name, h, st.xff, st.fwd)
+		if shared != nil && *shared != before {
+			t.Errorf("ApplyShared, %s: changed the memo it was given", st.name)
+		}
+		fits := i > 0 && steps[i-1].policy == st.policy && steps[i-1].remote == st.remote && steps[i-1].host == st.host && steps[i-1].tls == st.tls
+		if fits != (got == shared) {
+			t.Errorf("ApplyShared, %s: memo reused = %v, want %v", st.name, got == shared, fits)
+		}
+		shared = got
+	}
+}
+
+// TestForwardedApplySharedConcurrent: the streams of one connection apply
+// the policy at once, sharing a memo through an atomic.Value (run with
+// -race).
+func TestForwardedApplySharedConcurrent(t *testing.T) {
+	p := &ForwardedPolicy{}
+	var slot atomic.Value
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				host := "a.example"
+				if (g+i)%5 == 0 {
+					host = "b.example"
+				}
+				h := http.Header{}
+				old, _ := slot.Load().(*ForwardedMemo)
+				if m := p.ApplyShared(h, "10.0.0.1:1000", host, true, old); m != old {
+					slot.Store(m)
+				}
+				if want := "for=10.0.0.1;host=" + host + ";proto=https"; h.Get("Forwarded") != want {
+					t.Errorf("Forwarded %q, want %q", h.Get("Forwarded"), want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -88,6 +88,19 @@ type ConnInfo struct {
 // connMemo caches per-connection values for ConnInfo.
 type connMemo struct {
 	identity atomic.Pointer[string]
+	shared   atomic.Value
+}
+
+// SharedMemo returns a slot for a value the request handler works out once
+// per connection and shares between the connection's requests, which may
+// run concurrently (HTTP/2 streams): what it stores must not change
+// afterwards. Nil when the connection keeps no memo (HTTP/1.1 keeps its
+// own per request loop, see hdrvals.Source).
+func (ci *ConnInfo) SharedMemo() *atomic.Value {
+	if ci == nil || ci.memo == nil {
+		return nil
+	}
+	return &ci.memo.shared
 }
 
 // newTLSConnInfo is the ConnInfo of a TLS connection, st its final state.

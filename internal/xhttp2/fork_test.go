@@ -251,3 +251,72 @@ func headerValues(h http.Header) map[string][]string {
 	}
 	return m
 }
+
+// TestRequestHeaderValues covers change 5 and 6: the request's fields,
+// repeated ones in order, more than the eight Fields has room for at
+// first, arrive whole; appending to one field's values in the handler
+// leaves every other field alone (they share a backing array).
+func TestRequestHeaderValues(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	srv := &Server{}
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k := range r.Header {
+			r.Header[k] = append(r.Header[k], "appended-to-"+k)
+		}
+		var lines []string
+		for k, vv := range r.Header {
+			if strings.HasPrefix(k, "X-") {
+				lines = append(lines, k+"="+strings.Join(vv, ","))
+			}
+		}
+		sort.Strings(lines)
+		io.WriteString(w, strings.Join(lines, "\n"))
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go srv.ServeConn(c, &ServeConnOpts{Handler: handler})
+		}
+	}()
+	tr := &xhttp2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		},
+	}
+	defer tr.CloseIdleConnections()
+	req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("X-A", "1")
+	req.Header.Add("X-B", "2")
+	req.Header.Add("X-A", "3")
+	var want []string
+	for i := range 12 {
+		k := fmt.Sprintf("X-F%02d", i)
+		req.Header.Set(k, strconv.Itoa(i))
+		want = append(want, k+"="+strconv.Itoa(i)+",appended-to-"+k)
+	}
+	want = append(want, "X-A=1,3,appended-to-X-A", "X-B=2,appended-to-X-B")
+	sort.Strings(want)
+	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != strings.Join(want, "\n") {
+		t.Errorf("handler saw\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+}

@@ -2185,10 +2185,22 @@ func (sc *serverConn) newWriterAndRequest(st *stream, f *MetaHeadersFrame) (*res
 		return nil, nil, sc.countError("bad_path_method", streamError(f.StreamID, ErrCodeProtocol))
 	}
 
-	header := make(http.Header)
+	// Meshgate: the map is sized for the fields and their values share
+	// one backing array (each field's slice capped, so an append copies
+	// out): two allocations instead of one per field plus the map's
+	// growth.
+	regular := f.RegularFields()
+	header := make(http.Header, len(regular))
 	rp.Header = header
-	for _, hf := range f.RegularFields() {
-		header.Add(sc.canonicalHeader(hf.Name), hf.Value)
+	vals := make([]string, len(regular))
+	for i, hf := range regular {
+		k := sc.canonicalHeader(hf.Name)
+		if cur := header[k]; cur != nil {
+			header[k] = append(cur, hf.Value)
+			continue
+		}
+		vals[i] = hf.Value
+		header[k] = vals[i : i+1 : i+1]
 	}
 	if rp.Authority == "" {
 		rp.Authority = header.Get("Host")

@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -184,6 +186,51 @@ func TestHTTP2(t *testing.T) {
 			if got := r.echo.Header.Get("X-Forwarded-Proto"); got != "http" {
 				t.Errorf("X-Forwarded-Proto %q, want http", got)
 			}
+		}
+	})
+
+	// The streams of one connection share what the forwarding headers
+	// need (proxy.ForwardedPolicy.ApplyShared); a stream for another host
+	// must still get its own.
+	t.Run("h2c streams of one connection for two hosts get their own forwarding headers", func(t *testing.T) {
+		tr := &http2.Transport{
+			AllowHTTP: true,
+			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, addr)
+			},
+		}
+		defer tr.CloseIdleConnections()
+		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+		var wg sync.WaitGroup
+		errs := make(chan error, 60)
+		for i := range 60 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				host := []string{"a.test", "b.test", "c.test"}[i%3]
+				r, err := tryDo(c, request{url: g.url(pPlain, "/fwd"), host: host})
+				if err != nil {
+					errs <- err
+					return
+				}
+				if r.status != http.StatusOK || r.echo == nil || r.proto != "HTTP/2.0" {
+					errs <- fmt.Errorf("GET for %s: %v", host, r)
+					return
+				}
+				want := ";host=" + host + ";proto=http"
+				if got := r.echo.Header.Get("Forwarded"); !strings.HasPrefix(got, "for=") || !strings.HasSuffix(got, want) {
+					errs <- fmt.Errorf("Forwarded %q for a request to %s, want for=...%s", got, host, want)
+				}
+				if got := r.echo.Header.Get("X-Forwarded-Host"); got != host {
+					errs <- fmt.Errorf("X-Forwarded-Host %q for a request to %s", got, host)
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
 		}
 	})
 
