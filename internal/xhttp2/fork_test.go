@@ -136,11 +136,6 @@ func TestResHeadersTooLarge(t *testing.T) {
 // frame written from it instead of from a copy would carry another
 // response's bytes.
 func TestLastDataNotAwaited(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	body := func(n int, seed byte) []byte {
 		b := make([]byte, n)
 		for i := range b {
@@ -148,29 +143,11 @@ func TestLastDataNotAwaited(t *testing.T) {
 		}
 		return b
 	}
-	srv := &Server{}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr, client := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		seed, _ := strconv.Atoi(r.URL.Query().Get("seed"))
 		w.Write(body(n, byte(seed)))
-	})
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go srv.ServeConn(c, &ServeConnOpts{Handler: handler})
-		}
-	}()
-	tr := &xhttp2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, addr)
-		},
-	}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	}))
 	sizes := []int{0, 1, 19, lastDataCopyMax - 1, lastDataCopyMax, lastDataCopyMax + 1, handlerChunkWriteSize, handlerChunkWriteSize + 7, 20000}
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
@@ -180,7 +157,7 @@ func TestLastDataNotAwaited(t *testing.T) {
 			defer wg.Done()
 			for i := range 60 {
 				n, seed := sizes[(g+i)%len(sizes)], byte(g*7+i)
-				resp, err := client.Get(fmt.Sprintf("http://%s/?n=%d&seed=%d", ln.Addr(), n, seed))
+				resp, err := client.Get(fmt.Sprintf("http://%s/?n=%d&seed=%d", addr, n, seed))
 				if err != nil {
 					errs <- err
 					return
@@ -257,13 +234,7 @@ func headerValues(h http.Header) map[string][]string {
 // first, arrive whole; appending to one field's values in the handler
 // leaves every other field alone (they share a backing array).
 func TestRequestHeaderValues(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	srv := &Server{}
-	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	addr, client := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for k := range r.Header {
 			r.Header[k] = append(r.Header[k], "appended-to-"+k)
 		}
@@ -275,7 +246,47 @@ func TestRequestHeaderValues(t *testing.T) {
 		}
 		sort.Strings(lines)
 		io.WriteString(w, strings.Join(lines, "\n"))
-	})
+	}))
+	req, err := http.NewRequest("GET", "http://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("X-A", "1")
+	req.Header.Add("X-B", "2")
+	req.Header.Add("X-A", "3")
+	var want []string
+	for i := range 12 {
+		k := fmt.Sprintf("X-F%02d", i)
+		req.Header.Set(k, strconv.Itoa(i))
+		want = append(want, k+"="+strconv.Itoa(i)+",appended-to-"+k)
+	}
+	want = append(want, "X-A=1,3,appended-to-X-A", "X-B=2,appended-to-X-B")
+	sort.Strings(want)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != strings.Join(want, "\n") {
+		t.Errorf("handler saw\n%s\nwant\n%s", got, strings.Join(want, "\n"))
+	}
+}
+
+// serveH2C serves handler with this package's Server over cleartext
+// HTTP/2 on a loopback port until the test ends, and returns its address
+// and a client speaking h2c to it (x/net's own client).
+func serveH2C(t *testing.T, handler http.Handler) (string, *http.Client) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	srv := &Server{}
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -291,32 +302,6 @@ func TestRequestHeaderValues(t *testing.T) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		},
 	}
-	defer tr.CloseIdleConnections()
-	req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Add("X-A", "1")
-	req.Header.Add("X-B", "2")
-	req.Header.Add("X-A", "3")
-	var want []string
-	for i := range 12 {
-		k := fmt.Sprintf("X-F%02d", i)
-		req.Header.Set(k, strconv.Itoa(i))
-		want = append(want, k+"="+strconv.Itoa(i)+",appended-to-"+k)
-	}
-	want = append(want, "X-A=1,3,appended-to-X-A", "X-B=2,appended-to-X-B")
-	sort.Strings(want)
-	resp, err := (&http.Client{Transport: tr, Timeout: 30 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	got, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != strings.Join(want, "\n") {
-		t.Errorf("handler saw\n%s\nwant\n%s", got, strings.Join(want, "\n"))
-	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return ln.Addr().String(), &http.Client{Transport: tr, Timeout: 30 * time.Second}
 }

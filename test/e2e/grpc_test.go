@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/net/http2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -255,14 +254,7 @@ spec:
 		})
 	}
 	t.Run("malformed gRPC frames get a gRPC error and hurt nobody else", func(t *testing.T) {
-		tr := &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}
-		defer tr.CloseIdleConnections()
+		tr := h2cTransport(t)
 		for _, body := range [][]byte{
 			{0, 0, 0, 3, 0xE8, 1, 2, 3},             // claims 1000 bytes, has 3
 			{9, 0, 0, 0, 1, 0},                      // bad compression flag
@@ -303,14 +295,7 @@ spec:
 			return true
 		})
 		g.reload(cfg + stall.yaml() + grpcRoute("stall", []string{"stall.test"}, "stall"))
-		tr := &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}
-		defer tr.CloseIdleConnections()
+		tr := h2cTransport(t)
 		// One empty gRPC message: flag 0, length 0.
 		req, _ := http.NewRequest("POST", "http://"+g.addr(p)+"/grpc.testing.TestService/EmptyCall", bytes.NewReader(make([]byte, 5)))
 		req.Host = "stall.test"

@@ -65,6 +65,20 @@ func newTestCert(t *testing.T, hostname string) testCert {
 	}
 }
 
+// h2cTransport is an HTTP/2 client transport with prior knowledge over
+// cleartext (h2c), closed when the test ends.
+func h2cTransport(t *testing.T) *http2.Transport {
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr
+}
+
 // secretYAML is a kubernetes.io/tls Secret holding c.
 func (c testCert) secretYAML(name string) string {
 	return fmt.Sprintf(`---
@@ -163,14 +177,7 @@ func TestHTTP2(t *testing.T) {
 	}
 
 	t.Run("h2c prior knowledge", func(t *testing.T) {
-		tr := &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}
-		defer tr.CloseIdleConnections()
+		tr := h2cTransport(t)
 		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		for i := 0; i < 3; i++ {
 			r := do(t, c, request{url: g.url(pPlain, "/h2c"), host: "plain.test"})
@@ -193,14 +200,7 @@ func TestHTTP2(t *testing.T) {
 	// need (proxy.ForwardedPolicy.ApplyShared); a stream for another host
 	// must still get its own.
 	t.Run("h2c streams of one connection for two hosts get their own forwarding headers", func(t *testing.T) {
-		tr := &http2.Transport{
-			AllowHTTP: true,
-			DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, network, addr)
-			},
-		}
-		defer tr.CloseIdleConnections()
+		tr := h2cTransport(t)
 		c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 		var wg sync.WaitGroup
 		errs := make(chan error, 60)
