@@ -233,17 +233,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	if vals, memo := forwardingStore(w); memo != nil {
-		h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, vals, memo)
-	} else if slot := server.ConnInfoFrom(r.Context()).SharedMemo(); slot != nil {
-		// HTTP/2 streams run concurrently: they share an immutable memo.
-		old, _ := slot.Load().(*proxy.ForwardedMemo)
-		if m := h.forwarded.ApplyShared(r.Header, r.RemoteAddr, host, r.TLS != nil, old); m != old {
-			slot.Store(m)
-		}
-	} else {
-		h.forwarded.Apply(r.Header, r.RemoteAddr, host, r.TLS != nil, nil, nil)
-	}
+	h.applyForwarded(w, r)
 	if id := h.identity.Load(); id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}
@@ -483,20 +473,29 @@ func (e errString) Error() string { return string(e) }
 
 var _ http.Handler = (*listenerHandler)(nil)
 
-// forwardingStore returns, from w's connection (one lookup), storage for
-// the four forwarding header values and its ForwardedMemo, made on its
-// first request; nil and nil for HTTP/2 and HTTP/3 streams, which keep
-// none (Apply then makes the values' slice).
-func forwardingStore(w http.ResponseWriter) ([]string, *proxy.ForwardedMemo) {
-	src := hdrvals.Find(w)
-	if src == nil {
-		return nil, nil
+// applyForwarded sets r's forwarding headers (ForwardedPolicy) with what
+// r's connection remembers from its earlier requests: an HTTP/1.1
+// connection's own memo and value storage (hdrvals.Source, one lookup), or
+// the memo an HTTP/2 connection's concurrent streams share
+// (server.ConnInfo.SharedMemo, immutable); HTTP/3 streams keep none.
+func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request) {
+	tls := r.TLS != nil
+	if src := hdrvals.Find(w); src != nil {
+		slot := src.ConnMemo()
+		m, ok := (*slot).(*proxy.ForwardedMemo)
+		if !ok {
+			m = new(proxy.ForwardedMemo)
+			*slot = m
+		}
+		h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, src.HeaderValues(4), m)
+		return
 	}
-	slot := src.ConnMemo()
-	m, ok := (*slot).(*proxy.ForwardedMemo)
-	if !ok {
-		m = new(proxy.ForwardedMemo)
-		*slot = m
+	if slot := server.ConnInfoFrom(r.Context()).SharedMemo(); slot != nil {
+		old, _ := slot.Load().(*proxy.ForwardedMemo)
+		if m := h.forwarded.ApplyShared(r.Header, r.RemoteAddr, r.Host, tls, old); m != old {
+			slot.Store(m)
+		}
+		return
 	}
-	return src.HeaderValues(4), m
+	h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, nil, nil)
 }

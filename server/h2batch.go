@@ -62,7 +62,8 @@ func getBatchBuf(n int) []byte {
 	return (*batchBufs.Get().(*[]byte))[:0]
 }
 
-// putBatchBuf keeps b for a later burst if it is of the pooled size.
+// putBatchBuf keeps b for a later burst if it is of the pooled size (so
+// not when nil).
 func putBatchBuf(b []byte) {
 	if cap(b) == batchFirst {
 		b = b[:0]
@@ -109,12 +110,8 @@ func (b *batchConn) flush(done chan struct{}) {
 		out := b.buf
 		if len(out) == 0 || b.err != nil {
 			// Idle: an idle connection holds no buffer.
-			if b.buf != nil {
-				putBatchBuf(b.buf)
-			}
-			if b.spare != nil {
-				putBatchBuf(b.spare)
-			}
+			putBatchBuf(b.buf)
+			putBatchBuf(b.spare)
 			b.buf, b.spare = nil, nil
 			b.flushing = nil
 			b.full.Broadcast()
