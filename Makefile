@@ -65,7 +65,9 @@ FUZZ_TARGETS = ./config:FuzzParse \
 	./router:FuzzRequestHost \
 	./server:FuzzReadProxyHeader \
 	./proxy:FuzzReadResponseHead \
-	./translate:FuzzValidHostname
+	./translate:FuzzValidHostname \
+	./internal/h1head:FuzzLineReader \
+	./internal/h1head:FuzzValidValue
 fuzz:
 	@for pt in $(FUZZ_TARGETS); do \
 		echo "fuzz $${pt}"; \

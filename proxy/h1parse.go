@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/meshgate/meshgate/internal/h1head"
 	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
@@ -33,27 +34,17 @@ type respHead struct {
 
 func (r *respHead) reset() { *r = respHead{contentLength: -1} }
 
-// responseHopHeaders are never copied from an upstream response: they
-// describe the upstream connection, not the message.
-var responseHopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true,
-	"Transfer-Encoding": true, "Upgrade": true, "Te": true, "Trailer": true,
-	"Content-Length": true, "Proxy-Authenticate": true,
-}
-
-// commonKeys interns canonical header names so the hot path need not
-// allocate a string per header name.
-var commonKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"Accept-Ranges", "Age", "Cache-Control", "Connection", "Content-Encoding",
-		"Content-Language", "Content-Length", "Content-Type", "Date", "Etag", "Expires", "Keep-Alive",
-		"Last-Modified", "Location", "Server", "Set-Cookie", "Transfer-Encoding", "Vary", "Via",
-		"Www-Authenticate", "X-Content-Type-Options", "X-Frame-Options", "Strict-Transport-Security",
-		"Access-Control-Allow-Origin", "Content-Disposition", "Trailer", "Upgrade", "Te", "Proxy-Connection"} {
-		m[k] = k
+// isResponseHop reports whether an upstream response's field (canonical
+// name) is never copied: it describes the upstream connection, not the
+// message.
+func isResponseHop(key string) bool {
+	switch key {
+	case "Connection", "Keep-Alive", "Proxy-Connection", "Transfer-Encoding", "Upgrade", "Te",
+		"Trailer", "Content-Length", "Proxy-Authenticate":
+		return true
 	}
-	return m
-}()
+	return false
+}
 
 // commonValues holds ready-made value slices for frequent Content-Type
 // values. They are shared, so their capacity is 1: an append copies.
@@ -86,10 +77,14 @@ func parseLength(b []byte) (int64, bool) {
 }
 
 // canonicalKey is the canonical form of the header name b, interned when
-// it is a common one in any spelling ("ETag", "content-type").
-func canonicalKey(b []byte) string {
-	if k, ok := commonKeys[string(b)]; ok {
-		return k
+// it is a common one in any spelling ("ETag", "content-type"), and
+// whether b is a valid field name.
+func canonicalKey(b []byte) (string, bool) {
+	if k, ok := h1head.Intern(b); ok {
+		return k, true
+	}
+	if !validFieldName(b) {
+		return "", false
 	}
 	if len(b) <= 64 {
 		var buf [64]byte
@@ -104,11 +99,11 @@ func canonicalKey(b []byte) string {
 			}
 			upper = ch == '-'
 		}
-		if k, ok := commonKeys[string(c)]; ok {
-			return k
+		if k, ok := h1head.Intern(c); ok {
+			return k, true
 		}
 	}
-	return textproto.CanonicalMIMEHeaderKey(string(b))
+	return textproto.CanonicalMIMEHeaderKey(string(b)), true
 }
 
 // respScratch is reusable memory for readResponseHead: the header values
@@ -132,7 +127,9 @@ type respField struct {
 // The kept values become one string; their slices come from w's
 // connection when it has storage for them (hdrvals).
 func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, max int, sc *respScratch) error {
-	line, err := readLine(br, resp, max)
+	var lr h1head.LineReader
+	lr.Reset(br)
+	line, err := readLine(&lr, resp, max)
 	if err != nil {
 		return err
 	}
@@ -159,11 +156,12 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 	clStart, clEnd := -1, -1
 	fields := 0
 	for {
-		line, err := readLine(br, resp, max)
+		line, err := readLine(&lr, resp, max)
 		if err != nil {
 			return err
 		}
 		if len(line) == 0 {
+			lr.Done()
 			break
 		}
 		if fields++; fields > 200 {
@@ -174,14 +172,14 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 			return fmt.Errorf("malformed header line %q", truncate(line))
 		}
 		rawKey := line[:colon]
-		if !validFieldName(rawKey) {
+		key, ok := canonicalKey(rawKey)
+		if !ok {
 			return fmt.Errorf("malformed header name %q", truncate(rawKey))
 		}
 		val := bytes.TrimSpace(line[colon+1:])
-		if !validFieldValue(val) {
+		if !h1head.ValidValue(val) {
 			return fmt.Errorf("invalid header value for %q", rawKey)
 		}
-		key := canonicalKey(rawKey)
 		if key == "Content-Type" && len(h[key]) == 0 {
 			// The most common response header: reuse its interned value
 			// when it is one of the usual ones.
@@ -215,7 +213,7 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 				resp.close = true
 			}
 		}
-		if responseHopHeaders[key] {
+		if isResponseHop(key) {
 			continue
 		}
 		start := len(sc.raw)
@@ -260,8 +258,8 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 	return nil
 }
 
-func readLine(br *bufio.Reader, resp *respHead, max int) ([]byte, error) {
-	line, err := br.ReadSlice('\n')
+func readLine(lr *h1head.LineReader, resp *respHead, max int) ([]byte, error) {
+	line, err := lr.ReadLine()
 	resp.bytesRead += len(line)
 	if err == bufio.ErrBufferFull || resp.bytesRead > max {
 		return nil, errHeaderTooLarge
@@ -307,15 +305,6 @@ func validFieldName(b []byte) bool {
 		}
 	}
 	return len(b) > 0
-}
-
-func validFieldValue(b []byte) bool {
-	for _, c := range b {
-		if (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 func truncate(b []byte) []byte {

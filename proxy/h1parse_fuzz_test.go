@@ -33,7 +33,7 @@ func FuzzReadResponseHead(f *testing.F) {
 			return
 		}
 		for k, vs := range w.Header() {
-			if responseHopHeaders[k] {
+			if isResponseHop(k) {
 				t.Fatalf("hop-by-hop field %q kept", k)
 			}
 			for _, v := range vs {

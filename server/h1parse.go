@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"github.com/meshgate/meshgate/internal/h1head"
 	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
@@ -31,23 +32,6 @@ func badRequest(reason string) *requestError {
 // errIdleClose is a connection that ended cleanly between requests.
 var errIdleClose = errors.New("connection closed between requests")
 
-// commonHeaderKeys interns the canonical names of frequent request headers,
-// so parsing them allocates nothing.
-var commonHeaderKeys = func() map[string]string {
-	m := map[string]string{}
-	for _, k := range []string{"Accept", "Accept-Charset", "Accept-Encoding", "Accept-Language", "Authorization",
-		"Cache-Control", "Connection", "Content-Length", "Content-Type", "Cookie", "Expect", "Host",
-		"If-Modified-Since", "If-None-Match", "Keep-Alive", "Origin", "Pragma", "Referer", "Te",
-		"Trailer", "Transfer-Encoding", "Upgrade", "User-Agent", "Via", "X-Forwarded-For",
-		"X-Forwarded-Host", "X-Forwarded-Proto", "X-Request-Id", "Forwarded", "Proxy-Connection",
-		"Traceparent", "Tracestate", "Sec-Fetch-Dest", "Sec-Fetch-Mode", "Sec-Fetch-Site", "Dnt",
-		"Upgrade-Insecure-Requests", "Grpc-Timeout", "X-Real-Ip"} {
-		m[k] = k
-		m[strings.ToLower(k)] = k
-	}
-	return m
-}()
-
 // headBuf collects one request's header block so that all its strings can
 // share a single allocation.
 type headBuf struct {
@@ -62,8 +46,10 @@ func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
 	hb.fields = 0
 	first := true
 	blank := 0
+	var lr h1head.LineReader
+	lr.Reset(br)
 	for {
-		line, err := readLineInto(br, hb, maxBytes, first)
+		line, err := readLineInto(&lr, hb, maxBytes, first)
 		if err != nil {
 			return err
 		}
@@ -81,6 +67,7 @@ func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
 			continue
 		}
 		if len(line) == 0 {
+			lr.Done()
 			return nil
 		}
 		if hb.fields++; hb.fields > MaxHeaderFields {
@@ -91,10 +78,10 @@ func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
 
 // readLineInto appends one line (without its line ending) and a NUL
 // separator to hb.raw and returns the line.
-func readLineInto(br *bufio.Reader, hb *headBuf, maxBytes int, first bool) ([]byte, error) {
+func readLineInto(lr *h1head.LineReader, hb *headBuf, maxBytes int, first bool) ([]byte, error) {
 	start := len(hb.raw)
 	for {
-		chunk, err := br.ReadSlice('\n')
+		chunk, err := lr.ReadLine()
 		if len(hb.raw)+len(chunk) > maxBytes {
 			if first {
 				return nil, &requestError{Status: http.StatusRequestURITooLong, Reason: "request line too long"}
@@ -196,7 +183,7 @@ func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead, vals
 			return badRequest("malformed header line")
 		}
 		rawKey := line[:colon]
-		key, ok := commonHeaderKeys[rawKey]
+		key, ok := h1head.Intern(rawKey)
 		if !ok {
 			if !httpguts.ValidHeaderFieldName(rawKey) {
 				return badRequest("invalid header name")
@@ -204,7 +191,7 @@ func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead, vals
 			key = textproto.CanonicalMIMEHeaderKey(rawKey)
 		}
 		value := textproto.TrimString(line[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(value) {
+		if !h1head.ValidValue(value) {
 			return badRequest("invalid header value for " + key)
 		}
 		switch key {
