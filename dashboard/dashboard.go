@@ -64,8 +64,8 @@ const (
 	// maxPath is the longest path kept with an error, in bytes.
 	maxPath = 200
 	// maxSeries caps the edges counted; the keys come from the config, so
-	// only an enormous config reaches it. Edges beyond it are not counted
-	// (listener totals still are).
+	// only an enormous config reaches it. Edges beyond it are not counted;
+	// their listener's own series counts them for its totals.
 	maxSeries = 20000
 	// maxListenerSeries caps the listener addresses counted.
 	maxListenerSeries = 1024
@@ -84,6 +84,7 @@ type Dashboard struct {
 	mu        sync.Mutex
 	edges     *xsync.Map[edgeKey, *series]
 	listeners *xsync.Map[string, *series]
+	maxEdges  int // maxSeries; tests lower it
 
 	errors  ring[ErrorEntry]
 	reloads ring[ReloadEntry]
@@ -130,6 +131,7 @@ func New(opts Options) *Dashboard {
 		log:       log,
 		now:       opts.Now,
 		buckets:   n,
+		maxEdges:  maxSeries,
 		edges:     xsync.NewMap[edgeKey, *series](),
 		listeners: xsync.NewMap[string, *series](),
 		errors:    ring[ErrorEntry]{buf: make([]ErrorEntry, ringSize)},
@@ -157,10 +159,12 @@ func (d *Dashboard) ObserveRequest(r *obs.Request) {
 		// A tunnel's duration is its lifetime, not a latency.
 		latency = -1
 	}
-	if s := d.listenerSeries(r.Listener); s != nil {
-		s.add(sec, bad, latency)
-	}
+	// A listener's figures are the sum of its edges (collect adds them
+	// up), so a request updates one series; the listener's own series
+	// only counts what found no edge series (over maxSeries).
 	if s := d.edgeSeries(edgeKey{r.Listener, r.Route, r.Rule, r.Backend, r.Endpoint}); s != nil {
+		s.add(sec, bad, latency)
+	} else if s := d.listenerSeries(r.Listener); s != nil {
 		s.add(sec, bad, latency)
 	}
 	if bad {
@@ -187,7 +191,7 @@ func (d *Dashboard) edgeSeries(k edgeKey) *series {
 	if s, ok := d.edges.Load(k); ok {
 		return s
 	}
-	if d.edges.Size() >= maxSeries {
+	if d.edges.Size() >= d.maxEdges {
 		return nil
 	}
 	// The names come from the config; cloning keeps a key from pinning

@@ -139,6 +139,33 @@ func TestWindowAggregation(t *testing.T) {
 	}
 }
 
+// TestListenerTotalsPastEdgeCap checks that a listener's figures count
+// every request: those of its edges, which collect sums, and those that
+// found no edge series because the cap was reached.
+func TestListenerTotalsPastEdgeCap(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 300_000_000)}
+	d := New(Options{Config: testConfig, Now: clk.Now})
+	d.maxEdges = 1
+	for range 4 {
+		d.ObserveRequest(req(storefront, v1, "10.0.1.11:8080", 200, 10*time.Millisecond))
+	}
+	for range 6 {
+		d.ObserveRequest(req(storefront, v2, "10.0.1.21:8080", 503, 200*time.Millisecond))
+	}
+	if n := d.edges.Size(); n != 1 {
+		t.Fatalf("%d edge series, want the cap, 1", n)
+	}
+	s := d.Snapshot()
+	checkMetrics(t, "v1", findBackend(t, findRoute(t, s, storefront), v1).Metrics, 4, 0, 0.4, pf(0), pf(10))
+	l := s.Listeners[0]
+	if l.Requests != 10 || l.Errors != 6 {
+		t.Errorf("listener requests=%d errors=%d, want 10 6", l.Requests, l.Errors)
+	}
+	if s.Totals.Requests != 10 {
+		t.Errorf("totals %d requests, want 10", s.Totals.Requests)
+	}
+}
+
 func TestWindowRoundsUp(t *testing.T) {
 	d := New(Options{Window: 2500 * time.Millisecond})
 	if d.buckets != 3 {

@@ -371,6 +371,15 @@ func (d *Dashboard) collect(sec int64) (map[edgeKey]*agg, map[string]*agg) {
 		}
 		listeners[l.addr] = a
 	}
+	// Every request counted in an edge counts for its listener too.
+	for k, a := range edges {
+		la := listeners[k.listener]
+		if la == nil {
+			la = new(agg)
+			listeners[k.listener] = la
+		}
+		la.merge(a)
+	}
 	if len(staleEdges)+len(staleListeners) > 0 {
 		n := int64(d.buckets)
 		d.mu.Lock()
