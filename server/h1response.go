@@ -154,15 +154,6 @@ func (w *h1Response) commit(final bool) error {
 		w.status = http.StatusOK
 	}
 	h := w.hdr
-	if c := h["Connection"]; len(c) > 0 {
-		for _, v := range c {
-			if hasToken(v, "close") {
-				w.closeAfter = true
-			}
-		}
-		delete(h, "Connection")
-	}
-	delete(h, "Transfer-Encoding")
 	bodyAllowed := !w.noBody
 	if decl := h["Trailer"]; len(decl) > 0 && bodyAllowed && !w.head && !w.proto10 {
 		// Trailers (gRPC's status among them) need a chunked body.
@@ -208,7 +199,25 @@ func (w *h1Response) commit(final bool) error {
 	}
 	bw.WriteString(statusLine(w.status))
 	bw.WriteString("\r\n")
+	// The fields the server sets itself are handled in the one pass over
+	// the header that writes it, not by lookups before it.
+	hasDate := false
 	for k, vs := range h {
+		switch k {
+		case "Date":
+			hasDate = true
+		case "Connection":
+			// Hop-by-hop: the server writes its own. A handler's
+			// "close" closes the connection after this response.
+			for _, v := range vs {
+				if hasToken(v, "close") {
+					w.closeAfter = true
+				}
+			}
+			continue
+		case "Transfer-Encoding":
+			continue // the server frames the body itself
+		}
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
 		}
@@ -219,7 +228,7 @@ func (w *h1Response) commit(final bool) error {
 			bufpool.WriteField(bw, k, v)
 		}
 	}
-	if _, ok := h["Date"]; !ok {
+	if !hasDate {
 		bw.WriteString("Date: ")
 		bw.WriteString(httpDate())
 		bw.WriteString("\r\n")
