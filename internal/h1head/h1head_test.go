@@ -252,3 +252,25 @@ func BenchmarkLineReader(b *testing.B) {
 		lr.Done()
 	}
 }
+
+var benchValues = [][]byte{[]byte("nginx/1.22.1"), []byte("Fri, 27 Nov 2026 13:00:00 GMT"), []byte("text/html"), []byte("615"), []byte("Tue, 01 Jan 2026 00:00:00 GMT"), []byte("\"6554ee6f-267\""), []byte("bytes")}
+
+func BenchmarkValidValue(b *testing.B) {
+	for b.Loop() {
+		for _, v := range benchValues {
+			if !ValidValue(v) {
+				b.Fatal(v)
+			}
+		}
+	}
+}
+
+func BenchmarkValidValueBytewise(b *testing.B) {
+	for b.Loop() {
+		for _, v := range benchValues {
+			if !validRef(v) {
+				b.Fatal(v)
+			}
+		}
+	}
+}
