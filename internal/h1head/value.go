@@ -5,22 +5,23 @@ package h1head
 // as net/http's httpguts.ValidHeaderFieldValue allows it). It tests eight
 // bytes at a time, since every value of every head passes through here.
 func ValidValue[T string | []byte](v T) bool {
-	i := 0
-	for ; i+8 <= len(v); i += 8 {
-		x := uint64(v[i]) | uint64(v[i+1])<<8 | uint64(v[i+2])<<16 | uint64(v[i+3])<<24 |
-			uint64(v[i+4])<<32 | uint64(v[i+5])<<40 | uint64(v[i+6])<<48 | uint64(v[i+7])<<56
-		// A byte below 0x20, or a byte equal to 0x7f (Hacker's Delight
-		// / "bit twiddling hacks" hasless and haszero): both tests are
-		// exact as to whether any byte matches.
-		const ones, highs = 0x0101010101010101, 0x8080808080808080
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	for len(v) >= 8 {
+		_ = v[7] // one bounds check for the eight loads, which combine into one
+		x := uint64(v[0]) | uint64(v[1])<<8 | uint64(v[2])<<16 | uint64(v[3])<<24 |
+			uint64(v[4])<<32 | uint64(v[5])<<40 | uint64(v[6])<<48 | uint64(v[7])<<56
+		// A byte below 0x20, or a byte equal to 0x7f ("bit twiddling
+		// hacks" hasless and haszero): both tests are exact as to whether
+		// any byte matches; the bytes from there on are checked one by one.
 		lt := (x - 0x20*ones) & ^x & highs
 		del := x ^ 0x7f*ones
 		del = (del - ones) & ^del & highs
-		if lt|del != 0 && !validBytes(v[i:i+8]) {
-			return false
+		if lt|del != 0 {
+			break
 		}
+		v = v[8:]
 	}
-	return validBytes(v[i:])
+	return validBytes(v)
 }
 
 func validBytes[T string | []byte](v T) bool {
