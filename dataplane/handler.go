@@ -339,6 +339,12 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		alt = nil
 	}
 	session := route.Session
+	if len(respFilters) == 0 && len(backendResp) == 0 && alt == nil && cors == nil && session == nil &&
+		!rec.GRPC && (route.IR.Retry == nil || route.IR.Retry.Attempts == 0) {
+		// Nothing reads or edits the upstream's response header: an
+		// HTTP/1.1 client's writer takes it as header lines.
+		out.RawHead = rawHeadSink(w)
+	}
 	var ep *ir.Endpoint
 	writeHeader := func(status int) {
 		rh := w.Header()
@@ -498,4 +504,17 @@ func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request)
 		return
 	}
 	h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, nil, nil)
+}
+
+// rawHeadSink returns the writer under w that takes a response head as
+// header lines (proxy.RawHeadSink: Meshgate's HTTP/1.1 server), or nil when
+// w is anything but the plain recordingWriter over one: a wrapper may need
+// to see the header (gRPC-Web, the debug header).
+func rawHeadSink(w http.ResponseWriter) proxy.RawHeadSink {
+	rw, ok := w.(*recordingWriter)
+	if !ok || rw.debug != nil {
+		return nil
+	}
+	s, _ := rw.w.(proxy.RawHeadSink)
+	return s
 }

@@ -281,11 +281,27 @@ type Outbound struct {
 	// fails the request with ErrOverloaded.
 	AcquireConn func(ctx context.Context) (release func(), err error)
 
+	// RawHead, when set, receives the response's header fields as lines
+	// ready to send, instead of the header map of the ResponseWriter
+	// (HTTP/1.1 upstreams). The caller sets it only when nothing reads or
+	// edits that map: no response filters, no retry on the status.
+	RawHead RawHeadSink
+
 	// Set by the client, for logs and metrics: ConnectTime is the time
 	// spent opening a new connection (0 when a pooled one was used);
 	// FirstByte is when the response headers arrived.
 	ConnectTime time.Duration
 	FirstByte   time.Time
+}
+
+// RawHeadSink takes a response head as header lines "Name: value\r\n"
+// (validated, hop-by-hop fields and Content-Length removed), its
+// Content-Length (-1 for none) and whether the lines include Date; the
+// status follows through WriteHeader as usual. Meshgate's HTTP/1.1 response
+// writer implements it: a proxied head then goes from the upstream's read
+// buffer to the client's write buffer without a header map in between.
+type RawHeadSink interface {
+	SetRawHeader(fields []byte, contentLength int64, hasDate bool)
 }
 
 // Forward sends out to addr and copies the response to w. The response
@@ -393,7 +409,7 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 	var resp respHead
 	for {
 		resp.reset()
-		if err := readResponseHead(uc.br, w, &resp, maxHdr, &uc.head); err != nil {
+		if err := readResponseHead(uc.br, w, &resp, maxHdr, &uc.head, out.RawHead != nil); err != nil {
 			retry := errors.Is(err, io.EOF) && resp.bytesRead == 0
 			return false, retry, classify(ctx, ErrProtocol, err)
 		}
@@ -414,7 +430,7 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 		return false, false, &UpstreamError{Kind: ErrProtocol, Err: errors.New("unexpected 101 Switching Protocols")}
 	}
 
-	keep, err := relayResponse(uc.br, &uc.body, &resp, out.Method, w, writeHeader)
+	keep, err := relayResponse(uc.br, &uc.body, &resp, out.Method, w, writeHeader, out.RawHead, &uc.head)
 	return keep && !resp.close && resp.proto11, false, err
 }
 
@@ -427,22 +443,24 @@ func setContentLength(w http.ResponseWriter, h http.Header, raw string) {
 }
 
 // relayResponse sends the response whose head is in resp: headers through
-// writeHeader, then the body framed as the upstream framed it (lr is a
-// reusable reader for Content-Length bodies). It reports whether the body
-// ended cleanly with the connection still usable for another exchange.
-func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, method string, w http.ResponseWriter, writeHeader func(int)) (bool, error) {
-	h := w.Header()
+// writeHeader (the fields themselves through raw when it is set; sc holds
+// them), then the body framed as the upstream framed it (lr is a reusable
+// reader for Content-Length bodies). It reports whether the body ended
+// cleanly with the connection still usable for another exchange.
+func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, method string, w http.ResponseWriter, writeHeader func(int), raw RawHeadSink, sc *respScratch) (bool, error) {
 	var body io.Reader
 	keep := true
 	switch {
 	case method == http.MethodHead || resp.status == http.StatusNoContent || resp.status == http.StatusNotModified:
-		if resp.contentLength >= 0 {
-			setContentLength(w, h, resp.contentLengthRaw)
+		if resp.contentLength >= 0 && raw == nil {
+			setContentLength(w, w.Header(), resp.contentLengthRaw)
 		}
 	case resp.chunked:
 		body = httputil.NewChunkedReader(br)
 	case resp.contentLength >= 0:
-		setContentLength(w, h, resp.contentLengthRaw)
+		if raw == nil {
+			setContentLength(w, w.Header(), resp.contentLengthRaw)
+		}
 		*lr = io.LimitedReader{R: br, N: resp.contentLength}
 		body = lr
 	default:
@@ -451,6 +469,9 @@ func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, metho
 	}
 	if resp.ambiguous {
 		keep = false
+	}
+	if raw != nil {
+		raw.SetRawHeader(sc.out, resp.contentLength, resp.hasDate)
 	}
 	writeHeader(resp.status)
 	if body == nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"slices"
 	"strings"
 
 	"github.com/meshgate/meshgate/internal/h1head"
@@ -23,7 +24,9 @@ type respHead struct {
 	// contentLengthRaw is the header's value as sent, reused downstream.
 	contentLengthRaw string
 	// upgrade is the Upgrade field of a 101 response.
-	upgrade   string
+	upgrade string
+	// hasDate says whether the kept fields include Date.
+	hasDate   bool
 	bytesRead int
 	// ambiguous is set when the framing had both Content-Length and
 	// Transfer-Encoding: chunked framing is used (RFC 9112 §6.3), but the
@@ -113,6 +116,10 @@ func canonicalKey(b []byte) (string, bool) {
 type respScratch struct {
 	raw    []byte
 	fields []respField
+	// out is the kept fields as header lines, when they are wanted so
+	// (readResponseHead's raw); drop the names Connection listed.
+	out  []byte
+	drop []string
 }
 
 // respField is one header field kept for the response: its name and its
@@ -125,8 +132,10 @@ type respField struct {
 // readResponseHead parses a status line and header block from br into the
 // header of w, dropping hop-by-hop fields and recording framing in resp.
 // The kept values become one string; their slices come from w's
-// connection when it has storage for them (hdrvals).
-func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, max int, sc *respScratch) error {
+// connection when it has storage for them (hdrvals). With raw, the kept
+// fields become header lines in sc.out instead, and w's header is left
+// alone (Outbound.RawHead).
+func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, max int, sc *respScratch, raw bool) error {
 	var lr h1head.LineReader
 	lr.Reset(br)
 	line, err := readLine(&lr, resp, max)
@@ -180,7 +189,7 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 		if !h1head.ValidValue(val) {
 			return fmt.Errorf("invalid header value for %q", rawKey)
 		}
-		if key == "Content-Type" && len(h[key]) == 0 {
+		if !raw && key == "Content-Type" && len(h[key]) == 0 {
 			// The most common response header: reuse its interned value
 			// when it is one of the usual ones.
 			if v, ok := commonValues[string(val)]; ok {
@@ -220,7 +229,45 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 		sc.raw = append(sc.raw, val...)
 		sc.fields = append(sc.fields, respField{key: key, start: start, end: len(sc.raw)})
 	}
-	if len(sc.raw) > 0 {
+	if resp.chunked {
+		resp.ambiguous = resp.contentLength >= 0
+		resp.contentLength = -1
+	}
+	// Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1).
+	drop := sc.drop[:0]
+	for len(connTokens) > 0 {
+		var tok []byte
+		i := bytes.IndexByte(connTokens, ',')
+		if i < 0 {
+			tok, connTokens = connTokens, nil
+		} else {
+			tok, connTokens = connTokens[:i], connTokens[i+1:]
+		}
+		tok = bytes.TrimSpace(tok)
+		if len(tok) == 0 || bytes.EqualFold(tok, []byte("keep-alive")) || bytes.EqualFold(tok, []byte("close")) {
+			continue // the usual tokens name no field we kept
+		}
+		drop = append(drop, textproto.CanonicalMIMEHeaderKey(string(tok)))
+	}
+	sc.drop = drop
+	if raw {
+		out := sc.out[:0]
+		for _, f := range sc.fields {
+			if len(drop) > 0 && slices.Contains(drop, f.key) {
+				continue
+			}
+			out = append(out, f.key...)
+			out = append(out, ": "...)
+			out = append(out, sc.raw[f.start:f.end]...)
+			out = append(out, "\r\n"...)
+			if f.key == "Date" {
+				resp.hasDate = true
+			}
+		}
+		sc.out = out
+		return nil
+	}
+	if len(sc.fields) > 0 || clStart >= 0 {
 		block := string(sc.raw) // the one allocation for all kept values
 		if clStart >= 0 {
 			resp.contentLengthRaw = block[clStart:clEnd]
@@ -236,24 +283,8 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 			h[f.key] = vals[i : i+1 : i+1]
 		}
 	}
-	if resp.chunked {
-		resp.ambiguous = resp.contentLength >= 0
-		resp.contentLength = -1
-	}
-	// Fields named in Connection are hop-by-hop too (RFC 9110 7.6.1).
-	for len(connTokens) > 0 {
-		var tok []byte
-		i := bytes.IndexByte(connTokens, ',')
-		if i < 0 {
-			tok, connTokens = connTokens, nil
-		} else {
-			tok, connTokens = connTokens[:i], connTokens[i+1:]
-		}
-		tok = bytes.TrimSpace(tok)
-		if len(tok) == 0 || bytes.EqualFold(tok, []byte("keep-alive")) || bytes.EqualFold(tok, []byte("close")) {
-			continue // the usual tokens name no field we kept
-		}
-		delete(h, textproto.CanonicalMIMEHeaderKey(string(tok)))
+	for _, k := range drop {
+		delete(h, k)
 	}
 	return nil
 }

@@ -2,7 +2,12 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,7 +16,8 @@ import (
 // FuzzReadResponseHead feeds arbitrary upstream response heads to the
 // parser. Whatever it accepts must be safe to relay: no field value with
 // CR, LF or NUL, no hop-by-hop field left, and a Content-Length that
-// agrees with the framing it reports.
+// agrees with the framing it reports. The header lines of raw mode
+// (Outbound.RawHead) must say the same as the header map.
 func FuzzReadResponseHead(f *testing.F) {
 	for _, seed := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello",
@@ -29,8 +35,26 @@ func FuzzReadResponseHead(f *testing.F) {
 		var resp respHead
 		var sc respScratch
 		resp.reset()
-		if err := readResponseHead(bufio.NewReaderSize(strings.NewReader(raw), 4096), w, &resp, 64<<10, &sc); err != nil {
+		if err := readResponseHead(bufio.NewReaderSize(strings.NewReader(raw), 4096), w, &resp, 64<<10, &sc, false); err != nil {
 			return
+		}
+		var rawResp respHead
+		var rawSC respScratch
+		rawResp.reset()
+		rw := httptest.NewRecorder()
+		if err := readResponseHead(bufio.NewReaderSize(strings.NewReader(raw), 4096), rw, &rawResp, 64<<10, &rawSC, true); err != nil {
+			t.Fatalf("raw mode rejects what map mode took: %v", err)
+		}
+		if len(rw.Header()) != 0 {
+			t.Fatalf("raw mode filled the header map: %v", rw.Header())
+		}
+		if got, want := linesHeader(t, rawSC.out), w.Header(); !sameHeader(got, want) {
+			t.Fatalf("raw lines %q say %v, the map %v", rawSC.out, got, want)
+		}
+		_, hasDate := w.Header()["Date"]
+		if rawResp.hasDate != hasDate || rawResp.status != resp.status || rawResp.contentLength != resp.contentLength ||
+			rawResp.chunked != resp.chunked || rawResp.close != resp.close || rawResp.ambiguous != resp.ambiguous {
+			t.Fatalf("raw mode framing %+v, map mode %+v", rawResp, resp)
 		}
 		for k, vs := range w.Header() {
 			if isResponseHop(k) {
@@ -55,6 +79,66 @@ func FuzzReadResponseHead(f *testing.F) {
 	})
 }
 
+// linesHeader parses header lines "Name: value\r\n" as the client would.
+func linesHeader(t *testing.T, b []byte) http.Header {
+	t.Helper()
+	h := http.Header{}
+	for len(b) > 0 {
+		i := bytes.Index(b, []byte("\r\n"))
+		if i < 0 {
+			t.Fatalf("unterminated line %q", b)
+		}
+		line := string(b[:i])
+		b = b[i+2:]
+		k, v, ok := strings.Cut(line, ": ")
+		if !ok || strings.ContainsAny(v, "\r\n\x00") || k != textproto.CanonicalMIMEHeaderKey(k) {
+			t.Fatalf("malformed line %q", line)
+		}
+		h[k] = append(h[k], v)
+	}
+	return h
+}
+
+func sameHeader(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		if !slices.Equal(va, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// TestReadResponseHeadRaw checks raw mode on a head with every kind of
+// field: hop-by-hop ones and those Connection names are dropped, the rest
+// kept in order, canonical, duplicates included, and the map untouched.
+func TestReadResponseHeadRaw(t *testing.T) {
+	head := "HTTP/1.1 200 OK\r\nServer: nginx\r\ndate: Fri, 27 Nov 2026 14:00:00 GMT\r\nContent-Type: text/plain\r\n" +
+		"Content-Length: 5\r\nConnection: keep-alive, X-Internal\r\nX-Internal: secret\r\nKeep-Alive: timeout=5\r\n" +
+		"Set-Cookie: a=1\r\nETag: \"x\"\r\nset-cookie: b=2\r\nTrailer: X-T\r\n\r\nhello"
+	w := httptest.NewRecorder()
+	var resp respHead
+	var sc respScratch
+	resp.reset()
+	br := bufio.NewReader(strings.NewReader(head))
+	if err := readResponseHead(br, w, &resp, 64<<10, &sc, true); err != nil {
+		t.Fatal(err)
+	}
+	want := "Server: nginx\r\nDate: Fri, 27 Nov 2026 14:00:00 GMT\r\nContent-Type: text/plain\r\n" +
+		"Set-Cookie: a=1\r\nEtag: \"x\"\r\nSet-Cookie: b=2\r\n"
+	if string(sc.out) != want {
+		t.Errorf("lines\n%q\nwant\n%q", sc.out, want)
+	}
+	if !resp.hasDate || resp.contentLength != 5 || resp.status != 200 || len(w.Header()) != 0 {
+		t.Errorf("hasDate %v, content length %d, status %d, map %v", resp.hasDate, resp.contentLength, resp.status, w.Header())
+	}
+	if rest, _ := io.ReadAll(br); string(rest) != "hello" {
+		t.Errorf("body %q left to read", rest)
+	}
+}
+
 func TestReadResponseHeadContentLength(t *testing.T) {
 	tests := []struct {
 		value string
@@ -68,7 +152,7 @@ func TestReadResponseHeadContentLength(t *testing.T) {
 			var sc respScratch
 			resp.reset()
 			raw := "HTTP/1.1 200 OK\r\nContent-Length: " + tc.value + "\r\n\r\n"
-			err := readResponseHead(bufio.NewReader(strings.NewReader(raw)), httptest.NewRecorder(), &resp, 64<<10, &sc)
+			err := readResponseHead(bufio.NewReader(strings.NewReader(raw)), httptest.NewRecorder(), &resp, 64<<10, &sc, false)
 			if (err == nil) != tc.ok {
 				t.Fatalf("Content-Length %q: error %v, want ok=%v", tc.value, err, tc.ok)
 			}

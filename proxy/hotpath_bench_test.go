@@ -80,10 +80,10 @@ func BenchmarkRelayResponse(b *testing.B) {
 		clear(w.h)
 		var resp respHead
 		resp.reset()
-		if err := readResponseHead(br, w, &resp, 64<<10, &sc); err != nil {
+		if err := readResponseHead(br, w, &resp, 64<<10, &sc, false); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := relayResponse(br, &lr, &resp, http.MethodGet, w, w.WriteHeader); err != nil {
+		if _, err := relayResponse(br, &lr, &resp, http.MethodGet, w, w.WriteHeader, nil, nil); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -125,13 +125,13 @@ func (c *H1Client) upgradeHandshake(ctx context.Context, addr string, cfg *tls.C
 	var resp respHead
 	var sc respScratch
 	resp.reset()
-	if err := readResponseHead(br, w, &resp, 64<<10, &sc); err != nil {
+	if err := readResponseHead(br, w, &resp, 64<<10, &sc, false); err != nil {
 		return fail(classify(ctx, ErrProtocol, err))
 	}
 	if resp.status != http.StatusSwitchingProtocols {
 		// Refused: relay the answer, then this connection is done.
 		var lr io.LimitedReader
-		_, err := relayResponse(br, &lr, &resp, out.Method, w, writeHeader)
+		_, err := relayResponse(br, &lr, &resp, out.Method, w, writeHeader, nil, nil)
 		up.Close()
 		return nil, nil, "", true, err
 	}

@@ -107,6 +107,7 @@ func (l *Listener) newH1Conn(c net.Conn, tlsState *ctls.ConnectionState) *h1Conn
 	hc.req = (&http.Request{}).WithContext(ctx)
 	hc.w.hdr = http.Header{}
 	hc.w.conn = hc
+	hc.w.rawCL = -1
 	return hc
 }
 
@@ -205,7 +206,7 @@ func (hc *h1Conn) waitIdle(deadline time.Time) bool {
 	// the next GC shrinks to what the wait uses.
 	hc.br, hc.bw = nil, nil
 	hc.hb.raw = nil
-	hc.req.Header, hc.w.hdr, hc.w.pending = nil, nil, nil
+	hc.req.Header, hc.w.hdr, hc.w.pending, hc.w.rawHead = nil, nil, nil, nil
 	hc.vals.Release()
 	hc.memo = nil
 	hc.setReadDeadline(deadline)

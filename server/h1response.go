@@ -32,6 +32,13 @@ type h1Response struct {
 	written    int64
 	pending    []byte
 	trailers   []string // names declared in the Trailer header, sent after a chunked body
+
+	// rawHead holds header lines sent as they are (SetRawHeader), rawCL
+	// their response's Content-Length (-1 for none), rawDate whether they
+	// include Date.
+	rawHead []byte
+	rawCL   int64
+	rawDate bool
 }
 
 const pendingMax = 4096
@@ -60,6 +67,25 @@ func (w *h1Response) reset(r *http.Request, closeAfter bool) {
 	w.written = 0
 	w.pending = w.pending[:0]
 	w.trailers = w.trailers[:0]
+	w.rawHead = w.rawHead[:0]
+	w.rawCL = -1
+	w.rawDate = false
+}
+
+// SetRawHeader gives header fields to send as they are, before those of
+// Header(): lines "Name: value\r\n", valid (no CR or LF in a value), and
+// none of the fields the server frames itself (Content-Length,
+// Transfer-Encoding, Connection). contentLength is the response's
+// Content-Length, -1 for none; hasDate says whether the lines include Date.
+// The upstream HTTP/1.1 client hands over a proxied response head this way
+// when nothing reads or edits it as a map (proxy.RawHeadSink): no map to
+// fill and then walk. Call it before WriteHeader; the lines are copied.
+func (w *h1Response) SetRawHeader(fields []byte, contentLength int64, hasDate bool) {
+	if w.status != 0 || w.committed {
+		return
+	}
+	w.rawHead = append(w.rawHead[:0], fields...)
+	w.rawCL, w.rawDate = contentLength, hasDate
 }
 
 // Header is the response header map, reused between requests.
@@ -95,7 +121,9 @@ func (w *h1Response) WriteHeader(status int) {
 	}
 	w.status = status
 	w.noBody = status == http.StatusNoContent || status == http.StatusNotModified
-	if cl := w.hdr["Content-Length"]; len(cl) == 1 {
+	if w.rawCL >= 0 {
+		w.length = w.rawCL
+	} else if cl := w.hdr["Content-Length"]; len(cl) == 1 {
 		if n, err := parseContentLength(cl[0]); err == nil {
 			w.length = n
 		} else {
@@ -168,12 +196,14 @@ func (w *h1Response) commit(final bool) error {
 		}
 		delete(h, "Content-Length")
 		w.length = -1
+		w.rawCL = -1
 		w.chunked = true
 	}
 	switch {
 	case w.chunked:
 	case !bodyAllowed:
 		delete(h, "Content-Length")
+		w.rawCL = -1
 	case w.length >= 0:
 	case final:
 		// The whole body is known: declare its length.
@@ -199,9 +229,16 @@ func (w *h1Response) commit(final bool) error {
 	}
 	bw.WriteString(statusLine(w.status))
 	bw.WriteString("\r\n")
+	bw.Write(w.rawHead)
+	if w.rawCL >= 0 {
+		var b [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(b[:0], w.rawCL, 10))
+		bw.WriteString("\r\n")
+	}
 	// The fields the server sets itself are handled in the one pass over
 	// the header that writes it, not by lookups before it.
-	hasDate := false
+	hasDate := w.rawDate
 	for k, vs := range h {
 		switch k {
 		case "Date":
@@ -217,6 +254,10 @@ func (w *h1Response) commit(final bool) error {
 			continue
 		case "Transfer-Encoding":
 			continue // the server frames the body itself
+		case "Content-Length":
+			if w.rawCL >= 0 {
+				continue // written with the raw lines
+			}
 		}
 		if strings.HasPrefix(k, http.TrailerPrefix) {
 			continue
