@@ -185,7 +185,7 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 		if !ok {
 			return fmt.Errorf("malformed header name %q", truncate(rawKey))
 		}
-		val := bytes.TrimSpace(line[colon+1:])
+		val := trimOWS(line[colon+1:])
 		if !h1head.ValidValue(val) {
 			return fmt.Errorf("invalid header value for %q", rawKey)
 		}
@@ -216,6 +216,9 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 		case "Upgrade":
 			resp.upgrade = string(val)
 		case "Connection":
+			if string(val) == "keep-alive" {
+				break // the usual value: no field named, nothing to close
+			}
 			connTokens = append(connTokens, ',')
 			connTokens = append(connTokens, val...)
 			if containsToken(val, "close") {
@@ -287,6 +290,19 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 		delete(h, k)
 	}
 	return nil
+}
+
+// trimOWS trims the optional whitespace around a field value (RFC 9110
+// 5.6.3: spaces and horizontal tabs); any other control byte stays, for
+// the value check to refuse.
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 func readLine(lr *h1head.LineReader, resp *respHead, max int) ([]byte, error) {

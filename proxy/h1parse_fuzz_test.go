@@ -159,3 +159,27 @@ func TestReadResponseHeadContentLength(t *testing.T) {
 		})
 	}
 }
+
+// TestReadResponseHeadOWS checks that only spaces and tabs around a value
+// are trimmed: another control byte there makes the head invalid.
+func TestReadResponseHeadOWS(t *testing.T) {
+	for _, tc := range []struct {
+		field, want string // want "" for an error
+	}{
+		{"X-A: v", "v"}, {"X-A:v", "v"}, {"X-A: \t v w \t", "v w"}, {"X-A:", "-"}, {"X-A: \fv", ""}, {"X-A: v\v", ""},
+	} {
+		var resp respHead
+		var sc respScratch
+		resp.reset()
+		w := httptest.NewRecorder()
+		err := readResponseHead(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\n"+tc.field+"\r\n\r\n")), w, &resp, 64<<10, &sc, false)
+		switch got := w.Header()["X-A"]; {
+		case tc.want == "" && err == nil:
+			t.Errorf("%q: accepted as %q", tc.field, got)
+		case tc.want == "-" && (err != nil || len(got) != 1 || got[0] != ""):
+			t.Errorf("%q: %q, %v; want an empty value", tc.field, got, err)
+		case tc.want != "" && tc.want != "-" && (err != nil || len(got) != 1 || got[0] != tc.want):
+			t.Errorf("%q: %q, %v; want %q", tc.field, got, err, tc.want)
+		}
+	}
+}
