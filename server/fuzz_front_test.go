@@ -23,7 +23,6 @@ package server
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"io"
 	"maps"
@@ -164,16 +163,7 @@ func FuzzH1Front(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	rec := &frontRecorder{conns: map[string]*frontConnLog{}}
-	l, err := Listen("127.0.0.1:0", rec, Limits{ReadHeaderTimeout: time.Second, IdleTimeout: time.Second, BodyIdleTimeout: time.Second}, confLogger())
-	if err != nil {
-		f.Fatal(err)
-	}
-	l.Serve()
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Shutdown(ctx)
-	})
+	l := serveTest(f, rec, Limits{ReadHeaderTimeout: time.Second, IdleTimeout: time.Second, BodyIdleTimeout: time.Second})
 	addr := l.Addr().String()
 
 	f.Fuzz(func(t *testing.T, data []byte) {

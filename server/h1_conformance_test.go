@@ -199,20 +199,29 @@ func confLogger() *slog.Logger {
 func startConf(t *testing.T, limits Limits) *confServer {
 	t.Helper()
 	s := &confServer{entered: make(chan string, 16), release: make(chan struct{})}
-	l, err := Listen("127.0.0.1:0", s, limits, confLogger())
+	s.l = serveTest(t, s, limits)
+	s.addr = s.l.Addr().String()
+	// Cleanups run last first: handlers blocked in wait are released
+	// before serveTest's Shutdown waits for them.
+	t.Cleanup(s.releaseAll)
+	return s
+}
+
+// serveTest starts a listener on a loopback port serving h, shut down when
+// the test ends.
+func serveTest(tb testing.TB, h http.Handler, limits Limits) *Listener {
+	tb.Helper()
+	l, err := Listen("127.0.0.1:0", h, limits, confLogger())
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	s.l = l
-	s.addr = l.Addr().String()
 	l.Serve()
-	t.Cleanup(func() {
-		s.releaseAll()
+	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
 		l.Shutdown(ctx)
 	})
-	return s
+	return l
 }
 
 // confConn is a raw client connection. Every read and write has a deadline.

@@ -1,12 +1,10 @@
 package server
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // rawHeadHandler answers with header lines set through SetRawHeader, as
@@ -49,16 +47,7 @@ func (rawHeadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func TestSetRawHeader(t *testing.T) {
-	l, err := Listen("127.0.0.1:0", rawHeadHandler{}, Limits{}, confLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	l.Serve()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		l.Shutdown(ctx)
-	})
+	l := serveTest(t, rawHeadHandler{}, Limits{})
 	cases := []struct {
 		name, method, query string
 		wantCL              string // "" for none
