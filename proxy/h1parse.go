@@ -122,6 +122,24 @@ type respScratch struct {
 	drop []string
 }
 
+// writeLines puts the kept fields, less those Connection named, into
+// sc.out as header lines, and reports whether Date is among them.
+func (sc *respScratch) writeLines() (hasDate bool) {
+	out := sc.out[:0]
+	for _, f := range sc.fields {
+		if len(sc.drop) > 0 && slices.Contains(sc.drop, f.key) {
+			continue
+		}
+		out = append(out, f.key...)
+		out = append(out, ": "...)
+		out = append(out, sc.raw[f.start:f.end]...)
+		out = append(out, "\r\n"...)
+		hasDate = hasDate || f.key == "Date"
+	}
+	sc.out = out
+	return hasDate
+}
+
 // respField is one header field kept for the response: its name and its
 // value's bounds in respScratch.raw.
 type respField struct {
@@ -254,20 +272,7 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 	}
 	sc.drop = drop
 	if raw {
-		out := sc.out[:0]
-		for _, f := range sc.fields {
-			if len(drop) > 0 && slices.Contains(drop, f.key) {
-				continue
-			}
-			out = append(out, f.key...)
-			out = append(out, ": "...)
-			out = append(out, sc.raw[f.start:f.end]...)
-			out = append(out, "\r\n"...)
-			if f.key == "Date" {
-				resp.hasDate = true
-			}
-		}
-		sc.out = out
+		resp.hasDate = sc.writeLines()
 		return nil
 	}
 	if len(sc.fields) > 0 || clStart >= 0 {
