@@ -165,18 +165,9 @@ func TestLineReader(t *testing.T) {
 func readLinesKeep(br *bufio.Reader) (string, string, error) {
 	var lr LineReader
 	lr.Reset(br)
-	var b strings.Builder
-	for {
-		line, err := lr.ReadLine()
-		b.Write(line)
-		if err != nil {
-			return b.String(), "", err
-		}
-		if string(line) == "\r\n" {
-			lr.Done()
-			return b.String(), "", nil
-		}
-	}
+	lines, err := headLines(lr.ReadLine)
+	lr.Done()
+	return strings.Join(lines, ""), "", err
 }
 
 // FuzzLineReader checks LineReader against bufio.Reader.ReadSlice for any
@@ -193,43 +184,34 @@ func FuzzLineReader(f *testing.F) {
 			return bufio.NewReaderSize(r, 16+int(size))
 		}
 		want := mk()
-		var wantLines []string
-		var wantErr error
-		for {
-			line, err := want.ReadSlice('\n')
-			wantLines = append(wantLines, string(line))
-			if err != nil && err != bufio.ErrBufferFull {
-				wantErr = err
-				break
-			}
-			if err == nil && (string(line) == "\n" || string(line) == "\r\n") {
-				break
-			}
-		}
+		wantLines, wantErr := headLines(func() ([]byte, error) { return want.ReadSlice('\n') })
 		wantRest, _ := io.ReadAll(want)
 
 		got := mk()
 		var lr LineReader
 		lr.Reset(got)
-		var gotErr error
-		var gotLines []string
-		for {
-			line, err := lr.ReadLine()
-			gotLines = append(gotLines, string(line))
-			if err != nil && err != bufio.ErrBufferFull {
-				gotErr = err
-				break
-			}
-			if err == nil && (string(line) == "\n" || string(line) == "\r\n") {
-				break
-			}
-		}
+		gotLines, gotErr := headLines(lr.ReadLine)
 		lr.Done()
 		gotRest, _ := io.ReadAll(got)
 		if strings.Join(gotLines, "") != strings.Join(wantLines, "") || gotErr != wantErr || !bytes.Equal(gotRest, wantRest) {
 			t.Fatalf("LineReader: %q %v rest %q; ReadSlice: %q %v rest %q", gotLines, gotErr, gotRest, wantLines, wantErr, wantRest)
 		}
 	})
+}
+
+// headLines reads lines with next, as ReadSlice('\n') returns them, up
+// to an empty line or an error other than ErrBufferFull.
+func headLines(next func() ([]byte, error)) (lines []string, err error) {
+	for {
+		line, err := next()
+		lines = append(lines, string(line))
+		if err != nil && err != bufio.ErrBufferFull {
+			return lines, err
+		}
+		if err == nil && (string(line) == "\n" || string(line) == "\r\n") {
+			return lines, nil
+		}
+	}
 }
 
 func BenchmarkLineReader(b *testing.B) {
