@@ -89,7 +89,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 
 	sel := `[data-route="` + storefront + `"] [data-test=route-requests]`
-	before, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(sel)))
+	before, err := textOf(bctx, sel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if n, err := strconv.Atoi(moved); err != nil || n <= 0 {
 		t.Errorf("request count %q, want a positive number", moved)
 	}
-	rate, err := chromedp.Run(bctx, chromedp.Text(chromedp.CSS(`[data-route="`+storefront+`"] [data-test=route-rate] .kpi-value`)))
+	rate, err := textOf(bctx, `[data-route="`+storefront+`"] [data-test=route-rate] .kpi-value`)
 	if err != nil || rate == "0/s" || rate == "–" {
 		t.Errorf("route rate %q (%v), want > 0", rate, err)
 	}
@@ -337,4 +337,12 @@ func TestRolloutsInChromium(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("rollouts shown:\n%q\nwant\n%q", got, want)
 	}
+}
+
+// textOf reads the text of the element sel names in one evaluation. The page
+// rebuilds its topology on every update, so a node found by one DevTools call
+// may be gone by the next (chromedp.Text's "No node with given id found").
+func textOf(ctx context.Context, sel string) (string, error) {
+	return chromedp.Run(ctx, chromedp.Evaluate[string](
+		`(() => { const e = document.querySelector(`+strconv.Quote(sel)+`); return e ? e.textContent : '<missing>'; })()`))
 }
