@@ -289,11 +289,16 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		}
 	}
 	// attemptDeadline bounds one attempt: its own timeout, the client's
-	// grpc-timeout and the whole request's, whichever ends first.
-	attemptDeadline := func() time.Time {
+	// grpc-timeout and the whole request's, whichever ends first. Its
+	// slack, how late an HTTP/1.1 upstream connection's deadline may
+	// pass, is 1/64 of the time left, at most 100 ms: a timeout still
+	// ends within 2% of its length, and the request's own timeout ends
+	// on time through ctx.
+	attemptDeadline := func() (time.Time, time.Duration) {
+		now := time.Now()
 		var deadline time.Time
 		if attempt > 0 {
-			deadline = time.Now().Add(attempt)
+			deadline = now.Add(attempt)
 		}
 		if !grpcDeadline.IsZero() && (deadline.IsZero() || grpcDeadline.Before(deadline)) {
 			deadline = grpcDeadline
@@ -301,9 +306,12 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 			deadline = d
 		}
-		return deadline
+		if deadline.IsZero() {
+			return deadline, 0
+		}
+		return deadline, max(0, min(deadline.Sub(now)/64, 100*time.Millisecond))
 	}
-	deadline := attemptDeadline()
+	deadline, slack := attemptDeadline()
 	if grpc && !deadline.IsZero() {
 		// The upstream learns the time actually left, so it can give up
 		// when the gateway will.
@@ -323,6 +331,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		Body:          r.Body,
 		ContentLength: r.ContentLength,
 		Deadline:      deadline,
+		DeadlineSlack: slack,
 		DialTimeout:   target.ConnectTimeout,
 		IdleTimeout:   target.IdleTimeout,
 	}

@@ -101,10 +101,10 @@ type upConn struct {
 	bw       *bufio.Writer
 	lastUsed time.Time
 	reused   bool
-	// deadline is the deadline roundTrip last set: a connection whose
-	// requests have none (no route timeout) skips setting the zero
-	// deadline again, a runtime timer update per request. (abort sets
-	// one too, but a connection it hit is never reused.)
+	// deadline is the deadline roundTrip last set, kept while it
+	// covers the next exchange's (deadlineCovers): setting one is a
+	// runtime timer update and three clock reads, ~600 instructions.
+	// (abort sets one too, but a connection it hit is never reused.)
 	deadline time.Time
 	body     io.LimitedReader // reused for Content-Length bodies
 	head     respScratch      // reused by readResponseHead
@@ -271,6 +271,12 @@ type Outbound struct {
 	ContentLength int64
 	// Deadline bounds the attempt; zero for none.
 	Deadline time.Time
+	// DeadlineSlack is how late Deadline may pass on an HTTP/1.1
+	// upstream connection. A pooled connection whose deadline already
+	// falls in [Deadline, Deadline+DeadlineSlack] keeps it, and a new
+	// one is set DeadlineSlack late: a busy connection re-arms its
+	// runtime timer a few times a second, not for every request.
+	DeadlineSlack time.Duration
 	// DialTimeout and IdleTimeout override the client's for this
 	// backend (a policy's connect and idle timeouts); zero keeps them.
 	DialTimeout time.Duration
@@ -354,10 +360,22 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 	}
 }
 
+// deadlineCovers reports whether a connection whose deadline is set serves
+// an exchange that wants want, passing at most slack late.
+func deadlineCovers(set, want time.Time, slack time.Duration) bool {
+	if set.IsZero() || want.IsZero() {
+		return set.IsZero() == want.IsZero()
+	}
+	return !set.Before(want) && set.Sub(want) <= slack
+}
+
 // roundTrip does one exchange on uc. done reports whether uc can be reused;
 // retry whether the failure happened before the upstream sent anything.
 func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w http.ResponseWriter, writeHeader func(int)) (done, retry bool, err error) {
-	if d := out.Deadline; !d.Equal(uc.deadline) {
+	if d := out.Deadline; !deadlineCovers(uc.deadline, d, out.DeadlineSlack) {
+		if !d.IsZero() {
+			d = d.Add(out.DeadlineSlack)
+		}
 		uc.SetDeadline(d)
 		uc.deadline = d
 	}

@@ -358,3 +358,86 @@ func TestH1ClientDeadlineCleared(t *testing.T) {
 		t.Fatalf("request past its deadline: err = %v, want a timeout", err)
 	}
 }
+
+// TestDeadlineCovers: a connection's deadline serves an exchange when it
+// passes no earlier than wanted and at most slack later; none and some
+// never stand for each other.
+func TestDeadlineCovers(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	for _, tc := range []struct {
+		name      string
+		set, want time.Time
+		slack     time.Duration
+		covers    bool
+	}{
+		{"both none", time.Time{}, time.Time{}, 0, true},
+		{"none set, one wanted", time.Time{}, t0, time.Second, false},
+		{"one set, none wanted", t0, time.Time{}, time.Second, false},
+		{"equal, no slack", t0, t0, 0, true},
+		{"later within slack", t0.Add(50 * time.Millisecond), t0, 100 * time.Millisecond, true},
+		{"at the slack's end", t0.Add(100 * time.Millisecond), t0, 100 * time.Millisecond, true},
+		{"past the slack", t0.Add(101 * time.Millisecond), t0, 100 * time.Millisecond, false},
+		{"earlier than wanted", t0.Add(-time.Nanosecond), t0, time.Second, false},
+		{"later, no slack", t0.Add(time.Nanosecond), t0, 0, false},
+	} {
+		if got := deadlineCovers(tc.set, tc.want, tc.slack); got != tc.covers {
+			t.Errorf("%s: deadlineCovers = %v, want %v", tc.name, got, tc.covers)
+		}
+	}
+}
+
+// TestH1ClientDeadlineSlack: a pooled connection keeps its deadline while
+// it covers the next exchange's within the slack, is re-armed slack late
+// when not, and the deadline still ends a slow exchange.
+func TestH1ClientDeadlineSlack(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			time.Sleep(time.Second)
+		}
+		w.Write([]byte("ok"))
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	pooled := func() time.Time {
+		t.Helper()
+		p := c.pool(addr)
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		if len(p.idle) != 1 {
+			t.Fatalf("%d pooled connections, want 1", len(p.idle))
+		}
+		return p.idle[0].deadline
+	}
+	const slack = 100 * time.Millisecond
+	d1 := time.Now().Add(10 * time.Second)
+	if _, err := forward(t, &c, addr, &Outbound{Deadline: d1, DeadlineSlack: slack}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pooled(); !got.Equal(d1.Add(slack)) {
+		t.Fatalf("first exchange set deadline %v, want %v (slack late)", got, d1.Add(slack))
+	}
+	// 60 ms later wanted: still covered, kept.
+	if _, err := forward(t, &c, addr, &Outbound{Deadline: d1.Add(60 * time.Millisecond), DeadlineSlack: slack}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pooled(); !got.Equal(d1.Add(slack)) {
+		t.Errorf("covered exchange moved the deadline to %v, want %v kept", got, d1.Add(slack))
+	}
+	// 150 ms later wanted: the kept one would end too early, re-armed.
+	d3 := d1.Add(150 * time.Millisecond)
+	if _, err := forward(t, &c, addr, &Outbound{Deadline: d3, DeadlineSlack: slack}); err != nil {
+		t.Fatal(err)
+	}
+	if got := pooled(); !got.Equal(d3.Add(slack)) {
+		t.Errorf("uncovered exchange left deadline %v, want %v", got, d3.Add(slack))
+	}
+	// An earlier deadline than the one in force is set, and it ends the
+	// exchange: kept, the exchange would have had its answer.
+	_, err := forward(t, &c, addr, &Outbound{RequestURI: "/slow", Deadline: time.Now().Add(50 * time.Millisecond), DeadlineSlack: 10 * time.Millisecond})
+	var ue *UpstreamError
+	if !errors.As(err, &ue) || ue.Kind != ErrTimeout {
+		t.Fatalf("slow exchange: err = %v, want a timeout", err)
+	}
+}
