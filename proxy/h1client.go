@@ -531,34 +531,38 @@ func classify(ctx context.Context, kind UpstreamErrorKind, err error) error {
 }
 
 func writeRequestHead(bw *bufio.Writer, out *Outbound, chunked *bool) error {
-	bw.WriteString(out.Method)
-	bw.WriteByte(' ')
-	bw.WriteString(out.RequestURI)
-	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(out.Host)
-	bw.WriteString("\r\n")
+	// The head is appended to the writer's free space and written with
+	// one call (a write per piece showed in profiles; a head larger than
+	// the free space grows the slice instead).
+	b := bw.AvailableBuffer()
+	b = append(b, out.Method...)
+	b = append(b, ' ')
+	b = append(b, out.RequestURI...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, out.Host...)
+	b = append(b, "\r\n"...)
 	for k, vs := range out.Header {
 		if k == "Host" || k == "Content-Length" || k == "Transfer-Encoding" {
 			continue
 		}
 		for _, v := range vs {
-			bufpool.WriteField(bw, k, v)
+			b = bufpool.AppendField(b, k, v)
 		}
 	}
 	hasBody := out.Body != nil && out.Body != http.NoBody
 	switch {
 	case hasBody && out.ContentLength >= 0:
-		var b [20]byte
-		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(b[:0], out.ContentLength, 10))
-		bw.WriteString("\r\n")
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, out.ContentLength, 10)
+		b = append(b, "\r\n"...)
 	case hasBody:
 		*chunked = true
-		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
 	case out.Method == http.MethodPost || out.Method == http.MethodPut || out.Method == http.MethodPatch:
-		bw.WriteString("Content-Length: 0\r\n")
+		b = append(b, "Content-Length: 0\r\n"...)
 	}
-	_, err := bw.WriteString("\r\n")
+	b = append(b, "\r\n"...)
+	_, err := bw.Write(b)
 	return err
 }
 

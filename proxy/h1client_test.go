@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -439,5 +440,29 @@ func TestH1ClientDeadlineSlack(t *testing.T) {
 	var ue *UpstreamError
 	if !errors.As(err, &ue) || ue.Kind != ErrTimeout {
 		t.Fatalf("slow exchange: err = %v, want a timeout", err)
+	}
+}
+
+// TestH1ClientLargeRequestHead: a request head larger than the connection's
+// write buffer (built in its free space, then grown) arrives whole, with its
+// body, and the connection carries the next request.
+func TestH1ClientLargeRequestHead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("X-Got", strconv.Itoa(len(r.Header.Get("X-Big")))+"|"+r.Header.Get("X-After")+"|"+string(b))
+	}))
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	big := strings.Repeat("b", 6000)
+	for i, want := range []string{"6000|after|abc", "6000|after|abc"} {
+		rec, err := forward(t, &c, addr, &Outbound{
+			Method: "POST", Body: strings.NewReader("abc"), ContentLength: 3,
+			Header: http.Header{"X-Big": {big}, "X-After": {"after"}},
+		})
+		if err != nil || rec.Header().Get("X-Got") != want {
+			t.Fatalf("request %d: %v, upstream got %q, want %q", i, err, rec.Header().Get("X-Got"), want)
+		}
 	}
 }

@@ -11,7 +11,9 @@ import (
 // the upstream HTTP/1.1 client does for a proxied response (see
 // proxy.RawHeadSink), from the query: cl (Content-Length, -1 for none),
 // date (whether the lines carry Date), status, close (a field in the
-// header map too), big (a body too long to be held back and counted).
+// header map too), big (a body too long to be held back and counted),
+// bighead (6000-byte fields in the lines and in the map: a head larger
+// than the connection's write buffer).
 type rawHeadHandler struct{}
 
 func (rawHeadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -27,6 +29,10 @@ func (rawHeadHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if q.Get("close") == "1" {
 		w.Header()["Connection"] = []string{"close"}
+	}
+	if q.Get("bighead") == "1" {
+		lines += "X-Big: " + strings.Repeat("b", 6000) + "\r\n"
+		w.Header()["X-Map"] = []string{strings.Repeat("m", 6000)}
 	}
 	w.Header()["X-Gateway"] = []string{"g"}
 	w.(interface {
@@ -55,6 +61,7 @@ func TestSetRawHeader(t *testing.T) {
 		wantDate            string // "" for the server's own
 		wantBody            string
 		wantClose           bool
+		wantBigHead         bool
 	}{
 		{name: "length and date from the lines", method: "GET", query: "cl=5&date=1", wantCL: "5", wantDate: "Mon, 02 Jan 2006 15:04:05 GMT", wantBody: "hello"},
 		{name: "server adds Date", method: "GET", query: "cl=5", wantCL: "5", wantBody: "hello"},
@@ -63,6 +70,7 @@ func TestSetRawHeader(t *testing.T) {
 		{name: "HEAD keeps the length", method: "HEAD", query: "cl=5", wantCL: "5"},
 		{name: "204 drops the length", method: "GET", query: "cl=5&status=204"},
 		{name: "map fields still count", method: "GET", query: "cl=5&close=1", wantCL: "5", wantBody: "hello", wantClose: true},
+		{name: "head larger than the write buffer", method: "GET", query: "cl=5&bighead=1", wantCL: "5", wantBody: "hello", wantBigHead: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -85,6 +93,9 @@ func TestSetRawHeader(t *testing.T) {
 			}
 			if d := h.Values("Date"); len(d) != 1 || (tc.wantDate != "" && d[0] != tc.wantDate) {
 				t.Errorf("Date %q, want one (%q)", d, tc.wantDate)
+			}
+			if big := h.Get("X-Big") == strings.Repeat("b", 6000) && h.Get("X-Map") == strings.Repeat("m", 6000); big != tc.wantBigHead {
+				t.Errorf("6000-byte fields arrived whole: %v, want %v", big, tc.wantBigHead)
 			}
 			if resp.Close != tc.wantClose {
 				t.Errorf("close %v, want %v", resp.Close, tc.wantClose)
