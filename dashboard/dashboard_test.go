@@ -823,3 +823,22 @@ spec:
 		t.Errorf("snapshot without rollouts: %v %s", err, b)
 	}
 }
+
+// TestEdgeMemoAfterDrop: a record whose memo holds an edge series that was
+// dropped (idle for a window) counts its next request in a new series,
+// not in the dropped one.
+func TestEdgeMemoAfterDrop(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	d := New(Options{Config: testConfig, Now: clk.Now})
+	r := req(storefront, v1, "10.0.1.11:8080", 200, time.Millisecond)
+	d.ObserveRequest(r)
+	d.ObserveRequest(r) // through the memo
+	checkMetrics(t, "before", findRoute(t, d.Snapshot(), storefront).Metrics, 2, 0, 0.2, pf(0), pf(1))
+	clk.Add(11 * time.Second)
+	d.Snapshot() // drops the idle series
+	if n := d.edges.Size(); n != 0 {
+		t.Fatalf("%d edge series kept after an idle window", n)
+	}
+	d.ObserveRequest(r)
+	checkMetrics(t, "after the drop", findRoute(t, d.Snapshot(), storefront).Metrics, 1, 0, 0.1, pf(0), pf(1))
+}

@@ -389,6 +389,7 @@ func (d *Dashboard) collect(sec int64) (map[edgeKey]*agg, map[string]*agg) {
 		for _, e := range staleEdges {
 			if cur, _ := d.edges.Load(e.k); cur == e.s && e.s.lastSec() <= sec-n {
 				d.edges.Delete(e.k)
+				d.dropped.Add(1)
 			}
 		}
 		for _, l := range staleListeners {

@@ -33,6 +33,9 @@ type Metrics struct {
 
 	req    requestMetrics
 	reload reloadMetrics
+	// memo names the slot of obs.Request records where ObserveRequest
+	// keeps its last lookup (lookupMemo).
+	memo obs.MemoKey
 }
 
 // family is one metric family the gateway defines, with its type, which

@@ -275,3 +275,24 @@ func TestObserveRequestAllocs(t *testing.T) {
 		t.Errorf("ObserveRequest allocates %v times per request, want 0", n)
 	}
 }
+
+// TestObserveRequestMemo: a record reused for requests with other labels
+// (its memo then holds another series) counts each in its own series.
+func TestObserveRequestMemo(t *testing.T) {
+	m := New(Options{})
+	var r obs.Request
+	for _, st := range []int{200, 200, 503, 200, 503, 404} {
+		r.Reset()
+		ok := okRequest()
+		r.Gateway, r.Route, r.Backend, r.Method, r.Proto, r.Status = ok.Gateway, ok.Route, ok.Backend, ok.Method, ok.Proto, st
+		m.ObserveRequest(&r)
+	}
+	for class, want := range map[string]float64{"2xx": 3, "5xx": 2, "4xx": 1} {
+		got, _ := value(t, m.Registry(), "meshgate_http_requests_total", map[string]string{
+			"listener": "default/gw/http", "route": "default/web", "backend": "default/web-svc", "method": "GET",
+			"code_class": class, "grpc_status": "", "proto": "HTTP/1.1"})
+		if got != want {
+			t.Errorf("%s requests %v, want %v", class, got, want)
+		}
+	}
+}

@@ -79,10 +79,51 @@ type Request struct {
 	DeniedSection string
 	// TraceID is the request's trace ID when tracing is on.
 	TraceID string
+
+	// memos are the sinks' memo slots (Memo); Reset keeps them.
+	memos [memoSlots]memo
 }
 
-// Reset clears r for reuse.
-func (r *Request) Reset() { *r = Request{Rule: -1} }
+// Reset clears r for reuse, keeping the sinks' memos.
+func (r *Request) Reset() {
+	m := r.memos
+	*r = Request{Rule: -1, memos: m}
+}
+
+// MemoKey names a sink's memo slot in Request records: a sink keeps one as
+// a field, and its address is the key.
+type MemoKey struct{ _ byte }
+
+// memoSlots is how many sinks can keep a memo with a record; a sink past
+// them gets none.
+const memoSlots = 4
+
+type memo struct {
+	key *MemoKey
+	v   any
+}
+
+// Memo returns the slot of r where the sink owning key keeps what it
+// looked up for the last request r recorded, or nil when every slot is
+// taken by other sinks. A record serves one request at a time and is then
+// reused, so a sink may cache its last lookup there without a lock: the
+// next request on the record mostly has the same labels, and comparing
+// them costs a fraction of a map lookup. What a sink keeps there must stay
+// right for as long as the record lives, or carry what tells it apart
+// from stale.
+func (r *Request) Memo(key *MemoKey) *any {
+	for i := range r.memos {
+		m := &r.memos[i]
+		if m.key == key {
+			return &m.v
+		}
+		if m.key == nil {
+			m.key = key
+			return &m.v
+		}
+	}
+	return nil
+}
 
 // Sink receives finished requests.
 type Sink interface {
