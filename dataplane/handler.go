@@ -233,8 +233,18 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		r.Header["Te"] = []string{"trailers"}
 	}
 	host := r.Host
-	h.applyForwarded(w, r)
-	if id := h.identity.Load(); id != nil {
+	// The forwarding fields go to the upstream client as lines, not into
+	// the header map, unless something before the upstream write may read
+	// or edit them: header filters, a mirror, session persistence, a
+	// client identity header, a tunnel; a backend's filters, a hash
+	// balancer or an HTTP/2 upstream (below).
+	id := h.identity.Load()
+	var fwd *proxy.ForwardedFields
+	if id == nil && len(route.RequestHeaders) == 0 && len(route.Mirrors) == 0 && route.Session == nil && upType == "" && !xconnect {
+		fwd = new(proxy.ForwardedFields)
+	}
+	h.applyForwarded(w, r, fwd)
+	if id != nil {
 		id.apply(r) // client certificate identity (identity.go)
 	}
 	for _, f := range route.RequestHeaders {
@@ -254,10 +264,14 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		h.fail(w, r, rec, http.StatusInternalServerError, "no_valid_backend", nil)
 		return
 	}
+	target := b.IR.Target
+	if fwd != nil && (len(b.RequestHeaders) > 0 || isHashLB(target.LoadBalancer) || target.Protocol != ir.BackendHTTP1) {
+		fwd.AddTo(r.Header, nil)
+		fwd = nil
+	}
 	for _, f := range b.RequestHeaders {
 		f.Apply(r.Header)
 	}
-	target := b.IR.Target
 	rec.Backend = target.Name
 	in := upstream.PickInput{Prefer: prefer}
 	if isHashLB(target.LoadBalancer) {
@@ -334,6 +348,9 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		DeadlineSlack: slack,
 		DialTimeout:   target.ConnectTimeout,
 		IdleTimeout:   target.IdleTimeout,
+	}
+	if fwd != nil {
+		out.Forwarded = *fwd
 	}
 	if cb := target.CircuitBreaker; cb != nil && cb.MaxConnections > 0 {
 		out.AcquireConn = func(ctx context.Context) (func(), error) { return h.balancer.AcquireConn(ctx, target) }
@@ -488,12 +505,13 @@ func (e errString) Error() string { return string(e) }
 
 var _ http.Handler = (*listenerHandler)(nil)
 
-// applyForwarded sets r's forwarding headers (ForwardedPolicy) with what
-// r's connection remembers from its earlier requests: an HTTP/1.1
-// connection's own memo and value storage (hdrvals.Source, one lookup), or
-// the memo an HTTP/2 connection's concurrent streams share
-// (server.ConnInfo.SharedMemo, immutable); HTTP/3 streams keep none.
-func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request) {
+// applyForwarded works out r's forwarding fields (ForwardedPolicy) with
+// what the connection remembers of its last request (ForwardedMemo): into
+// f when it is not nil (the upstream client writes them), else onto r's
+// header. An HTTP/1.1 connection keeps a memo of its own in the server's
+// per-connection slot; HTTP/2 and HTTP/3 streams share one per
+// connection through ConnInfo.
+func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request, f *proxy.ForwardedFields) {
 	tls := r.TLS != nil
 	if src := hdrvals.Find(w); src != nil {
 		slot := src.ConnMemo()
@@ -502,17 +520,31 @@ func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request)
 			m = new(proxy.ForwardedMemo)
 			*slot = m
 		}
-		h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, src.HeaderValues(4), m)
+		if f != nil {
+			h.forwarded.ApplyTo(f, r.Header, r.RemoteAddr, r.Host, tls, m)
+		} else {
+			h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, src.HeaderValues(4), m)
+		}
 		return
 	}
 	if slot := server.ConnInfoFrom(r.Context()).SharedMemo(); slot != nil {
 		old, _ := slot.Load().(*proxy.ForwardedMemo)
-		if m := h.forwarded.ApplyShared(r.Header, r.RemoteAddr, r.Host, tls, old); m != old {
+		var m *proxy.ForwardedMemo
+		if f != nil {
+			m = h.forwarded.ApplySharedTo(f, r.Header, r.RemoteAddr, r.Host, tls, old)
+		} else {
+			m = h.forwarded.ApplyShared(r.Header, r.RemoteAddr, r.Host, tls, old)
+		}
+		if m != old {
 			slot.Store(m)
 		}
 		return
 	}
-	h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, nil, nil)
+	if f != nil {
+		h.forwarded.ApplyTo(f, r.Header, r.RemoteAddr, r.Host, tls, nil)
+	} else {
+		h.forwarded.Apply(r.Header, r.RemoteAddr, r.Host, tls, nil, nil)
+	}
 }
 
 // rawHeadSink returns the writer under w that takes a response head as

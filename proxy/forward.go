@@ -101,6 +101,7 @@ func (f *Forwarder) forwardH2(ctx context.Context, rt roundTripper, scheme, addr
 	}
 	req.Host = out.Host
 	req.Header = out.Header
+	out.Forwarded.AddTo(req.Header, nil)
 	req.ContentLength = out.ContentLength
 	if body == http.NoBody {
 		req.ContentLength = 0

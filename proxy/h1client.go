@@ -266,7 +266,11 @@ type Outbound struct {
 	RequestURI string // origin-form, e.g. "/a?b=c"
 	Host       string
 	Header     http.Header
-	Body       io.Reader // nil or http.NoBody for none
+	// Forwarded are forwarding fields sent after Header's
+	// (ForwardedPolicy.ApplyTo): written as header lines by the
+	// HTTP/1.1 client, set on Header for an HTTP/2 upstream.
+	Forwarded ForwardedFields
+	Body      io.Reader // nil or http.NoBody for none
 	// ContentLength is the body length, or -1 when unknown (sent chunked).
 	ContentLength int64
 	// Deadline bounds the attempt; zero for none.
@@ -549,6 +553,7 @@ func writeRequestHead(bw *bufio.Writer, out *Outbound, chunked *bool) error {
 			b = bufpool.AppendField(b, k, v)
 		}
 	}
+	b = out.Forwarded.appendLines(b)
 	hasBody := out.Body != nil && out.Body != http.NoBody
 	switch {
 	case hasBody && out.ContentLength >= 0:

@@ -466,3 +466,27 @@ func TestH1ClientLargeRequestHead(t *testing.T) {
 		}
 	}
 }
+
+// TestH1ClientForwardedLines: Outbound.Forwarded's fields are sent as header
+// lines after the header's, an empty one not at all (the header's own copy
+// goes instead).
+func TestH1ClientForwardedLines(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var got []string
+		for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host"} {
+			got = append(got, k+"="+strings.Join(r.Header.Values(k), "|"))
+		}
+		w.Header().Set("X-Got", strings.Join(got, " "))
+	}))
+	defer srv.Close()
+	var c H1Client
+	defer c.CloseIdle()
+	rec, err := forward(t, &c, srv.Listener.Addr().String(), &Outbound{
+		Header:    http.Header{"X-Forwarded-Proto": {"https"}},
+		Forwarded: ForwardedFields{For: "192.0.2.1, 10.0.0.1", Forwarded: "for=10.0.0.1", Host: "example.com"},
+	})
+	want := "X-Forwarded-For=192.0.2.1, 10.0.0.1 Forwarded=for=10.0.0.1 X-Forwarded-Proto=https X-Forwarded-Host=example.com"
+	if err != nil || rec.Header().Get("X-Got") != want {
+		t.Fatalf("upstream got %q (%v), want %q", rec.Header().Get("X-Got"), err, want)
+	}
+}

@@ -66,6 +66,29 @@ func TestForwardedPolicy(t *testing.T) {
 					t.Errorf("call %d: got  %v\nwant %v", i, h, tc.want)
 				}
 			}
+			// Worked out into fields for the upstream client's lines
+			// (ApplyTo, ApplySharedTo): the header keeps none of the
+			// fields they carry, and the two together say what Apply
+			// says.
+			var shared *ForwardedMemo
+			for i := range 4 {
+				h := tc.in.Clone()
+				var f ForwardedFields
+				if i < 2 {
+					tc.policy.ApplyTo(&f, h, tc.remote, "example.com", tc.tls, &memo)
+				} else {
+					shared = tc.policy.ApplySharedTo(&f, h, tc.remote, "example.com", tc.tls, shared)
+				}
+				for k, v := range map[string]string{"X-Forwarded-For": f.For, "Forwarded": f.Forwarded, "X-Forwarded-Proto": f.Proto, "X-Forwarded-Host": f.Host} {
+					if _, in := h[k]; in && v != "" {
+						t.Errorf("ApplyTo %d: %s both in the header and the fields", i, k)
+					}
+				}
+				f.AddTo(h, nil)
+				if !reflect.DeepEqual(h, tc.want) {
+					t.Errorf("ApplyTo %d, header and fields: got  %v\nwant %v", i, h, tc.want)
+				}
+			}
 		})
 	}
 	h := http.Header{}
