@@ -217,12 +217,20 @@ func (c *H1Client) dial(ctx context.Context, addr string, timeout time.Duration)
 	return rawio.Wrap(conn), nil
 }
 
-func (c *H1Client) put(p *pool, uc *upConn) {
+// put returns uc to the pool; used is when its last response head arrived
+// (Outbound.FirstByte, read then anyway), which stands for when it was last
+// used: the body that followed is mostly short, and a connection deemed
+// idle a body's length early is at worst checked with a peek (or, past
+// the idle timeout, closed instead of reused).
+func (c *H1Client) put(p *pool, uc *upConn, used time.Time) {
 	max := c.MaxIdlePerEndpoint
 	if max <= 0 {
 		max = 256
 	}
-	uc.lastUsed = time.Now()
+	if used.IsZero() {
+		used = time.Now()
+	}
+	uc.lastUsed = used
 	p.mu.Lock()
 	if len(p.idle) < max {
 		p.idle = append(p.idle, uc)
@@ -345,7 +353,7 @@ func (c *H1Client) forward(ctx context.Context, p *pool, out *Outbound, w http.R
 		done, retry, err := c.roundTrip(ctx, uc, out, w, writeHeader)
 		if err == nil {
 			if done {
-				c.put(p, uc)
+				c.put(p, uc, out.FirstByte)
 			} else {
 				uc.close()
 			}
