@@ -842,3 +842,21 @@ func TestEdgeMemoAfterDrop(t *testing.T) {
 	d.ObserveRequest(r)
 	checkMetrics(t, "after the drop", findRoute(t, d.Snapshot(), storefront).Metrics, 1, 0, 0.1, pf(0), pf(1))
 }
+
+// TestObserveRequestTakesRecordTime: a request counts in the second it
+// ended (Start+Duration), not the second the dashboard's clock shows; a
+// record without a Start counts now.
+func TestObserveRequestTakesRecordTime(t *testing.T) {
+	clk := &clock{t: time.Unix(1_700_000_000, 0)}
+	d := New(Options{Config: testConfig, Now: clk.Now})
+	ended := func(ago time.Duration) *obs.Request {
+		r := req(storefront, v1, "10.0.1.11:8080", 200, time.Millisecond)
+		r.Start = clk.t.Add(-ago - r.Duration)
+		return r
+	}
+	d.ObserveRequest(ended(0))
+	d.ObserveRequest(ended(2 * time.Second))
+	d.ObserveRequest(ended(30 * time.Second)) // long before the window
+	d.ObserveRequest(req(storefront, v1, "10.0.1.11:8080", 200, time.Millisecond))
+	checkMetrics(t, "route", findRoute(t, d.Snapshot(), storefront).Metrics, 3, 0, 0.3, pf(0), pf(1))
+}

@@ -61,6 +61,11 @@ func newSeries(n int) *series { return &series{buckets: make([]bucket, n)} }
 // add counts one request in second sec. A negative latency is not timed.
 func (s *series) add(sec int64, isErr bool, latency time.Duration) {
 	s.mu.Lock()
+	if sec <= s.last-int64(len(s.buckets)) {
+		// Older than the window: its bucket now holds a newer second.
+		s.mu.Unlock()
+		return
+	}
 	b := &s.buckets[mod(sec, int64(len(s.buckets)))]
 	if b.sec != sec {
 		*b = bucket{sec: sec}
