@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
-	"slices"
 	"strings"
 
 	"github.com/meshgate/meshgate/internal/h1head"
@@ -122,19 +121,34 @@ type respScratch struct {
 	drop []string
 }
 
-// writeLines puts the kept fields, less those Connection named, into
-// sc.out as header lines, and reports whether Date is among them.
-func (sc *respScratch) writeLines() (hasDate bool) {
-	out := sc.out[:0]
-	for _, f := range sc.fields {
-		if len(sc.drop) > 0 && slices.Contains(sc.drop, f.key) {
-			continue
+// appendLine appends the kept field key: val to sc.out as a header line.
+func (sc *respScratch) appendLine(key string, val []byte) {
+	out := append(sc.out, key...)
+	out = append(out, ": "...)
+	out = append(out, val...)
+	sc.out = append(out, "\r\n"...)
+}
+
+// dropLines removes from sc.out the lines of the fields sc.drop names, and
+// reports whether a Date line is left. (Values hold no CR or LF.)
+func (sc *respScratch) dropLines() (hasDate bool) {
+	out, rest := sc.out[:0], sc.out
+	for len(rest) > 0 {
+		end := bytes.IndexByte(rest, '\n') + 1
+		line := rest[:end]
+		rest = rest[end:]
+		key := line[:bytes.IndexByte(line, ':')]
+		dropped := false
+		for _, d := range sc.drop {
+			if d == string(key) {
+				dropped = true
+				break
+			}
 		}
-		out = append(out, f.key...)
-		out = append(out, ": "...)
-		out = append(out, sc.raw[f.start:f.end]...)
-		out = append(out, "\r\n"...)
-		hasDate = hasDate || f.key == "Date"
+		if !dropped {
+			hasDate = hasDate || string(key) == "Date"
+			out = append(out, line...) // moves it down the same array
+		}
 	}
 	sc.out = out
 	return hasDate
@@ -178,7 +192,7 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 	}
 	resp.status = st
 	h := w.Header()
-	sc.raw, sc.fields = sc.raw[:0], sc.fields[:0]
+	sc.raw, sc.fields, sc.out = sc.raw[:0], sc.fields[:0], sc.out[:0]
 	var connTokens []byte
 	clStart, clEnd := -1, -1
 	fields := 0
@@ -222,9 +236,11 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 				return fmt.Errorf("invalid Content-Length %q", val)
 			}
 			resp.contentLength = n
-			clStart = len(sc.raw)
-			sc.raw = append(sc.raw, val...)
-			clEnd = len(sc.raw)
+			if !raw {
+				clStart = len(sc.raw)
+				sc.raw = append(sc.raw, val...)
+				clEnd = len(sc.raw)
+			}
 			continue
 		case "Transfer-Encoding":
 			if !bytes.EqualFold(val, []byte("chunked")) {
@@ -244,6 +260,12 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 			}
 		}
 		if isResponseHop(key) {
+			continue
+		}
+		if raw {
+			// Straight to the header lines the client's writer takes.
+			sc.appendLine(key, val)
+			resp.hasDate = resp.hasDate || key == "Date"
 			continue
 		}
 		start := len(sc.raw)
@@ -272,7 +294,9 @@ func readResponseHead(br *bufio.Reader, w http.ResponseWriter, resp *respHead, m
 	}
 	sc.drop = drop
 	if raw {
-		resp.hasDate = sc.writeLines()
+		if len(drop) > 0 {
+			resp.hasDate = sc.dropLines()
+		}
 		return nil
 	}
 	if len(sc.fields) > 0 || clStart >= 0 {

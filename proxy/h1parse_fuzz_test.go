@@ -183,3 +183,31 @@ func TestReadResponseHeadOWS(t *testing.T) {
 		}
 	}
 }
+
+// TestReadResponseHeadRawDrops: in raw mode, fields Connection names are
+// taken out of the lines already written, whichever side of it they are,
+// and whether a Date line is left is worked out again; the scratch serves
+// the next head afresh.
+func TestReadResponseHeadRawDrops(t *testing.T) {
+	var sc respScratch
+	for _, tc := range []struct {
+		name, head, want string
+		hasDate          bool
+	}{
+		{"Date named", "HTTP/1.1 200 OK\r\nDate: Fri, 27 Nov 2026 14:00:00 GMT\r\nX-A: 1\r\nConnection: date\r\n\r\n", "X-A: 1\r\n", false},
+		{"before and after", "HTTP/1.1 200 OK\r\nX-B: 1\r\nDate: d\r\nConnection: X-B, x-c\r\nX-C: 2\r\nX-D: 3\r\nX-B: 4\r\n\r\n", "Date: d\r\nX-D: 3\r\n", true},
+		{"every field", "HTTP/1.1 200 OK\r\nX-E: 1\r\nConnection: X-E\r\n\r\n", "", false},
+		{"nothing named", "HTTP/1.1 200 OK\r\nX-F: 1\r\n\r\n", "X-F: 1\r\n", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var resp respHead
+			resp.reset()
+			if err := readResponseHead(bufio.NewReader(strings.NewReader(tc.head)), httptest.NewRecorder(), &resp, 64<<10, &sc, true); err != nil {
+				t.Fatal(err)
+			}
+			if string(sc.out) != tc.want || resp.hasDate != tc.hasDate {
+				t.Errorf("lines %q hasDate %v, want %q %v", sc.out, resp.hasDate, tc.want, tc.hasDate)
+			}
+		})
+	}
+}
