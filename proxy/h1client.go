@@ -510,6 +510,18 @@ func relayResponse(br *bufio.Reader, lr *io.LimitedReader, resp *respHead, metho
 		// the next request on this connection.
 		return keep && br.Buffered() == 0, nil
 	}
+	if body == lr && resp.contentLength <= int64(br.Buffered()) {
+		// The whole body came in with the head (most small responses):
+		// the client's writer takes it straight from the read buffer,
+		// not through a pooled copy buffer and a read loop.
+		b, _ := br.Peek(int(resp.contentLength))
+		_, err := w.Write(b)
+		br.Discard(len(b))
+		if err != nil {
+			return false, fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)
+		}
+		return keep && br.Buffered() == 0, nil
+	}
 	n, err := copyResponse(w, body, resp.contentLength < 0)
 	if err != nil {
 		return false, fmt.Errorf("%w: copy response body: %w", errResponseStarted, err)

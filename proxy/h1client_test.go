@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -488,5 +489,87 @@ func TestH1ClientForwardedLines(t *testing.T) {
 	want := "X-Forwarded-For=192.0.2.1, 10.0.0.1 Forwarded=for=10.0.0.1 X-Forwarded-Proto=https X-Forwarded-Host=example.com"
 	if err != nil || rec.Header().Get("X-Got") != want {
 		t.Fatalf("upstream got %q (%v), want %q", rec.Header().Get("X-Got"), err, want)
+	}
+}
+
+// TestH1ClientBodyWithHeadOrAfter: a Content-Length body is relayed whole
+// whether it came in with the head (taken straight from the read buffer),
+// after it, partly with it or larger than the buffer; bytes behind a body
+// keep the connection out of the pool.
+func TestH1ClientBodyWithHeadOrAfter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns atomic.Int32
+	large := strings.Repeat("L", 10<<10)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					c.SetReadDeadline(time.Now().Add(5 * time.Second))
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					body := "hello"
+					if req.URL.Path == "/large" {
+						body = large
+					}
+					head := "HTTP/1.1 200 OK\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+					switch req.URL.Path {
+					case "/after":
+						io.WriteString(c, head)
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, body)
+					case "/partial":
+						io.WriteString(c, head+body[:2])
+						time.Sleep(20 * time.Millisecond)
+						io.WriteString(c, body[2:])
+					case "/extra":
+						io.WriteString(c, head+body+"junk")
+					default:
+						io.WriteString(c, head+body)
+					}
+				}
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	var c H1Client
+	defer c.CloseIdle()
+	if _, err := forward(t, &c, addr, &Outbound{RequestURI: "/with"}); err != nil {
+		t.Fatal(err) // the pooled connection the cases start with
+	}
+	for _, tc := range []struct {
+		path, body string
+		newConn    bool // the next request needs a new connection
+	}{
+		{"/with", "hello", false},
+		{"/after", "hello", false},
+		{"/partial", "hello", false},
+		{"/large", large, false},
+		{"/extra", "hello", true},
+		{"/with", "hello", false},
+	} {
+		before := conns.Load()
+		rec, err := forward(t, &c, addr, &Outbound{RequestURI: tc.path})
+		if err != nil || rec.Body.String() != tc.body {
+			t.Fatalf("%s: %v, body of %d bytes, want %d", tc.path, err, rec.Body.Len(), len(tc.body))
+		}
+		if _, err := forward(t, &c, addr, &Outbound{RequestURI: "/with"}); err != nil {
+			t.Fatal(err)
+		}
+		if got := conns.Load() - before; (got > 0) != tc.newConn {
+			t.Errorf("%s: %d new connections for the next request, want new: %v", tc.path, got, tc.newConn)
+		}
 	}
 }

@@ -241,6 +241,11 @@ func headBuffered(br *bufio.Reader) bool {
 		return false
 	}
 	b, _ := br.Peek(br.Buffered())
+	if n := len(b); n >= 4 && b[0] != '\r' && b[0] != '\n' && string(b[n-4:]) == "\r\n\r\n" {
+		// The usual case, one whole head and nothing else: the first
+		// empty line is there, at the end or before it.
+		return true
+	}
 	// Blank lines before a request are skipped (RFC 9112 §2.2), so they
 	// are not a request: "\r\n\r\n" alone must not hold back a flush.
 	b = bytes.TrimLeft(b, "\r\n")

@@ -185,3 +185,29 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestHeadBuffered: whether the buffer holds a whole request head, with the
+// blank lines a request may be preceded by not counting as one.
+func TestHeadBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     bool
+	}{
+		{"nothing", "", false},
+		{"whole head", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"part of a head", "GET / HTTP/1.1\r\nHost: x\r\n", false},
+		{"first line cut", "GET / HT", false},
+		{"blank lines only", "\r\n\r\n", false},
+		{"blank lines, then a head", "\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", true},
+		{"bare LF", "GET / HTTP/1.1\nHost: x\n\n", true},
+		{"a head and part of the next", "GET / HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\n", true},
+		{"a body ending in an empty line", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n\r\n\r\n", true},
+		{"a head with part of its body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\nabc", true},
+	} {
+		br := bufio.NewReader(strings.NewReader(tc.in))
+		br.Peek(1)
+		if got := headBuffered(br); got != tc.want {
+			t.Errorf("%s: headBuffered = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
