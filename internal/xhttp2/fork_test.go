@@ -281,6 +281,13 @@ func TestRequestHeaderValues(t *testing.T) {
 // and a client speaking h2c to it (x/net's own client).
 func serveH2C(t *testing.T, handler http.Handler) (string, *http.Client) {
 	t.Helper()
+	addr, client, _ := serveH2CServer(t, handler)
+	return addr, client
+}
+
+// serveH2CServer is serveH2C that also returns the Server.
+func serveH2CServer(t *testing.T, handler http.Handler) (string, *http.Client, *Server) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -303,5 +310,83 @@ func serveH2C(t *testing.T, handler http.Handler) (string, *http.Client) {
 		},
 	}
 	t.Cleanup(tr.CloseIdleConnections)
-	return ln.Addr().String(), &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	return ln.Addr().String(), &http.Client{Transport: tr, Timeout: 30 * time.Second}, srv
+}
+
+// TestHandlerPool: handlers run concurrently however many there are (none
+// waits for another to end), sequential requests reuse one pooled
+// goroutine, a handler's panic does not cost the goroutine, and no more
+// than maxIdle goroutines stay waiting.
+func TestHandlerPool(t *testing.T) {
+	const n = 40
+	var entered sync.WaitGroup
+	entered.Add(n)
+	release := make(chan struct{})
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/block":
+			entered.Done()
+			<-release
+		case "/panic":
+			panic(http.ErrAbortHandler)
+		}
+		io.WriteString(w, "ok")
+	})
+	addr, client, srvp := serveH2CServer(t, handler)
+	srvp.handlers.maxIdle = 4
+
+	get := func(path string) error {
+		resp, err := client.Get("http://" + addr + path)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if string(b) != "ok" {
+			return fmt.Errorf("%s: body %q", path, b)
+		}
+		return nil
+	}
+	errs := make(chan error, n)
+	for range n {
+		go func() { errs <- get("/block") }()
+	}
+	all := make(chan struct{})
+	go func() { entered.Wait(); close(all) }()
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not every handler was running at once: some waited for others")
+	}
+	close(release)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for srvp.handlers.idle.Load() != 4 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines idle after the burst, want the cap, 4", srvp.handlers.idle.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	started := srvp.handlers.started.Load()
+	for i := range 50 {
+		path := "/"
+		if i%10 == 5 {
+			path = "/panic"
+		}
+		err := get(path)
+		if path == "/panic" {
+			continue // the stream is reset; the client may see an error
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if more := srvp.handlers.started.Load() - started; more != 0 {
+		t.Errorf("50 sequential requests started %d goroutines, want 0 (pooled)", more)
+	}
 }

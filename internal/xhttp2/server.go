@@ -2042,7 +2042,7 @@ func (sc *serverConn) upgradeRequest(req *http.Request) {
 	// so start the handler directly rather than going
 	// through scheduleHandler.
 	sc.curHandlers++
-	go sc.runHandler(rw, req, sc.handler.ServeHTTP)
+	sc.srv.handlers.start(sc, rw, req, sc.handler.ServeHTTP)
 }
 
 func (st *stream) processTrailerHeaders(f *MetaHeadersFrame) error {
@@ -2294,7 +2294,7 @@ func (sc *serverConn) scheduleHandler(st *stream, rw *responseWriter, req *http.
 	maxHandlers := sc.advMaxStreams
 	if sc.curHandlers < maxHandlers {
 		sc.curHandlers++
-		go sc.runHandler(rw, req, handler)
+		sc.srv.handlers.start(sc, rw, req, handler)
 		return nil
 	}
 	if len(sc.unstartedHandlers) > int(4*sc.advMaxStreams) {
@@ -2329,7 +2329,7 @@ func (sc *serverConn) handlerDone() {
 			break
 		}
 		sc.curHandlers++
-		go sc.runHandler(u.rw, u.req, u.handler)
+		sc.srv.handlers.start(sc, u.rw, u.req, u.handler)
 		sc.unstartedHandlers[i] = unstartedHandler{} // don't retain references
 	}
 	sc.unstartedHandlers = sc.unstartedHandlers[i:]
@@ -3176,7 +3176,7 @@ func (sc *serverConn) startPush(msg *startPushRequest) {
 		}
 
 		sc.curHandlers++
-		go sc.runHandler(rw, req, sc.handler.ServeHTTP)
+		sc.srv.handlers.start(sc, rw, req, sc.handler.ServeHTTP)
 		return promisedID, nil
 	}
 

@@ -175,6 +175,9 @@ type Server struct {
 	// so that we don't embed a Mutex in this struct, which will make the
 	// struct non-copyable, which might break some callers.
 	state *serverInternalState
+
+	// handlers are the goroutines request handlers run on (glue.go).
+	handlers handlerPool
 }
 
 // ServeConnOpts are options for the Server.ServeConn method.
