@@ -499,7 +499,7 @@ func (l *Listener) serveH2C(hc *h1Conn) {
 		l.stats.h2.Add(-1)
 		l.stats.h1.Add(1) // serveH1's deferred decrement follows
 	}()
-	l.h2.ServeConn(guardH2(bc, l.limits.ReadHeaderTimeout, l.log), &http2.ServeConnOpts{
+	l.h2.ServeConn(guardH2(bc, l.limits.ReadHeaderTimeout, l.log, &l.flushers), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, &ConnInfo{memo: &connMemo{}}),
 		BaseConfig: l.h2base,
 		Handler:    l.handler,

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/gopool"
 )
 
 // batchConn gathers what the HTTP/2 server writes into one write to the
@@ -31,6 +33,9 @@ type batchConn struct {
 	flushing chan struct{}
 	err      error
 	closed   bool
+	// pool runs the flushes on goroutines that keep their stacks (TLS
+	// writes outgrow a new goroutine's); nil starts one per flush.
+	pool *gopool.Pool[*batchConn]
 }
 
 const (
@@ -71,8 +76,8 @@ func putBatchBuf(b []byte) {
 	}
 }
 
-func newBatchConn(c net.Conn) *batchConn {
-	b := &batchConn{Conn: c}
+func newBatchConn(c net.Conn, pool *gopool.Pool[*batchConn]) *batchConn {
+	b := &batchConn{Conn: c, pool: pool}
 	b.full.L = &b.mu
 	return b
 }
@@ -96,9 +101,22 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	b.buf = append(b.buf, p...)
 	if b.flushing == nil {
 		b.flushing = make(chan struct{})
-		go b.flush(b.flushing)
+		if b.pool != nil {
+			b.pool.Go(b, (*batchConn).flushPooled)
+		} else {
+			go b.flush(b.flushing)
+		}
 	}
 	return len(p), nil
+}
+
+// flushPooled is flush for the run the last Write started, on a pooled
+// goroutine.
+func (b *batchConn) flushPooled() {
+	b.mu.Lock()
+	done := b.flushing
+	b.mu.Unlock()
+	b.flush(done)
 }
 
 // flush writes the buffer out until it stays empty, then closes done.

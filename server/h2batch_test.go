@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/gopool"
 )
 
 // recordConn records the writes that reach the connection.
@@ -58,26 +60,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // TestBatchConnGathers: writes made before the flusher runs reach the
-// connection as one write, in order.
+// connection as one write, in order; with a pool of flushers (as the
+// listener has), the second flush reuses the first one's goroutine.
 func TestBatchConnGathers(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1)) // the flusher runs only when this goroutine yields
-	rc := &recordConn{}
-	b := newBatchConn(rc)
-	for _, s := range []string{"HEADERS ", "DATA ", "DATA+END"} {
-		if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
-			t.Fatalf("Write(%q) = %d, %v", s, n, err)
+	for _, pool := range []*gopool.Pool[*batchConn]{nil, {}} {
+		rc := &recordConn{}
+		b := newBatchConn(rc, pool)
+		for _, s := range []string{"HEADERS ", "DATA ", "DATA+END"} {
+			if n, err := b.Write([]byte(s)); n != len(s) || err != nil {
+				t.Fatalf("Write(%q) = %d, %v", s, n, err)
+			}
 		}
-	}
-	waitFor(t, "the flush", func() bool { n, _, _ := rc.all(); return n > 0 })
-	n, data, _ := rc.all()
-	if n != 1 || string(data) != "HEADERS DATA DATA+END" {
-		t.Fatalf("connection got %d writes %q, want 1 write of everything in order", n, data)
-	}
-	// A later write goes out on its own.
-	b.Write([]byte("PING"))
-	waitFor(t, "the second flush", func() bool { n, _, _ := rc.all(); return n == 2 })
-	if _, data, _ := rc.all(); string(data) != "HEADERS DATA DATA+ENDPING" {
-		t.Fatalf("connection got %q", data)
+		waitFor(t, "the flush", func() bool { n, _, _ := rc.all(); return n > 0 })
+		n, data, _ := rc.all()
+		if n != 1 || string(data) != "HEADERS DATA DATA+END" {
+			t.Fatalf("connection got %d writes %q, want 1 write of everything in order", n, data)
+		}
+		if pool != nil {
+			waitFor(t, "the flusher back in the pool", func() bool { return pool.Waiting() == 1 })
+		}
+		// A later write goes out on its own.
+		b.Write([]byte("PING"))
+		waitFor(t, "the second flush", func() bool { n, _, _ := rc.all(); return n == 2 })
+		if _, data, _ := rc.all(); string(data) != "HEADERS DATA DATA+ENDPING" {
+			t.Fatalf("connection got %q", data)
+		}
+		if pool != nil && pool.Started() != 1 {
+			t.Errorf("two flushes started %d pooled goroutines, want 1", pool.Started())
+		}
 	}
 }
 
@@ -85,7 +96,7 @@ func TestBatchConnGathers(t *testing.T) {
 // before closing; later writes fail.
 func TestBatchConnCloseFlushes(t *testing.T) {
 	rc := &recordConn{}
-	b := newBatchConn(rc)
+	b := newBatchConn(rc, nil)
 	b.Write([]byte("GOAWAY"))
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
@@ -102,7 +113,7 @@ func TestBatchConnCloseFlushes(t *testing.T) {
 func TestBatchConnWriteError(t *testing.T) {
 	boom := errors.New("connection reset")
 	rc := &recordConn{err: boom}
-	b := newBatchConn(rc)
+	b := newBatchConn(rc, nil)
 	if _, err := b.Write([]byte("a")); err != nil {
 		t.Fatalf("first Write: %v (it only buffers)", err)
 	}
@@ -122,7 +133,7 @@ func TestBatchConnWriteError(t *testing.T) {
 // the bytes.
 func TestBatchConnBackpressure(t *testing.T) {
 	rc := &recordConn{block: make(chan struct{})}
-	b := newBatchConn(rc)
+	b := newBatchConn(rc, nil)
 	chunk := make([]byte, 64<<10)
 	wrote := make(chan int, 1)
 	go func() {
@@ -166,7 +177,7 @@ func TestBatchConnBackpressure(t *testing.T) {
 func TestBatchConnCloseStuck(t *testing.T) {
 	rc := &recordConn{block: make(chan struct{})}
 	defer close(rc.block)
-	b := newBatchConn(rc)
+	b := newBatchConn(rc, nil)
 	b.Write([]byte("stuck"))
 	start := time.Now()
 	b.Close()

@@ -7,6 +7,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/meshgate/meshgate/internal/gopool"
 )
 
 // h2Guard watches the frames an HTTP/2 client sends and ends the connection
@@ -46,8 +48,8 @@ var errH2Abuse = errors.New("http2: connection closed for abuse")
 // guardH2 wraps c; a TLS connection keeps exposing its ConnectionState,
 // which x/net/http2 reads.
 // Writes go through a batchConn (h2batch.go).
-func guardH2(c net.Conn, timeout time.Duration, log *slog.Logger) net.Conn {
-	g := &h2Guard{Conn: newBatchConn(c), log: log, timeout: timeout, prefaceLeft: len(h2Preface)}
+func guardH2(c net.Conn, timeout time.Duration, log *slog.Logger, flushers *gopool.Pool[*batchConn]) net.Conn {
+	g := &h2Guard{Conn: newBatchConn(c, flushers), log: log, timeout: timeout, prefaceLeft: len(h2Preface)}
 	if tc, ok := c.(*ctls.Conn); ok {
 		return &h2GuardTLS{h2Guard: g, tc: tc}
 	}

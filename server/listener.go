@@ -17,6 +17,7 @@ import (
 
 	http2 "github.com/meshgate/meshgate/internal/xhttp2"
 
+	"github.com/meshgate/meshgate/internal/gopool"
 	"github.com/meshgate/meshgate/internal/memtrim"
 	"github.com/meshgate/meshgate/internal/rawio"
 
@@ -158,6 +159,8 @@ type Listener struct {
 	mu       sync.Mutex
 	conns    map[*h1Conn]struct{} // HTTP/1 connections; each keeps its own state
 	h2active sync.Map             // net.Conn -> struct{}
+	// flushers run the HTTP/2 connections' write batches (h2batch.go).
+	flushers gopool.Pool[*batchConn]
 	// parked counts idle HTTP/1 connections waiting without buffers.
 	parked atomic.Int64
 	// trim gives the memory of connections that went idle back to the OS.
@@ -429,7 +432,7 @@ func (l *Listener) serveTLS(c net.Conn, cfg *ctls.Config) {
 	l.stats.h2.Add(1)
 	defer l.stats.h2.Add(-1)
 	ci := newTLSConnInfo(&st)
-	l.h2.ServeConn(guardH2(tc, l.limits.ReadHeaderTimeout, l.log), &http2.ServeConnOpts{
+	l.h2.ServeConn(guardH2(tc, l.limits.ReadHeaderTimeout, l.log, &l.flushers), &http2.ServeConnOpts{
 		Context:    context.WithValue(context.Background(), connInfoKey{}, ci),
 		BaseConfig: l.h2base,
 		Handler:    l.handler,

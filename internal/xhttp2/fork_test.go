@@ -333,7 +333,7 @@ func TestHandlerPool(t *testing.T) {
 		io.WriteString(w, "ok")
 	})
 	addr, client, srvp := serveH2CServer(t, handler)
-	srvp.handlers.maxIdle = 4
+	srvp.handlers.MaxIdle = 4
 
 	get := func(path string) error {
 		resp, err := client.Get("http://" + addr + path)
@@ -365,14 +365,14 @@ func TestHandlerPool(t *testing.T) {
 		}
 	}
 	deadline := time.Now().Add(10 * time.Second)
-	for srvp.handlers.idle.Load() != 4 {
+	for srvp.handlers.Waiting() != 4 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d goroutines idle after the burst, want the cap, 4", srvp.handlers.idle.Load())
+			t.Fatalf("%d goroutines idle after the burst, want the cap, 4", srvp.handlers.Waiting())
 		}
 		time.Sleep(time.Millisecond)
 	}
 
-	started := srvp.handlers.started.Load()
+	started := srvp.handlers.Started()
 	for i := range 50 {
 		path := "/"
 		if i%10 == 5 {
@@ -386,7 +386,7 @@ func TestHandlerPool(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if more := srvp.handlers.started.Load() - started; more != 0 {
+	if more := srvp.handlers.Started() - started; more != 0 {
 		t.Errorf("50 sequential requests started %d goroutines, want 0 (pooled)", more)
 	}
 }
