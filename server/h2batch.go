@@ -110,6 +110,21 @@ func (b *batchConn) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// WriteRoom reports how many bytes Write takes now without waiting for a
+// flush (the HTTP/2 server then flushes from its serve goroutine, see
+// xhttp2's flushWontBlock); 0 once the connection failed or closed.
+func (b *batchConn) WriteRoom() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	switch {
+	case b.err != nil || b.closed:
+		return 0
+	case len(b.buf) == 0:
+		return batchMax
+	}
+	return max(batchMax-len(b.buf), 0)
+}
+
 // flushPooled is flush for the run the last Write started, on a pooled
 // goroutine.
 func (b *batchConn) flushPooled() {

@@ -188,3 +188,29 @@ func TestBatchConnCloseStuck(t *testing.T) {
 		t.Fatal("connection not closed")
 	}
 }
+
+// TestBatchConnWriteRoom: the room a batchConn reports is what Write takes
+// without waiting for a flush: all of batchMax when empty, the rest of it
+// when not, none once failed or closed.
+func TestBatchConnWriteRoom(t *testing.T) {
+	b := newBatchConn(&recordConn{}, nil)
+	if r := b.WriteRoom(); r != batchMax {
+		t.Errorf("empty: room %d, want %d", r, batchMax)
+	}
+	b.mu.Lock()
+	b.buf = make([]byte, 1000)
+	b.mu.Unlock()
+	if r := b.WriteRoom(); r != batchMax-1000 {
+		t.Errorf("1000 bytes waiting: room %d, want %d", r, batchMax-1000)
+	}
+	b.mu.Lock()
+	b.err = errors.New("broken")
+	b.mu.Unlock()
+	if r := b.WriteRoom(); r != 0 {
+		t.Errorf("after a write error: room %d, want 0", r)
+	}
+	g := &h2Guard{Conn: newBatchConn(&recordConn{}, nil)}
+	if r := g.WriteRoom(); r != batchMax {
+		t.Errorf("through the guard: room %d, want %d", r, batchMax)
+	}
+}

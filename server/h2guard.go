@@ -76,6 +76,14 @@ func (g *h2Guard) Read(p []byte) (int, error) {
 }
 
 // Close also stops the header-block timer.
+// WriteRoom is the batchConn's (see batchConn.WriteRoom).
+func (g *h2Guard) WriteRoom() int {
+	if b, ok := g.Conn.(*batchConn); ok {
+		return b.WriteRoom()
+	}
+	return 0
+}
+
 func (g *h2Guard) Close() error {
 	g.mu.Lock()
 	if g.blockTimer != nil {

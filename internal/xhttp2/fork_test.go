@@ -390,3 +390,41 @@ func TestHandlerPool(t *testing.T) {
 		t.Errorf("50 sequential requests started %d goroutines, want 0 (pooled)", more)
 	}
 }
+
+// roomConn is a connection that reports a fixed write room (writeRoomer).
+type roomConn struct {
+	net.Conn
+	room int
+}
+
+func (c *roomConn) WriteRoom() int              { return c.room }
+func (c *roomConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// TestFlushWontBlock: only a flush, only over a connection that reports
+// room, and only when what is buffered fits that room is written by the
+// serve goroutine itself.
+func TestFlushWontBlock(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	for _, tc := range []struct {
+		name     string
+		conn     net.Conn
+		buffered int
+		w        writeFramer
+		want     bool
+	}{
+		{"flush with room", &roomConn{Conn: a, room: 1 << 10}, 100, flushFrameWriter{}, true},
+		{"flush of exactly the room", &roomConn{Conn: a, room: 100}, 100, flushFrameWriter{}, true},
+		{"flush larger than the room", &roomConn{Conn: a, room: 99}, 100, flushFrameWriter{}, false},
+		{"no room", &roomConn{Conn: a, room: 0}, 1, flushFrameWriter{}, false},
+		{"a connection that does not say", a, 100, flushFrameWriter{}, false},
+		{"not a flush", &roomConn{Conn: a, room: 1 << 10}, 100, writeSettings{}, false},
+	} {
+		sc := &serverConn{conn: tc.conn, bw: newBufferedWriter(tc.conn, 0)}
+		sc.bw.Write(make([]byte, tc.buffered))
+		if got := sc.flushWontBlock(tc.w); got != tc.want {
+			t.Errorf("%s: flushWontBlock = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -52,3 +52,29 @@ func runHandlerWork(w handlerWork) { w.sc.runHandler(w.rw, w.req, w.handler) }
 func (p *handlerPool) start(sc *serverConn, rw *responseWriter, req *http.Request, handler func(http.ResponseWriter, *http.Request)) {
 	p.Go(handlerWork{sc: sc, rw: rw, req: req, handler: handler}, runHandlerWork)
 }
+
+// writeRoomer is a connection that says how many bytes its Write takes
+// without blocking: the server's batchConn, whose writes append to a
+// buffer another goroutine sends.
+type writeRoomer interface{ WriteRoom() int }
+
+// flushWontBlock reports whether w is a flush whose bytes the connection
+// takes without blocking. x/net writes every flush from a goroutine
+// started for it (it may block on a slow client, and the serve goroutine
+// must not), about one per response; over a writeRoomer with room, the
+// serve goroutine flushes itself.
+func (sc *serverConn) flushWontBlock(w writeFramer) bool {
+	if _, ok := w.(flushFrameWriter); !ok {
+		return false
+	}
+	r, ok := sc.conn.(writeRoomer)
+	return ok && sc.bw.buffered() <= r.WriteRoom()
+}
+
+// buffered is how many bytes wait in w's buffer.
+func (w *bufferedWriter) buffered() int {
+	if w.bw == nil {
+		return 0
+	}
+	return w.bw.Buffered()
+}

@@ -1202,7 +1202,7 @@ func (sc *serverConn) startFrameWrite(wr FrameWriteRequest) {
 		sc.hpackEncoder.SetMaxDynamicTableSize(sc.encoderTableSizeMin)
 		sc.hpackEncoder.SetMaxDynamicTableSize(sc.encoderTableSize)
 	}
-	if wr.write.staysWithinBuffer(sc.bw.Available()) {
+	if wr.write.staysWithinBuffer(sc.bw.Available()) || sc.flushWontBlock(wr.write) {
 		sc.writingFrameAsync = false
 		err := wr.write.writeFrame(sc)
 		sc.wroteFrame(frameWriteResult{wr: wr, err: err})
