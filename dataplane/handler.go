@@ -60,8 +60,10 @@ type listenerHandler struct {
 }
 
 func (h *listenerHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.ProtoMajor >= 2 {
-		growStack() // a new goroutine per request; see growStack
+	if r.ProtoMajor == 3 {
+		// A new goroutine per request (HTTP/2 handlers run on pooled
+		// goroutines that keep their stacks); see growStack.
+		growStack()
 	}
 	if h.acme != nil && h.serveACMEChallenge(w, r) {
 		return
