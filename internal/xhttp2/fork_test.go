@@ -428,3 +428,20 @@ func TestFlushWontBlock(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderGet: headerGet says what http.Header.Get says for the
+// canonical keys writeChunk asks for, whatever the map holds.
+func TestHeaderGet(t *testing.T) {
+	for _, h := range []http.Header{
+		{},
+		{"Content-Length": {"19"}, "Connection": {"close", "x"}},
+		{"Content-Encoding": {""}, "Content-Length": {}},
+		{"content-length": {"5"}}, // not canonical: Get does not find it either
+	} {
+		for _, k := range []string{"Content-Length", "Content-Encoding", "Connection"} {
+			if got, want := headerGet(h, k), h.Get(k); got != want {
+				t.Errorf("%v: headerGet(%q) = %q, Get says %q", h, k, got, want)
+			}
+		}
+	}
+}

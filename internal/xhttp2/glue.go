@@ -78,3 +78,14 @@ func (w *bufferedWriter) buffered() int {
 	}
 	return w.bw.Buffered()
 }
+
+// headerGet is h.Get(key) for a key already in canonical form: a map
+// lookup, without canonicalizing key again (http.Header.Get does, some 480
+// instructions for "Content-Length"; writeChunk looked up two or three
+// such literals per response).
+func headerGet(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}

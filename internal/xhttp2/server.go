@@ -2619,7 +2619,7 @@ func (rws *responseWriterState) writeChunk(p []byte) (n int, err error) {
 	if !rws.sentHeader {
 		rws.sentHeader = true
 		var ctype, clen string
-		if clen = rws.snapHeader.Get("Content-Length"); clen != "" {
+		if clen = headerGet(rws.snapHeader, "Content-Length"); clen != "" {
 			rws.snapHeader.Del("Content-Length")
 			if cl, err := strconv.ParseUint(clen, 10, 63); err == nil {
 				rws.sentContentLen = int64(cl)
@@ -2634,7 +2634,7 @@ func (rws *responseWriterState) writeChunk(p []byte) (n int, err error) {
 		_, hasContentType := rws.snapHeader["Content-Type"]
 		// If the Content-Encoding is non-blank, we shouldn't
 		// sniff the body. See Issue golang.org/issue/31753.
-		ce := rws.snapHeader.Get("Content-Encoding")
+		ce := headerGet(rws.snapHeader, "Content-Encoding")
 		hasCE := len(ce) > 0
 		if !hasCE && !hasContentType && bodyAllowedForStatus(rws.status) && len(p) > 0 {
 			ctype = http.DetectContentType(p)
@@ -2655,7 +2655,7 @@ func (rws *responseWriterState) writeChunk(p []byte) (n int, err error) {
 		// TODO: remove more Connection-specific header fields here, in addition
 		// to "Connection".
 		if _, ok := rws.snapHeader["Connection"]; ok {
-			v := rws.snapHeader.Get("Connection")
+			v := headerGet(rws.snapHeader, "Connection")
 			delete(rws.snapHeader, "Connection")
 			if v == "close" {
 				rws.conn.startGracefulShutdown()
