@@ -39,6 +39,17 @@ func TestForwardedFields(t *testing.T) {
 		return &ir.Backend{Name: "backend/default/" + name, Protocol: p, Endpoints: []ir.Endpoint{{Address: srv.Listener.Addr().String()}}}
 	}
 	plain, viaH2 := backend("h1", ir.BackendHTTP1, h1), backend("h2", ir.BackendH2C, h2)
+	// The mirror's copies report what they carried.
+	mirrored := make(chan string, 4)
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var got []string
+		for _, k := range []string{"X-Forwarded-For", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host", "X-Real-Ip"} {
+			got = append(got, k+"="+strings.Join(r.Header.Values(k), "|"))
+		}
+		mirrored <- strings.Join(got, "\n")
+	}))
+	defer mirror.Close()
+	mirrorTarget := backend("mirror", ir.BackendHTTP1, mirror)
 	modifier := func(m ir.HeaderModifier) []ir.Filter {
 		return []ir.Filter{{Type: ir.FilterRequestHeaderModifier, RequestHeaderModifier: &m}}
 	}
@@ -53,6 +64,8 @@ func TestForwardedFields(t *testing.T) {
 			route("/rule-filter", plain, modifier(ir.HeaderModifier{Remove: []string{"X-Forwarded-For"}, Set: []ir.Header{{Name: "X-Forwarded-Host", Value: "set-by-filter"}}}), nil),
 			route("/backend-filter", plain, nil, modifier(ir.HeaderModifier{Add: []ir.Header{{Name: "X-Forwarded-Proto", Value: "added"}}})),
 			route("/h2", viaH2, nil, nil),
+			route("/other-filter", plain, modifier(ir.HeaderModifier{Set: []ir.Header{{Name: "x-other", Value: "1"}}}), nil),
+			route("/mirror", plain, []ir.Filter{{Type: ir.FilterRequestMirror, RequestMirror: &ir.Mirror{Target: mirrorTarget, Percent: 100}}}, nil),
 		}}}}}}
 	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
 	defer d.Shutdown(context.Background())
@@ -65,6 +78,8 @@ func TestForwardedFields(t *testing.T) {
 		{"/rule-filter", "X-Forwarded-For=\nForwarded=for=127.0.0.1;host=\"fwd.test:80\";proto=http\nX-Forwarded-Proto=http\nX-Forwarded-Host=set-by-filter\nX-Real-Ip="},
 		{"/backend-filter", strings.Replace(standard, "X-Forwarded-Proto=http", "X-Forwarded-Proto=http|added", 1)},
 		{"/h2", standard},
+		{"/other-filter", standard},
+		{"/mirror", standard},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			// Twice on one connection: the second request takes the
@@ -88,6 +103,16 @@ func TestForwardedFields(t *testing.T) {
 				resp.Body.Close()
 				if string(body) != tc.want {
 					t.Errorf("request %d: backend got\n%s\nwant\n%s", i, body, tc.want)
+				}
+				if tc.path == "/mirror" {
+					select {
+					case got := <-mirrored:
+						if got != tc.want {
+							t.Errorf("request %d: mirror got\n%s\nwant\n%s", i, got, tc.want)
+						}
+					case <-time.After(5 * time.Second):
+						t.Fatalf("request %d: no mirrored copy", i)
+					}
 				}
 			}
 		})

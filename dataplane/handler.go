@@ -237,12 +237,13 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	host := r.Host
 	// The forwarding fields go to the upstream client as lines, not into
 	// the header map, unless something before the upstream write may read
-	// or edit them: header filters, a mirror, session persistence, a
-	// client identity header, a tunnel; a backend's filters, a hash
-	// balancer or an HTTP/2 upstream (below).
+	// or edit them: header filters that name them, session persistence,
+	// a client identity header, a tunnel; a backend's filters that name
+	// them, a hash balancer or an HTTP/2 upstream (below). A mirror gets
+	// them as lines too.
 	id := h.identity.Load()
 	var fwd *proxy.ForwardedFields
-	if id == nil && len(route.RequestHeaders) == 0 && len(route.Mirrors) == 0 && route.Session == nil && upType == "" && !xconnect {
+	if id == nil && !editsForwarded(route.RequestHeaders) && route.Session == nil && upType == "" && !xconnect {
 		fwd = new(proxy.ForwardedFields)
 	}
 	h.applyForwarded(w, r, fwd)
@@ -259,7 +260,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	var mirror *pendingMirror
 	if len(route.Mirrors) > 0 && upType == "" && !xconnect {
-		mirror = h.mirror.prepare(route, r, requestURI(r, rewritten))
+		mirror = h.mirror.prepare(route, r, requestURI(r, rewritten), fwd)
 	}
 	b, prefer, sessionToken := pickBackend(route, r)
 	if b == nil || b.IR.Target == nil {
@@ -267,8 +268,12 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		return
 	}
 	target := b.IR.Target
-	if fwd != nil && (len(b.RequestHeaders) > 0 || isHashLB(target.LoadBalancer) || target.Protocol != ir.BackendHTTP1) {
-		fwd.AddTo(r.Header, nil)
+	if fwd != nil && (editsForwarded(b.RequestHeaders) || isHashLB(target.LoadBalancer) || target.Protocol != ir.BackendHTTP1) {
+		var vals []string
+		if src := hdrvals.Find(w); src != nil {
+			vals = src.HeaderValues(4)
+		}
+		fwd.AddTo(r.Header, vals)
 		fwd = nil
 	}
 	for _, f := range b.RequestHeaders {
@@ -368,9 +373,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	session := route.Session
 	if len(respFilters) == 0 && len(backendResp) == 0 && alt == nil && cors == nil && session == nil &&
-		!rec.GRPC && (route.IR.Retry == nil || route.IR.Retry.Attempts == 0) {
-		// Nothing reads or edits the upstream's response header: an
-		// HTTP/1.1 client's writer takes it as header lines.
+		!rec.GRPC && (route.IR.Retry == nil || len(route.IR.Retry.GRPCCodes) == 0) {
+		// Nothing reads or edits the upstream's response header (a retry
+		// on status codes reads only the status): an HTTP/1.1 client's
+		// writer takes it as header lines.
 		out.RawHead = rawHeadSink(w)
 	}
 	var ep *ir.Endpoint
@@ -507,12 +513,23 @@ func (e errString) Error() string { return string(e) }
 
 var _ http.Handler = (*listenerHandler)(nil)
 
+// editsForwarded reports whether any of mods removes, sets or adds one of
+// the forwarding fields ForwardedPolicy sets.
+func editsForwarded(mods []*filters.HeaderModifier) bool {
+	for _, m := range mods {
+		if m.Edits("X-Forwarded-For", "Forwarded", "X-Forwarded-Proto", "X-Forwarded-Host") {
+			return true
+		}
+	}
+	return false
+}
+
 // applyForwarded works out r's forwarding fields (ForwardedPolicy) with
 // what the connection remembers of its last request (ForwardedMemo): into
 // f when it is not nil (the upstream client writes them), else onto r's
-// header. An HTTP/1.1 connection keeps a memo of its own in the server's
-// per-connection slot; HTTP/2 and HTTP/3 streams share one per
-// connection through ConnInfo.
+// header. An HTTP/1.1 connection keeps a memo and value storage of its own
+// (hdrvals.Source); an HTTP/2 connection's concurrent streams share an
+// immutable memo (server.ConnInfo.SharedMemo); HTTP/3 streams keep none.
 func (h *listenerHandler) applyForwarded(w http.ResponseWriter, r *http.Request, f *proxy.ForwardedFields) {
 	tls := r.TLS != nil
 	if src := hdrvals.Find(w); src != nil {

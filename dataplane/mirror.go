@@ -47,9 +47,10 @@ type pendingMirror struct {
 }
 
 // prepare decides which of route's mirrors copy r, snapshots its head, and
-// wraps its body so the primary request's reading of it is recorded. It
-// returns nil when nothing is to be copied.
-func (m *mirrorer) prepare(route *router.Route, r *http.Request, uri string) *pendingMirror {
+// wraps its body so the primary request's reading of it is recorded; fwd,
+// when not nil, are the forwarding fields kept out of r.Header, which the
+// copy sends as well. It returns nil when nothing is to be copied.
+func (m *mirrorer) prepare(route *router.Route, r *http.Request, uri string, fwd *proxy.ForwardedFields) *pendingMirror {
 	var targets []*ir.Backend
 	for _, mf := range route.Mirrors {
 		if mf.Sample() {
@@ -62,6 +63,9 @@ func (m *mirrorer) prepare(route *router.Route, r *http.Request, uri string) *pe
 	p := &pendingMirror{targets: targets, out: proxy.Outbound{
 		Method: r.Method, RequestURI: uri, Host: r.Host, Header: r.Header.Clone(), ContentLength: r.ContentLength,
 	}}
+	if fwd != nil {
+		p.out.Forwarded = *fwd // the forwarding fields, kept out of r.Header
+	}
 	if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > maxMirrorBody {
 			m.drop(p, "body too large")

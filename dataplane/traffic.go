@@ -227,8 +227,12 @@ func (h *listenerHandler) forwardWithRetries(ctx context.Context, w http.Respons
 				return err
 			}
 		}
-		// Another attempt: forget this one's answer.
+		// Another attempt: forget this one's answer, header lines
+		// included.
 		clear(w.Header())
+		if out.RawHead != nil {
+			out.RawHead.SetRawHeader(nil, -1, false)
+		}
 		rec.Retries++
 		in.Avoid = ep.Address
 		in.Prefer = ""

@@ -62,6 +62,30 @@ func NewHeaderModifier(m *ir.HeaderModifier) (*HeaderModifier, error) {
 	return hm, nil
 }
 
+// Edits reports whether m removes, sets or adds any of names, which must
+// be in canonical form: code that reads those fields before the filter
+// runs (the forwarding fields, see dataplane) knows then whether it may.
+func (m *HeaderModifier) Edits(names ...string) bool {
+	for _, n := range names {
+		for _, r := range m.remove {
+			if r == n {
+				return true
+			}
+		}
+		for _, h := range m.set {
+			if h.name == n {
+				return true
+			}
+		}
+		for _, h := range m.add {
+			if h.name == n {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // compileHeaders canonicalizes names and wraps values for NewHeaderModifier.
 func compileHeaders(op string, hs []ir.Header, out []headerValue) ([]headerValue, error) {
 	for i, h := range hs {

@@ -184,3 +184,31 @@ func BenchmarkHeaderModifier(b *testing.B) {
 		m.Apply(h)
 	}
 }
+
+// TestHeaderModifierEdits: Edits names the fields a modifier removes, sets
+// or adds, in any spelling the config used, and no other.
+func TestHeaderModifierEdits(t *testing.T) {
+	m, err := NewHeaderModifier(&ir.HeaderModifier{
+		Remove: []string{"x-forwarded-for"},
+		Set:    []ir.Header{{Name: "X-A", Value: "1"}},
+		Add:    []ir.Header{{Name: "forwarded", Value: "for=x"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		names []string
+		want  bool
+	}{
+		{[]string{"X-Forwarded-For"}, true},
+		{[]string{"X-A"}, true},
+		{[]string{"Forwarded"}, true},
+		{[]string{"X-Forwarded-Proto", "X-Forwarded-Host"}, false},
+		{[]string{"X-Forwarded-Proto", "Forwarded"}, true},
+		{nil, false},
+	} {
+		if got := m.Edits(tc.names...); got != tc.want {
+			t.Errorf("Edits(%q) = %v, want %v", tc.names, got, tc.want)
+		}
+	}
+}
