@@ -57,6 +57,20 @@ func listenerTo(addr string, b *ir.Backend, pathRegex string) *ir.Listener {
 		}}}}}
 }
 
+// serveRoutes applies one HTTP listener with routes on a fresh data plane
+// for the rest of the test and returns its address.
+func serveRoutes(t *testing.T, routes ...*ir.Route) string {
+	t.Helper()
+	addr := freeAddr(t)
+	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
+	t.Cleanup(func() { d.Shutdown(context.Background()) })
+	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{{Name: addr, Address: addr, Protocol: ir.ProtocolHTTP,
+		Hosts: []*ir.ListenerHost{{Name: "default/gw/http", Routes: routes}}}}}); err != nil {
+		t.Fatal(err)
+	}
+	return addr
+}
+
 func get(t *testing.T, c *http.Client, addr string) (string, error) {
 	t.Helper()
 	resp, err := c.Get("http://" + addr + "/")

@@ -2,9 +2,7 @@ package dataplane
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -57,21 +55,14 @@ func TestForwardedFields(t *testing.T) {
 		return &ir.Route{Name: "default" + path, Match: ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: path}},
 			Filters: rule, Backends: []ir.WeightedBackend{{Weight: 1, Target: b, Filters: backendFilters}}}
 	}
-	addr := freeAddr(t)
-	cfg := &ir.Config{Listeners: []*ir.Listener{{Name: addr, Address: addr, Protocol: ir.ProtocolHTTP,
-		Hosts: []*ir.ListenerHost{{Name: "default/gw/http", Routes: []*ir.Route{
-			route("/plain", plain, nil, nil),
-			route("/rule-filter", plain, modifier(ir.HeaderModifier{Remove: []string{"X-Forwarded-For"}, Set: []ir.Header{{Name: "X-Forwarded-Host", Value: "set-by-filter"}}}), nil),
-			route("/backend-filter", plain, nil, modifier(ir.HeaderModifier{Add: []ir.Header{{Name: "X-Forwarded-Proto", Value: "added"}}})),
-			route("/h2", viaH2, nil, nil),
-			route("/other-filter", plain, modifier(ir.HeaderModifier{Set: []ir.Header{{Name: "x-other", Value: "1"}}}), nil),
-			route("/mirror", plain, []ir.Filter{{Type: ir.FilterRequestMirror, RequestMirror: &ir.Mirror{Target: mirrorTarget, Percent: 100}}}, nil),
-		}}}}}}
-	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
-	defer d.Shutdown(context.Background())
-	if _, err := d.Apply(cfg); err != nil {
-		t.Fatal(err)
-	}
+	addr := serveRoutes(t,
+		route("/plain", plain, nil, nil),
+		route("/rule-filter", plain, modifier(ir.HeaderModifier{Remove: []string{"X-Forwarded-For"}, Set: []ir.Header{{Name: "X-Forwarded-Host", Value: "set-by-filter"}}}), nil),
+		route("/backend-filter", plain, nil, modifier(ir.HeaderModifier{Add: []ir.Header{{Name: "X-Forwarded-Proto", Value: "added"}}})),
+		route("/h2", viaH2, nil, nil),
+		route("/other-filter", plain, modifier(ir.HeaderModifier{Set: []ir.Header{{Name: "x-other", Value: "1"}}}), nil),
+		route("/mirror", plain, []ir.Filter{{Type: ir.FilterRequestMirror, RequestMirror: &ir.Mirror{Target: mirrorTarget, Percent: 100}}}, nil),
+	)
 	standard := "X-Forwarded-For=127.0.0.1\nForwarded=for=127.0.0.1;host=\"fwd.test:80\";proto=http\nX-Forwarded-Proto=http\nX-Forwarded-Host=fwd.test:80\nX-Real-Ip="
 	for _, tc := range []struct{ path, want string }{
 		{"/plain", standard},

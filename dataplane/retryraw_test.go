@@ -1,9 +1,7 @@
 package dataplane
 
 import (
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -40,13 +38,7 @@ func TestRetryRawHead(t *testing.T) {
 		return &ir.Route{Name: "default" + path, Match: ir.Match{Path: ir.PathMatch{Type: ir.PathPrefix, Value: path}},
 			Retry: policy, Backends: []ir.WeightedBackend{{Weight: 1, Target: b}}}
 	}
-	addr := freeAddr(t)
-	d := New(Options{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), DrainTimeout: time.Second})
-	defer d.Shutdown(context.Background())
-	if _, err := d.Apply(&ir.Config{Listeners: []*ir.Listener{{Name: addr, Address: addr, Protocol: ir.ProtocolHTTP,
-		Hosts: []*ir.ListenerHost{{Name: "default/gw/http", Routes: []*ir.Route{route("/retried", retried), route("/half-dead", halfDead)}}}}}}); err != nil {
-		t.Fatal(err)
-	}
+	addr := serveRoutes(t, route("/retried", retried), route("/half-dead", halfDead))
 	c := &http.Client{Timeout: 5 * time.Second}
 	get := func(path string) (*http.Response, string) {
 		t.Helper()

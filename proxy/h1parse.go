@@ -9,6 +9,7 @@ import (
 	"net/textproto"
 	"strings"
 
+	"github.com/meshgate/meshgate/internal/bufpool"
 	"github.com/meshgate/meshgate/internal/h1head"
 	"github.com/meshgate/meshgate/internal/hdrvals"
 )
@@ -123,10 +124,7 @@ type respScratch struct {
 
 // appendLine appends the kept field key: val to sc.out as a header line.
 func (sc *respScratch) appendLine(key string, val []byte) {
-	out := append(sc.out, key...)
-	out = append(out, ": "...)
-	out = append(out, val...)
-	sc.out = append(out, "\r\n"...)
+	sc.out = bufpool.AppendField(sc.out, key, val)
 }
 
 // dropLines removes from sc.out the lines of the fields sc.drop names, and

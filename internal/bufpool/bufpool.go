@@ -46,7 +46,7 @@ func PutWriter(bw *bufio.Writer) {
 
 // AppendField appends the header line "k: v\r\n" to b. Heads built in a
 // writer's AvailableBuffer and written with one Write use it.
-func AppendField(b []byte, k, v string) []byte {
+func AppendField[V ~string | ~[]byte](b []byte, k string, v V) []byte {
 	b = append(b, k...)
 	b = append(b, ": "...)
 	b = append(b, v...)
