@@ -192,7 +192,12 @@ func TestQuantile(t *testing.T) {
 	if histIndex(time.Hour) != histBuckets-1 {
 		t.Errorf("an hour is not in the last bucket")
 	}
-	for _, d := range []time.Duration{0, time.Microsecond, histBase, histBase + 1, time.Millisecond, time.Second, time.Minute} {
+	durations := []time.Duration{0, time.Microsecond, histBase, histBase + 1, time.Millisecond, time.Second, time.Minute}
+	for i := range histBuckets {
+		// Every bound and the least value past it.
+		durations = append(durations, histUpper(i)-1, histUpper(i), histUpper(i)+1)
+	}
+	for _, d := range durations {
 		i := histIndex(d)
 		if i == histBuckets-1 {
 			continue // the last bucket takes everything longer

@@ -16,20 +16,29 @@ const (
 	histBuckets = 96
 )
 
-// histIndex is the histogram bucket of latency d.
+// histIndex is the histogram bucket of latency d: the first whose upper
+// bound is d or more, by binary search over histBounds (a logarithm per
+// request cost three times as many instructions).
 func histIndex(d time.Duration) int {
-	if d <= histBase {
-		return 0
+	lo, hi := 0, histBuckets-1 // the bucket is in [lo, hi]
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if d <= histBounds[mid] {
+			hi = mid
+		} else {
+			lo = mid + 1
+		}
 	}
-	i := int(math.Ceil(histPerOct * math.Log2(float64(d)/float64(histBase))))
-	if i >= histBuckets {
-		return histBuckets - 1
-	}
-	if i < 1 {
-		return 1
-	}
-	return i
+	return lo
 }
+
+// histBounds holds histUpper(i) for every bucket i.
+var histBounds = func() (b [histBuckets]time.Duration) {
+	for i := range b {
+		b[i] = histUpper(i)
+	}
+	return b
+}()
 
 // histUpper is the upper bound of bucket i.
 func histUpper(i int) time.Duration {

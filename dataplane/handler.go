@@ -315,9 +315,8 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	// pass, is 1/64 of the time left, at most 100 ms: a timeout still
 	// ends within 2% of its length, and the request's own timeout ends
 	// on time through ctx.
-	attemptDeadline := func() (time.Time, time.Duration) {
-		now := time.Now()
-		var deadline time.Time
+	attemptDeadline := func() (now, deadline time.Time, slack time.Duration) {
+		now = time.Now()
 		if attempt > 0 {
 			deadline = now.Add(attempt)
 		}
@@ -328,11 +327,11 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 			deadline = d
 		}
 		if deadline.IsZero() {
-			return deadline, 0
+			return now, deadline, 0
 		}
-		return deadline, max(0, min(deadline.Sub(now)/64, 100*time.Millisecond))
+		return now, deadline, max(0, min(deadline.Sub(now)/64, 100*time.Millisecond))
 	}
-	deadline, slack := attemptDeadline()
+	now, deadline, slack := attemptDeadline()
 	if grpc && !deadline.IsZero() {
 		// The upstream learns the time actually left, so it can give up
 		// when the gateway will.
@@ -353,6 +352,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		ContentLength: r.ContentLength,
 		Deadline:      deadline,
 		DeadlineSlack: slack,
+		Now:           now,
 		DialTimeout:   target.ConnectTimeout,
 		IdleTimeout:   target.IdleTimeout,
 	}

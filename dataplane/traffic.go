@@ -166,7 +166,7 @@ func (rw *retryWriter) Unwrap() http.ResponseWriter { return rw.ResponseWriter }
 // balancer's error (upstream.ErrNoEndpoint, upstream.ErrCircuitOpen) when no
 // endpoint could be chosen.
 func (h *listenerHandler) forwardWithRetries(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *obs.Request,
-	target *ir.Backend, in upstream.PickInput, out *proxy.Outbound, policy *ir.Retry, writeHeader func(int), newDeadline func() (time.Time, time.Duration), onPick func(*ir.Endpoint)) error {
+	target *ir.Backend, in upstream.PickInput, out *proxy.Outbound, policy *ir.Retry, writeHeader func(int), newDeadline func() (now, deadline time.Time, slack time.Duration), onPick func(*ir.Endpoint)) error {
 	var body *retry.Body
 	retrying := policy != nil && policy.Attempts > 0
 	if retrying && out.Body != nil {
@@ -248,7 +248,7 @@ func (h *listenerHandler) forwardWithRetries(ctx context.Context, w http.Respons
 		if body != nil {
 			out.Body = body.Reader()
 		}
-		out.Deadline, out.DeadlineSlack = newDeadline()
+		out.Now, out.Deadline, out.DeadlineSlack = newDeadline()
 		out.ConnectTime, out.FirstByte = 0, time.Time{}
 	}
 }

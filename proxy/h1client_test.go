@@ -573,3 +573,49 @@ func TestH1ClientBodyWithHeadOrAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestH1ClientNowAndConnectTime: the pool judges idle connections by the
+// caller's Outbound.Now, and ConnectTime counts only a new connection.
+func TestH1ClientNowAndConnectTime(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok"))
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	c := H1Client{IdleTimeout: time.Minute}
+	defer c.CloseIdle()
+
+	tests := []struct {
+		name      string
+		now       time.Time // Outbound.Now; zero: the client reads the clock
+		wantConns int32     // connections the server has seen after it
+		dialed    bool      // ConnectTime > 0
+	}{
+		{"first request dials", time.Time{}, 1, true},
+		{"pooled, clock read", time.Time{}, 1, false},
+		{"pooled, caller's now", time.Now(), 1, false},
+		// Judged by the caller's clock, the pooled connection sat idle
+		// past the idle timeout: closed, and a new one dialed.
+		{"caller's now past the idle timeout", time.Now().Add(2 * time.Minute), 2, true},
+	}
+	for _, tt := range tests {
+		out := &Outbound{Now: tt.now}
+		rec, err := forward(t, &c, addr, out)
+		if err != nil || rec.Body.String() != "ok" {
+			t.Fatalf("%s: %v, body %q", tt.name, err, rec.Body.String())
+		}
+		if got := conns.Load(); got != tt.wantConns {
+			t.Errorf("%s: server saw %d connections, want %d", tt.name, got, tt.wantConns)
+		}
+		if got := out.ConnectTime > 0; got != tt.dialed {
+			t.Errorf("%s: ConnectTime %v, want dialed=%v", tt.name, out.ConnectTime, tt.dialed)
+		}
+	}
+}
