@@ -21,10 +21,10 @@
 #   BENCH_NOISE_PCT=10      flag a row when other processes used this % of a CPU
 #   BENCH_WAIT_QUIET=0      wait up to N s for other processes to go quiet first
 #   BENCH_RETRY_NOISY=2     measure a noisy row again, up to N more times
-#   BENCH_ROUNDS=3          HTTP/1.1 and HTTP/2 tables and the constant-rate
-#                           latency: alternate the proxies over N rounds and
-#                           report each proxy's median round (by rps; by p99
-#                           for the constant rate)
+#   BENCH_ROUNDS=3          HTTP/1.1 and HTTP/2 tables, many routes and the
+#                           constant-rate latency: alternate the proxies over
+#                           N rounds and report each proxy's median round (by
+#                           rps; by p99 for the constant rate)
 # Extra measures (after the two tables above), each skippable:
 #   BENCH_SKIP_ROUTES=1     many routes: wrk on the last of N host+path routes
 #   BENCH_ROUTES="10 1000 10000"  the route counts (the first is the base)
@@ -1519,10 +1519,43 @@ measure_route_row() { # PROXY N
   if [[ ${RT_RPS[$key]} == - && -z ${RT_FAIL[$key]:-} ]]; then RT_FAIL[$key]="no result in wrk output"; fi
 }
 
+# Like the HTTP/1.1 table, the route counts alternate over ROUNDS rounds
+# (every proxy and count once per round, each a fresh instance) and each row
+# is its median round by rps: one 8 s sample per row moved Meshgate's
+# 10,000-route ratio between 0.74x and 1.19x from run to run.
+declare -A RT_SNAP RT_ROUND_RPS
+snap_rt_round() { # KEY ROUND
+  local k=$1 fail=${RT_FAIL[$1]:-}
+  RT_SNAP[$k:$2]="${RT_RPS[$k]:-}|${RT_P50[$k]:-}|${RT_P99[$k]:-}|${RT_ERR[$k]:-}|${RT_REQS[$k]:-}|${RT_RSS[$k]:-}|${RT_START[$k]:-}|${RT_OTHER[$k]:-}|${RT_NEG[$k]:-}|${fail//|//}"
+  if [[ -n ${RT_FAIL[$k]:-} ]]; then RT_ROUND_RPS[$k]+="failed "; else RT_ROUND_RPS[$k]+="${RT_RPS[$k]:--} "; fi
+}
+use_median_rt_round() { # KEY: restore the round with the median rps (a failed one counts as 0)
+  local k=$1 best
+  local -a f
+  best=$(median_round RT_SNAP "$k" 0 0)
+  IFS='|' read -r -a f <<<"${RT_SNAP[$k:$best]:-}|"
+  RT_RPS[$k]=${f[0]:-} RT_P50[$k]=${f[1]:-} RT_P99[$k]=${f[2]:-} RT_ERR[$k]=${f[3]:-} RT_REQS[$k]=${f[4]:-}
+  RT_RSS[$k]=${f[5]:-} RT_START[$k]=${f[6]:-} RT_OTHER[$k]=${f[7]:-} RT_NEG[$k]=${f[8]:-}
+  if [[ -n ${f[9]:-} ]]; then RT_FAIL[$k]=${f[9]}; else unset 'RT_FAIL[$k]'; fi
+}
+rt_rounds_line() { # -> "proxy N: rps rps rps; ..." for the report
+  local p n out=""
+  for p in "${X_PROXIES[@]}"; do
+    for n in "${ROUTE_COUNTS[@]}"; do
+      [[ -n ${RT_ROUND_RPS[$p:$n]:-} ]] && out+="$p $n: ${RT_ROUND_RPS[$p:$n]% }; "
+    done
+  done
+  echo "${out%; }"
+}
+
 if [[ $SKIP_ROUTES != 1 ]]; then
+  for ((round = 1; round <= ROUNDS; round++)); do
+  ((ROUNDS > 1)) && log "many routes: round $round of $ROUNDS"
   for p in "${X_PROXIES[@]}"; do
     for n in "${ROUTE_COUNTS[@]}"; do
       key=$p:$n d=$T/routes-$p-$n
+      unset 'RT_FAIL[$key]' 'RT_START[$key]' 'RT_NEG[$key]' 'RT_RPS[$key]' 'RT_P50[$key]' 'RT_P99[$key]' \
+        'RT_ERR[$key]' 'RT_REQS[$key]' 'RT_RSS[$key]' 'RT_OTHER[$key]'
       mkdir -p "$d"
       case $p in
         nginx) nginx_routes_conf "$d" "$n" >"$d/nginx.conf" ;;
@@ -1533,7 +1566,7 @@ if [[ $SKIP_ROUTES != 1 ]]; then
         meshgate) { meshgate_x_head http; meshgate_host_routes "$n"; } >"$d/meshgate.yaml" ;;
       esac
       x_cmd routes "$p" "$d"
-      ROUTE_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p with $n routes")
+      ((round == 1)) && ROUTE_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p with $n routes")
       if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
         RT_FAIL[$key]="$GATEWAY_BIN not found or not executable"
       elif ! start_x "x-$p" "$d/stdout.log" "http://127.0.0.1:${X_PORT[$p]}/p$((n - 1))" "h$((n - 1)).bench.local" "${X_CMD[@]}"; then
@@ -1552,8 +1585,15 @@ if [[ $SKIP_ROUTES != 1 ]]; then
       fi
       if [[ -n ${RT_FAIL[$key]:-} ]]; then
         log "ERROR: routes $key: ${RT_FAIL[$key]}"
-        [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("many routes, $n routes: ${RT_FAIL[$key]}")
+        [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("many routes, $n routes, round $round: ${RT_FAIL[$key]}")
       fi
+      snap_rt_round "$key" "$round"
+    done
+  done
+  done
+  for p in "${X_PROXIES[@]}"; do
+    for n in "${ROUTE_COUNTS[@]}"; do
+      use_median_rt_round "$p:$n"
     done
   done
 fi
@@ -2239,6 +2279,9 @@ mkdir -p "$(dirname "$RESULT_FILE")"
     echo "start-up s = from starting the process to the first GET of the last route that reaches the backend (config load included)."
     echo "last host + /p0 = status of \`GET /p0\` with \`Host: h<N-1>.bench.local\` (must not be 200: host and path both select the route)."
     echo "vs $ROUTE_BASE routes = rps / the same proxy's rps with $ROUTE_BASE routes in this run. errors and other CPU % as above."
+    if ((ROUNDS > 1)); then
+      echo "Each row is the median of $ROUNDS rounds by rps (every proxy and route count once per round, alternating, each a fresh instance); rps of every round: $(rt_rounds_line)."
+    fi
     echo
     routes_target
     echo
