@@ -155,11 +155,9 @@ func Start(t testing.TB, opts Options) *ControlPlane {
 		t.Fatalf("k8stest: %v", err)
 	}
 
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			t.Fatalf("k8stest: free port: %v", err)
-		}
+	ports, err := freePorts(3)
+	if err != nil {
+		t.Fatalf("k8stest: free port: %v", err)
 	}
 	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 	c.apiPort = apiPort

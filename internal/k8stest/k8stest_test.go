@@ -173,3 +173,22 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 	f.msg = fmt.Sprintf(format, args...)
 	runtime.Goexit()
 }
+
+// TestFreePortsDistinct: the ports chosen together for etcd and the API
+// server never repeat (each was taken and released alone before, and one
+// came back twice).
+func TestFreePortsDistinct(t *testing.T) {
+	for range 50 {
+		ports, err := freePorts(3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen := map[int]bool{}
+		for _, p := range ports {
+			if p == 0 || seen[p] {
+				t.Fatalf("freePorts(3) = %v: want three distinct ports", ports)
+			}
+			seen[p] = true
+		}
+	}
+}

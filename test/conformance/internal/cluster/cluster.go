@@ -132,11 +132,9 @@ func Start(dir, repoRoot string) (_ *Cluster, err error) {
 	if err := os.WriteFile(tokenFile, []byte(c.Token+",admin,admin,system:masters\n"), 0o600); err != nil {
 		return nil, err
 	}
-	ports := make([]int, 3)
-	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
-			return nil, err
-		}
+	ports, err := freePorts(3)
+	if err != nil {
+		return nil, err
 	}
 	etcdClient, etcdPeer, apiPort := ports[0], ports[1], ports[2]
 

@@ -133,6 +133,24 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// freePorts returns n distinct TCP ports on 127.0.0.1 that were free a
+// moment ago. Each listener stays open until all are chosen: ports taken
+// one at a time and released between can come back twice (etcd's client
+// port was once also handed to the API server, which then failed with
+// "bind: address already in use").
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
 // tail returns the last n lines of the file at path.
 func tail(path string, n int) string {
 	f, err := os.Open(path)
