@@ -1550,46 +1550,46 @@ rt_rounds_line() { # -> "proxy N: rps rps rps; ..." for the report
 
 if [[ $SKIP_ROUTES != 1 ]]; then
   for ((round = 1; round <= ROUNDS; round++)); do
-  ((ROUNDS > 1)) && log "many routes: round $round of $ROUNDS"
-  for p in "${X_PROXIES[@]}"; do
-    for n in "${ROUTE_COUNTS[@]}"; do
-      key=$p:$n d=$T/routes-$p-$n
-      unset 'RT_FAIL[$key]' 'RT_START[$key]' 'RT_NEG[$key]' 'RT_RPS[$key]' 'RT_P50[$key]' 'RT_P99[$key]' \
-        'RT_ERR[$key]' 'RT_REQS[$key]' 'RT_RSS[$key]' 'RT_OTHER[$key]'
-      mkdir -p "$d"
-      case $p in
-        nginx) nginx_routes_conf "$d" "$n" >"$d/nginx.conf" ;;
-        haproxy)
-          haproxy_routes_map "$n" >"$d/routes.map"
-          haproxy_routes_cfg "$d" "$d/routes.map" >"$d/haproxy.cfg"
-          ;;
-        meshgate) { meshgate_x_head http; meshgate_host_routes "$n"; } >"$d/meshgate.yaml" ;;
-      esac
-      x_cmd routes "$p" "$d"
-      ((round == 1)) && ROUTE_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p with $n routes")
-      if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
-        RT_FAIL[$key]="$GATEWAY_BIN not found or not executable"
-      elif ! start_x "x-$p" "$d/stdout.log" "http://127.0.0.1:${X_PORT[$p]}/p$((n - 1))" "h$((n - 1)).bench.local" "${X_CMD[@]}"; then
-        RT_FAIL[$key]="did not come up: $START_ERR"
-      else
-        RT_START[$key]=$READY_MS
-        # Host and path both select the route: the last host with the first
-        # route's path must not reach the backend.
-        if ((n > 1)); then
-          RT_NEG[$key]=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' -H "Host: h$((n - 1)).bench.local" \
-            "http://127.0.0.1:${X_PORT[$p]}/p0" 2>/dev/null || true)
+    ((ROUNDS > 1)) && log "many routes: round $round of $ROUNDS"
+    for p in "${X_PROXIES[@]}"; do
+      for n in "${ROUTE_COUNTS[@]}"; do
+        key=$p:$n d=$T/routes-$p-$n
+        unset 'RT_FAIL[$key]' 'RT_START[$key]' 'RT_NEG[$key]' 'RT_RPS[$key]' 'RT_P50[$key]' 'RT_P99[$key]' \
+          'RT_ERR[$key]' 'RT_REQS[$key]' 'RT_RSS[$key]' 'RT_OTHER[$key]'
+        mkdir -p "$d"
+        case $p in
+          nginx) nginx_routes_conf "$d" "$n" >"$d/nginx.conf" ;;
+          haproxy)
+            haproxy_routes_map "$n" >"$d/routes.map"
+            haproxy_routes_cfg "$d" "$d/routes.map" >"$d/haproxy.cfg"
+            ;;
+          meshgate) { meshgate_x_head http; meshgate_host_routes "$n"; } >"$d/meshgate.yaml" ;;
+        esac
+        x_cmd routes "$p" "$d"
+        ((round == 1)) && ROUTE_CMDS+=("$(tcmd "${X_CMD[@]}")   # $p with $n routes")
+        if [[ $p == meshgate && ! -x $GATEWAY_BIN ]]; then
+          RT_FAIL[$key]="$GATEWAY_BIN not found or not executable"
+        elif ! start_x "x-$p" "$d/stdout.log" "http://127.0.0.1:${X_PORT[$p]}/p$((n - 1))" "h$((n - 1)).bench.local" "${X_CMD[@]}"; then
+          RT_FAIL[$key]="did not come up: $START_ERR"
+        else
+          RT_START[$key]=$READY_MS
+          # Host and path both select the route: the last host with the first
+          # route's path must not reach the backend.
+          if ((n > 1)); then
+            RT_NEG[$key]=$(curl -s -o /dev/null --max-time 2 -w '%{http_code}' -H "Host: h$((n - 1)).bench.local" \
+              "http://127.0.0.1:${X_PORT[$p]}/p0" 2>/dev/null || true)
+          fi
+          retry_noisy RT_OTHER RT_FAIL "$key" measure_route_row "$p" "$n"
+          RT_TRIES[$key]=$LAST_TRIES
+          stop_server "x-$p"
         fi
-        retry_noisy RT_OTHER RT_FAIL "$key" measure_route_row "$p" "$n"
-        RT_TRIES[$key]=$LAST_TRIES
-        stop_server "x-$p"
-      fi
-      if [[ -n ${RT_FAIL[$key]:-} ]]; then
-        log "ERROR: routes $key: ${RT_FAIL[$key]}"
-        [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("many routes, $n routes, round $round: ${RT_FAIL[$key]}")
-      fi
-      snap_rt_round "$key" "$round"
+        if [[ -n ${RT_FAIL[$key]:-} ]]; then
+          log "ERROR: routes $key: ${RT_FAIL[$key]}"
+          [[ $p == meshgate ]] && X_MESHGATE_FAILS+=("many routes, $n routes, round $round: ${RT_FAIL[$key]}")
+        fi
+        snap_rt_round "$key" "$round"
+      done
     done
-  done
   done
   for p in "${X_PROXIES[@]}"; do
     for n in "${ROUTE_COUNTS[@]}"; do
