@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -192,7 +194,7 @@ func TestQuantile(t *testing.T) {
 	if histIndex(time.Hour) != histBuckets-1 {
 		t.Errorf("an hour is not in the last bucket")
 	}
-	durations := []time.Duration{0, time.Microsecond, histBase, histBase + 1, time.Millisecond, time.Second, time.Minute}
+	durations := []time.Duration{0, 1, time.Microsecond, histBase, histBase + 1, time.Millisecond, time.Second, time.Minute, math.MaxInt64}
 	for i := range histBuckets {
 		// Every bound and the least value past it.
 		durations = append(durations, histUpper(i)-1, histUpper(i), histUpper(i)+1)
@@ -864,4 +866,50 @@ func TestObserveRequestTakesRecordTime(t *testing.T) {
 	d.ObserveRequest(ended(30 * time.Second)) // long before the window
 	d.ObserveRequest(req(storefront, v1, "10.0.1.11:8080", 200, time.Millisecond))
 	checkMetrics(t, "route", findRoute(t, d.Snapshot(), storefront).Metrics, 3, 0, 0.3, pf(0), pf(1))
+}
+
+// TestSeriesLateRecords: a record that finishes in an earlier second than
+// the last one counted (requests end on several cores at once) counts in
+// its own second while it is in the window and is dropped after; the
+// newest second keeps counting.
+func TestSeriesLateRecords(t *testing.T) {
+	s := newSeries(10)
+	for _, sec := range []int64{100, 102, 101, 102, 102, 92, 94, 103} {
+		s.add(sec, false, time.Millisecond)
+	}
+	per := map[int64]uint64{}
+	for _, b := range s.buckets {
+		if b.requests > 0 {
+			per[b.sec] = b.requests
+		}
+	}
+	// 92 is outside the window ending at 102 (93..102); 94 is inside.
+	want := map[int64]uint64{94: 1, 100: 1, 101: 1, 102: 3, 103: 1}
+	if fmt.Sprint(per) != fmt.Sprint(want) {
+		t.Errorf("requests by second %v, want %v", per, want)
+	}
+	var a agg
+	s.read(103, &a)
+	if a.requests != 7 { // 94..103: 94, 100, 101, 102 (3), 103
+		t.Errorf("window ending at 103 holds %d requests, want 7", a.requests)
+	}
+}
+
+// TestEndSecond: endSecond agrees with start.Add(d).Unix() across second
+// boundaries, for negative durations and for times before 1970.
+func TestEndSecond(t *testing.T) {
+	starts := []time.Time{time.Unix(1_700_000_000, 999_999_999), time.Unix(1_700_000_000, 0), time.Unix(-5, 3), time.Now()}
+	durations := []time.Duration{0, 1, -1, time.Millisecond, time.Second, time.Second - 1, -time.Second, 90 * time.Minute, -1500 * time.Millisecond}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 1000 {
+		starts = append(starts, time.Unix(rng.Int64N(4_000_000_000)-1_000_000_000, rng.Int64N(1e9)))
+	}
+	for _, s := range starts {
+		random := time.Duration(rng.Int64N(int64(time.Hour)) - int64(time.Minute))
+		for _, d := range append(durations, random) {
+			if got, want := endSecond(s, d), s.Add(d).Unix(); got != want {
+				t.Errorf("endSecond(%v, %v) = %d, want %d", s, d, got, want)
+			}
+		}
+	}
 }

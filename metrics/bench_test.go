@@ -56,3 +56,16 @@ func BenchmarkObserveRequestParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkObserveRequestSameLabels is the usual case on a keep-alive
+// connection: the record's previous request had the same labels, so the
+// series come from the record's memo.
+func BenchmarkObserveRequestSameLabels(b *testing.B) {
+	m := New(Options{})
+	r := okRequest()
+	m.ObserveRequest(&r)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.ObserveRequest(&r)
+	}
+}

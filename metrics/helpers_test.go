@@ -10,9 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// histogram returns the sample count and sum of the histogram series of
+// histogramOf returns the sample count and sum of the histogram series of
 // name with exactly the given labels, and whether it exists.
-func histogram(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) (count uint64, sum float64, ok bool) {
+func histogramOf(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) (count uint64, sum float64, ok bool) {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {

@@ -3,6 +3,7 @@ package metrics
 import (
 	"net/http"
 	"sort"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -158,8 +159,11 @@ func (m *Metrics) newGauge(name, help string) prometheus.Gauge {
 	return g
 }
 
-func (m *Metrics) newHistogramVec(name, help string, buckets []float64, labels ...string) *prometheus.HistogramVec {
-	v := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets}, labels)
+// newHistogramVec creates a histogram family (histogram.go) of integer
+// observations, per of them to one exposed unit, registers it and notes
+// its family for Names.
+func (m *Metrics) newHistogramVec(name, help string, buckets []float64, per float64, labels ...string) *histogramVec {
+	v := newHistogramVec(name, help, buckets, per, labels...)
 	m.reg.MustRegister(v)
 	m.families = append(m.families, family{name, histogramKind})
 	return v
@@ -169,6 +173,11 @@ func (m *Metrics) newHistogramVec(name, help string, buckets []float64, labels .
 // minute-long uploads; connects are usually far below a millisecond on a
 // LAN; sizes grow by 4x from 64 B to 16 MiB.
 var (
+	// perSecond and perByte convert the recorded units (nanoseconds,
+	// bytes) to the exposed ones.
+	perSecond = float64(time.Second)
+	perByte   = 1.0
+
 	latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
 	connectBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
 	sizeBuckets    = prometheus.ExponentialBuckets(64, 4, 10)

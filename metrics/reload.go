@@ -12,7 +12,7 @@ import (
 type reloadMetrics struct {
 	success, failure prometheus.Counter
 	generation       prometheus.Gauge
-	duration         prometheus.Observer
+	duration         *histogram
 	lastSuccess      prometheus.Gauge
 	lastOK           prometheus.Gauge
 	rejected         prometheus.Gauge
@@ -26,7 +26,7 @@ func (rl *reloadMetrics) init(m *Metrics) {
 	rl.generation = m.newGauge("meshgate_config_generation",
 		"Generation of the configuration in force; it grows by one per applied configuration.")
 	rl.duration = m.newHistogramVec("meshgate_config_reload_duration_seconds",
-		"Time from receiving a configuration to serving it (or rejecting it).", reloadBuckets).WithLabelValues()
+		"Time from receiving a configuration to serving it (or rejecting it).", reloadBuckets, perSecond).with()
 	rl.lastSuccess = m.newGauge("meshgate_config_last_reload_success_timestamp_seconds",
 		"Unix time the last configuration was applied.")
 	rl.lastOK = m.newGauge("meshgate_config_last_reload_successful",
@@ -41,7 +41,7 @@ func (m *Metrics) ObserveReload(r *obs.Reload) {
 		return
 	}
 	rl := &m.reload
-	rl.duration.Observe(r.Duration.Seconds())
+	rl.duration.observe(int64(r.Duration))
 	rl.generation.Set(float64(r.Generation))
 	rl.rejected.Set(float64(r.Rejected))
 	if !r.OK {

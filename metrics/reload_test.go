@@ -47,7 +47,7 @@ func TestObserveReload(t *testing.T) {
 			got.lastSuccess, _ = value(t, reg, "meshgate_config_last_reload_success_timestamp_seconds", nil)
 			got.lastOK, _ = value(t, reg, "meshgate_config_last_reload_successful", nil)
 			got.rejected, _ = value(t, reg, "meshgate_config_rejected_objects", nil)
-			got.durations, _, _ = histogram(t, reg, "meshgate_config_reload_duration_seconds", nil)
+			got.durations, _, _ = histogramOf(t, reg, "meshgate_config_reload_duration_seconds", nil)
 			if got != tt.want {
 				t.Errorf("got  %+v\nwant %+v", got, tt.want)
 			}

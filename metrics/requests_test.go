@@ -198,23 +198,23 @@ func TestHistograms(t *testing.T) {
 			tt.edit(&r)
 			m.ObserveRequest(&r)
 			class := codeClasses[classOf(r.Status)]
-			n, sum, _ := histogram(t, m.Registry(), "meshgate_http_request_duration_seconds",
+			n, sum, _ := histogramOf(t, m.Registry(), "meshgate_http_request_duration_seconds",
 				map[string]string{"listener": "default/gw/http", "route": "default/web", "code_class": class})
 			if n != tt.wantDuration || (n == 1 && sum != r.Duration.Seconds()) {
 				t.Errorf("request duration: count %d sum %v, want count %d sum %v", n, sum, tt.wantDuration, r.Duration.Seconds())
 			}
 			backend := map[string]string{"backend": "default/web-svc"}
-			if n, sum, _ := histogram(t, m.Registry(), "meshgate_upstream_request_duration_seconds", backend); n != tt.wantTTFB || (n == 1 && sum != 0.02) {
+			if n, sum, _ := histogramOf(t, m.Registry(), "meshgate_upstream_request_duration_seconds", backend); n != tt.wantTTFB || (n == 1 && sum != 0.02) {
 				t.Errorf("upstream duration: count %d sum %v, want %d", n, sum, tt.wantTTFB)
 			}
-			if n, sum, _ := histogram(t, m.Registry(), "meshgate_upstream_connect_duration_seconds", backend); n != tt.wantUp || (n == 1 && sum != 0.001) {
+			if n, sum, _ := histogramOf(t, m.Registry(), "meshgate_upstream_connect_duration_seconds", backend); n != tt.wantUp || (n == 1 && sum != 0.001) {
 				t.Errorf("connect duration: count %d sum %v, want %d", n, sum, tt.wantUp)
 			}
 			lr := map[string]string{"listener": "default/gw/http", "route": "default/web"}
-			if n, sum, _ := histogram(t, m.Registry(), "meshgate_http_request_size_bytes", lr); n != 1 || sum != 100 {
+			if n, sum, _ := histogramOf(t, m.Registry(), "meshgate_http_request_size_bytes", lr); n != 1 || sum != 100 {
 				t.Errorf("request size: count %d sum %v, want 1 and 100", n, sum)
 			}
-			if n, sum, _ := histogram(t, m.Registry(), "meshgate_http_response_size_bytes", lr); n != 1 || sum != 5000 {
+			if n, sum, _ := histogramOf(t, m.Registry(), "meshgate_http_response_size_bytes", lr); n != 1 || sum != 5000 {
 				t.Errorf("response size: count %d sum %v, want 1 and 5000", n, sum)
 			}
 		})

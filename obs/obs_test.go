@@ -30,3 +30,26 @@ func TestMemo(t *testing.T) {
 		t.Errorf("writing a copy's slot changed the original's: %v", got)
 	}
 }
+
+// TestSame: Same is ==, whether or not the strings share their bytes.
+func TestSame(t *testing.T) {
+	base := "default/web"
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{base, base, true},
+		{base, string([]byte(base)), true}, // equal, other bytes
+		{base, base[:7], false},            // same address, other length
+		{base[:7], "default", true},
+		{base, "default/wex", false},
+		{"", "", true},
+		{"", base[:0], true},
+		{"a", "", false},
+	}
+	for _, tt := range tests {
+		if got := Same(tt.a, tt.b); got != tt.want {
+			t.Errorf("Same(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
