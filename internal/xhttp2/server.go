@@ -2663,11 +2663,13 @@ func (rws *responseWriterState) writeChunk(p []byte) (n int, err error) {
 		}
 
 		endStream := (rws.handlerDone && !rws.hasTrailers() && len(p) == 0) || isHeadResp
+		// Meshgate: snapHeader is the copy WriteHeader made, and nothing
+		// changes it after this write: no wait for the frame (snapshot).
 		err = rws.conn.writeHeaders(rws.stream, &writeResHeaders{
 			streamID:      rws.stream.id,
 			httpResCode:   rws.status,
 			h:             rws.snapHeader,
-			snapshot:      rws.handlerDone,
+			snapshot:      true,
 			endStream:     endStream,
 			contentType:   ctype,
 			contentLength: clen,

@@ -193,8 +193,9 @@ type writeResHeaders struct {
 	h           http.Header // may be nil
 	trailers    []string    // if non-nil, which keys of h to write. nil means all.
 	endStream   bool
-	// Meshgate: snapshot says the handler has returned and h is a copy
-	// it no longer touches, so its writer need not wait for the frame.
+	// Meshgate: snapshot says h is a copy nobody changes any more (the
+	// response's snapshot taken at WriteHeader), so its writer need not
+	// wait for the frame to be written.
 	snapshot bool
 
 	date          string
