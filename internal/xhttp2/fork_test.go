@@ -445,3 +445,57 @@ func TestHeaderGet(t *testing.T) {
 		}
 	}
 }
+
+// TestHeadersNotAwaitedKeepSnapshot: a streaming handler no longer waits
+// for its HEADERS frame (change 2), so the frame may be encoded after the
+// handler has changed its header map again; the client must still get the
+// fields as they were at WriteHeader, and the body after them, for every
+// one of many concurrent streams.
+func TestHeadersNotAwaitedKeepSnapshot(t *testing.T) {
+	addr, client := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		w.Header().Set("X-Id", id)
+		w.Header().Set("X-Stage", "head")
+		w.WriteHeader(http.StatusAccepted)
+		w.(http.Flusher).Flush()
+		w.Header().Set("X-Stage", "changed after WriteHeader")
+		w.Header().Set("X-Late", "1")
+		delete(w.Header(), "X-Id")
+		io.WriteString(w, "body "+id)
+	}))
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 40 {
+				id := strconv.Itoa(g*1000 + i)
+				resp, err := client.Get("http://" + addr + "/?id=" + id)
+				if err != nil {
+					errs <- err
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				switch {
+				case err != nil:
+					errs <- err
+				case resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Id") != id ||
+					resp.Header.Get("X-Stage") != "head" || resp.Header.Get("X-Late") != "":
+					errs <- fmt.Errorf("stream %s: status %d, header %v", id, resp.StatusCode, resp.Header)
+				case string(body) != "body "+id:
+					errs <- fmt.Errorf("stream %s: body %q", id, body)
+				default:
+					continue
+				}
+				return
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}
