@@ -311,10 +311,10 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	// deadlineFrom bounds an attempt starting at now: its own timeout,
 	// the client's grpc-timeout and the whole request's, whichever ends
-	// first. Its slack, how late an HTTP/1.1 upstream connection's deadline may
-	// pass, is 1/64 of the time left, at most 100 ms: a timeout still
-	// ends within 2% of its length, and the request's own timeout ends
-	// on time through ctx.
+	// first. Its slack, how late an HTTP/1.1 upstream connection's
+	// deadline may pass, is 1/64 of the time left, at most 100 ms: a
+	// timeout still ends within 2% of its length, and the request's own
+	// timeout ends on time through ctx.
 	deadlineFrom := func(now time.Time) (time.Time, time.Time, time.Duration) {
 		var deadline time.Time
 		if attempt > 0 {

@@ -34,7 +34,7 @@ type histogramVec struct {
 	per float64
 
 	mu     sync.Mutex
-	series map[string]*histogram // by labelKey(values)
+	series map[string]*histogram // by label values joined with "\xff"
 	order  []*histogram          // creation order, for a stable scrape
 }
 
