@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -35,7 +36,6 @@ type histogramVec struct {
 
 	mu     sync.Mutex
 	series map[string]*histogram // by label values joined with "\xff"
-	order  []*histogram          // creation order, for a stable scrape
 }
 
 // histogram is one series of a histogramVec.
@@ -80,7 +80,6 @@ func (v *histogramVec) with(values ...string) *histogram {
 	}
 	h := &histogram{vec: v, values: slices.Clone(values), counts: make([]atomic.Uint64, len(v.bounds)+1)}
 	v.series[k] = h
-	v.order = append(v.order, h)
 	return h
 }
 
@@ -101,10 +100,11 @@ func (h *histogram) observe(x int64) {
 func (v *histogramVec) Describe(ch chan<- *prometheus.Desc) { ch <- v.desc }
 
 // Collect implements prometheus.Collector: one constant histogram per
-// series, its buckets made cumulative here.
+// series, its buckets made cumulative here (the registry sorts the
+// series of a scrape).
 func (v *histogramVec) Collect(ch chan<- prometheus.Metric) {
 	v.mu.Lock()
-	series := slices.Clone(v.order)
+	series := slices.Collect(maps.Values(v.series))
 	v.mu.Unlock()
 	for _, h := range series {
 		buckets := make(map[float64]uint64, len(v.bounds))

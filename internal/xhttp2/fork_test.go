@@ -149,27 +149,38 @@ func TestLastDataNotAwaited(t *testing.T) {
 		w.Write(body(n, byte(seed)))
 	}))
 	sizes := []int{0, 1, 19, lastDataCopyMax - 1, lastDataCopyMax, lastDataCopyMax + 1, handlerChunkWriteSize, handlerChunkWriteSize + 7, 20000}
+	concurrently(t, 32, 60, func(g, i int) error {
+		n, seed := sizes[(g+i)%len(sizes)], byte(g*7+i)
+		resp, err := client.Get(fmt.Sprintf("http://%s/?n=%d&seed=%d", addr, n, seed))
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, body(n, seed)) {
+			return fmt.Errorf("body of %d bytes (seed %d) arrived as %d bytes, not the same", n, seed, len(got))
+		}
+		return nil
+	})
+}
+
+// concurrently runs req(g, i) for i in [0, each) on each of clients
+// goroutines g, a goroutine stopping at its first error, and fails the
+// test with the errors once all are done.
+func concurrently(t *testing.T, clients, each int, req func(g, i int) error) {
+	t.Helper()
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := range 32 {
+	errs := make(chan error, clients)
+	for g := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range 60 {
-				n, seed := sizes[(g+i)%len(sizes)], byte(g*7+i)
-				resp, err := client.Get(fmt.Sprintf("http://%s/?n=%d&seed=%d", addr, n, seed))
-				if err != nil {
+			for i := range each {
+				if err := req(g, i); err != nil {
 					errs <- err
-					return
-				}
-				got, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !bytes.Equal(got, body(n, seed)) {
-					errs <- fmt.Errorf("body of %d bytes (seed %d) arrived as %d bytes, not the same", n, seed, len(got))
 					return
 				}
 			}
@@ -178,7 +189,7 @@ func TestLastDataNotAwaited(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		t.Error(err)
 	}
 }
 
@@ -463,39 +474,23 @@ func TestHeadersNotAwaitedKeepSnapshot(t *testing.T) {
 		delete(w.Header(), "X-Id")
 		io.WriteString(w, "body "+id)
 	}))
-	var wg sync.WaitGroup
-	errs := make(chan error, 64)
-	for g := range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range 40 {
-				id := strconv.Itoa(g*1000 + i)
-				resp, err := client.Get("http://" + addr + "/?id=" + id)
-				if err != nil {
-					errs <- err
-					return
-				}
-				body, err := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				switch {
-				case err != nil:
-					errs <- err
-				case resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Id") != id ||
-					resp.Header.Get("X-Stage") != "head" || resp.Header.Get("X-Late") != "":
-					errs <- fmt.Errorf("stream %s: status %d, header %v", id, resp.StatusCode, resp.Header)
-				case string(body) != "body "+id:
-					errs <- fmt.Errorf("stream %s: body %q", id, body)
-				default:
-					continue
-				}
-				return
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatal(err)
-	}
+	concurrently(t, 16, 40, func(g, i int) error {
+		id := strconv.Itoa(g*1000 + i)
+		resp, err := client.Get("http://" + addr + "/?id=" + id)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		switch {
+		case err != nil:
+			return err
+		case resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Id") != id ||
+			resp.Header.Get("X-Stage") != "head" || resp.Header.Get("X-Late") != "":
+			return fmt.Errorf("stream %s: status %d, header %v", id, resp.StatusCode, resp.Header)
+		case string(body) != "body "+id:
+			return fmt.Errorf("stream %s: body %q", id, body)
+		}
+		return nil
+	})
 }
