@@ -403,54 +403,69 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 		}
 		w.WriteHeader(status)
 	}
+	setEndpoint := func(e *ir.Endpoint) { ep = e }
 	var err error
 	if upType != "" || xconnect {
-		p, perr := h.balancer.Pick(target, in)
-		if perr != nil {
-			h.pickFailed(w, r, rec, perr)
-			return
-		}
-		ep = p.Endpoint
-		rec.Endpoint = ep.Address
-		rec.Upgrade = upType
-		if xconnect {
-			rec.Upgrade = "websocket"
-		}
-		routeName, upstreamAddr := route.IR.Name, ep.Address
-		topts := proxy.TunnelOptions{
-			IdleTimeout: h.tunnelLimits.IdleTimeout,
-			MaxLifetime: h.tunnelLimits.MaxLifetime,
-			Track: func(goAway func(string)) func() {
-				return h.tunnels.add(h.addr, routeName, goAway)
-			},
-			OnEnd: func(reason string, toUpstream, toClient int64) {
-				h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", upstreamAddr,
-					"path", r.URL.Path, "bytes_to_upstream", toUpstream, "bytes_to_client", toClient)
-			},
-		}
-		if xconnect {
-			err = h.forwarder.ExtendedConnect(ctx, target, ep, &out, r.Body, w, writeHeader, topts)
-		} else {
-			err = h.forwarder.Upgrade(ctx, target, ep, upType, &out, w, writeHeader, topts)
-		}
-		p.Done(outcomeOf(err, false, 0, ctx))
+		err = h.tunnel(ctx, w, r, rec, route, target, in, upType, xconnect, &out, writeHeader, setEndpoint)
 	} else {
-		err = h.forwardWithRetries(ctx, w, r, rec, target, in, &out, route.IR.Retry, writeHeader, attemptDeadline, func(e *ir.Endpoint) { ep = e })
+		err = h.forwardWithRetries(ctx, w, r, rec, target, in, &out, route.IR.Retry, writeHeader, attemptDeadline, setEndpoint)
 		if mirror != nil {
 			h.mirror.send(mirror)
 		}
-		if errors.Is(err, upstream.ErrNoEndpoint) || errors.Is(err, upstream.ErrCircuitOpen) {
-			h.pickFailed(w, r, rec, err)
-			return
-		}
+	}
+	if errors.Is(err, upstream.ErrNoEndpoint) || errors.Is(err, upstream.ErrCircuitOpen) {
+		h.pickFailed(w, r, rec, err)
+		return
 	}
 	rec.UpstreamConnect = out.ConnectTime
 	if !out.FirstByte.IsZero() {
 		rec.UpstreamFirstByte = out.FirstByte.Sub(rec.Start)
 	}
-	if err == nil {
-		return
+	if err != nil {
+		h.upstreamFailed(ctx, w, r, rec, target, ep, host, err)
 	}
+}
+
+// tunnel serves a protocol switch (WebSocket upgrade or extended CONNECT)
+// to one endpoint, without retries. The Pick error it returns, as
+// forwardWithRetries', is answered by serve through pickFailed.
+func (h *listenerHandler) tunnel(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *obs.Request, route *router.Route, target *ir.Backend,
+	in upstream.PickInput, upType string, xconnect bool, out *proxy.Outbound, writeHeader func(int), setEndpoint func(*ir.Endpoint)) error {
+	p, err := h.balancer.Pick(target, in)
+	if err != nil {
+		return err
+	}
+	ep := p.Endpoint
+	setEndpoint(ep)
+	rec.Endpoint = ep.Address
+	rec.Upgrade = upType
+	if xconnect {
+		rec.Upgrade = "websocket"
+	}
+	routeName, upstreamAddr := route.IR.Name, ep.Address
+	topts := proxy.TunnelOptions{
+		IdleTimeout: h.tunnelLimits.IdleTimeout,
+		MaxLifetime: h.tunnelLimits.MaxLifetime,
+		Track: func(goAway func(string)) func() {
+			return h.tunnels.add(h.addr, routeName, goAway)
+		},
+		OnEnd: func(reason string, toUpstream, toClient int64) {
+			h.log.Debug("tunnel closed", "reason", reason, "route", routeName, "upstream", upstreamAddr,
+				"path", r.URL.Path, "bytes_to_upstream", toUpstream, "bytes_to_client", toClient)
+		},
+	}
+	if xconnect {
+		err = h.forwarder.ExtendedConnect(ctx, target, ep, out, r.Body, w, writeHeader, topts)
+	} else {
+		err = h.forwarder.Upgrade(ctx, target, ep, upType, out, w, writeHeader, topts)
+	}
+	p.Done(outcomeOf(err, false, 0, ctx))
+	return err
+}
+
+// upstreamFailed answers (or aborts) a request whose upstream exchange
+// failed with err.
+func (h *listenerHandler) upstreamFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *obs.Request, target *ir.Backend, ep *ir.Endpoint, host string, err error) {
 	upAddr := ""
 	if ep != nil {
 		upAddr = ep.Address

@@ -44,7 +44,8 @@ func closingServer(t *testing.T) int {
 // answer: nothing listening (503), a connection closed without an answer
 // (502), a Backend without endpoints (rejected by the translator, so its
 // backendRef is unresolved: 500) and a Service whose endpoints are all
-// not ready (503).
+// not ready (503); the same for a WebSocket upgrade, which takes the
+// tunnel's path (one endpoint, no retries) to the same answers.
 func TestUpstreamErrors(t *testing.T) {
 	t.Parallel()
 	ip := newLoopbackIP(t)
@@ -142,21 +143,35 @@ spec:
 
 	g := startGateway(t, ip, cfg)
 	tests := []struct {
-		name string
-		path string
-		want int
+		name    string
+		path    string
+		upgrade bool
+		want    int
 	}{
-		{"nothing listening", "/dead", http.StatusServiceUnavailable},
-		{"connection closed without an answer", "/closer", http.StatusBadGateway},
-		{"Backend without endpoints is rejected, ref unresolved", "/empty", http.StatusInternalServerError},
-		{"Service with no ready endpoints", "/notready", http.StatusServiceUnavailable},
-		{"Service with a ready endpoint", "/ready", http.StatusOK},
+		{"nothing listening", "/dead", false, http.StatusServiceUnavailable},
+		{"connection closed without an answer", "/closer", false, http.StatusBadGateway},
+		{"Backend without endpoints is rejected, ref unresolved", "/empty", false, http.StatusInternalServerError},
+		{"Service with no ready endpoints", "/notready", false, http.StatusServiceUnavailable},
+		{"Service with a ready endpoint", "/ready", false, http.StatusOK},
+		{"upgrade, nothing listening", "/dead", true, http.StatusServiceUnavailable},
+		{"upgrade, connection closed without an answer", "/closer", true, http.StatusBadGateway},
+		{"upgrade, Service with no ready endpoints", "/notready", true, http.StatusServiceUnavailable},
+	}
+	upgrade := http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
+		"Sec-Websocket-Version": {"13"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
+			req := request{url: g.url(port, tc.path), host: "errors.test"}
+			if tc.upgrade {
+				req.header = upgrade
+			}
 			for i := 0; i < 3; i++ {
-				r := get(t, g.url(port, tc.path), "errors.test")
+				r := do(t, defaultClient, req)
 				if r.status != tc.want {
 					t.Fatalf("GET %s (try %d): got %v, want %d", tc.path, i+1, r, tc.want)
 				}
