@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -493,4 +494,70 @@ func TestHeadersNotAwaitedKeepSnapshot(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestMetaFrameStateFresh checks readMetaFrame's state, kept in the Framer
+// since change 10, starts afresh for every header block: a refused or
+// truncated block leaves nothing behind for the next one on the connection.
+func TestMetaFrameStateFresh(t *testing.T) {
+	type field struct{ name, value string }
+	req := []field{{":method", "GET"}, {":scheme", "https"}, {":path", "/"}, {":authority", "a.test"}}
+	block := func(fs ...field) []byte {
+		var buf bytes.Buffer
+		enc := hpack.NewEncoder(&buf)
+		for _, f := range fs {
+			enc.WriteField(hpack.HeaderField{Name: f.name, Value: f.value})
+		}
+		return buf.Bytes()
+	}
+	long := strings.Repeat("v", 150)
+	tests := []struct {
+		name   string
+		first  []field
+		wantSE bool // the first block is refused with a stream error
+		wantTr bool // the first block is truncated
+	}{
+		{"invalid value", append(append([]field{}, req...), field{"x-bad", "a\x00b"}), true, false},
+		{"invalid name", append(append([]field{}, req...), field{"X-Upper", "v"}), true, false},
+		{"pseudo after regular", append([]field{{":method", "GET"}, {"x-a", "1"}}, field{":path", "/"}), true, false},
+		{"over the list size", append(append([]field{}, req...), field{"x-l1", long}, field{"x-l2", long}, field{"x-l3", long}), false, true},
+		{"valid", append(append([]field{}, req...), field{"x-a", "1"}), false, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var wire bytes.Buffer
+			w := NewFramer(&wire, nil)
+			for i, fs := range [][]field{tc.first, append(append([]field{}, req...), field{"x-next", "ok"})} {
+				if err := w.WriteHeaders(HeadersFrameParam{StreamID: uint32(2*i + 1), BlockFragment: block(fs...), EndStream: true, EndHeaders: true}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			r := NewFramer(nil, &wire)
+			r.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+			r.MaxHeaderListSize = 512
+			f, err := r.ReadFrame()
+			var se StreamError
+			switch {
+			case tc.wantSE:
+				if !errors.As(err, &se) || se.StreamID != 1 {
+					t.Fatalf("first block: got %v, %v; want a stream error on stream 1", f, err)
+				}
+			case err != nil:
+				t.Fatalf("first block: %v", err)
+			default:
+				if mh := f.(*MetaHeadersFrame); mh.Truncated != tc.wantTr {
+					t.Fatalf("first block: Truncated = %v, want %v", mh.Truncated, tc.wantTr)
+				}
+			}
+			f, err = r.ReadFrame()
+			if err != nil {
+				t.Fatalf("second block: %v", err)
+			}
+			mh := f.(*MetaHeadersFrame)
+			if mh.Truncated || mh.StreamID != 3 || len(mh.Fields) != len(req)+1 || mh.PseudoValue("path") != "/" ||
+				mh.RegularFields()[0] != (hpack.HeaderField{Name: "x-next", Value: "ok"}) {
+				t.Fatalf("second block: stream %d, truncated %v, fields %v", mh.StreamID, mh.Truncated, mh.Fields)
+			}
+		})
+	}
 }

@@ -325,6 +325,9 @@ type Framer struct {
 	// MetaHeadersFrame instead.
 	ReadMetaHeaders *hpack.Decoder
 
+	meta     metaDecodeState         // readMetaFrame's, see there
+	emitMeta func(hpack.HeaderField) // fr.emitMetaField, made once
+
 	// MaxHeaderListSize is the http2 MAX_HEADER_LIST_SIZE.
 	// It's used only if ReadMetaHeaders is set; 0 means a sane default
 	// (currently 16MB)
@@ -1714,67 +1717,23 @@ func (fr *Framer) readMetaFrame(hf *HeadersFrame) (Frame, error) {
 		// growing from nothing took four allocations for six fields.
 		Fields: make([]hpack.HeaderField, 0, 8),
 	}
-	var headersRemainSize = fr.maxHeaderListSize()
-	var trailersRemainSize = fr.maxHeaderListSize()
-	var sawRegular bool
-
-	var invalid error // pseudo header field errors
+	// Meshgate: the decoding state lives in the Framer and the emit func
+	// is made once per Framer; as locals captured by a closure handed to
+	// the decoder they took five heap allocations per header block.
+	st := &fr.meta
+	*st = metaDecodeState{mh: mh, headersRemainSize: fr.maxHeaderListSize(), trailersRemainSize: fr.maxHeaderListSize()}
 	hdec := fr.ReadMetaHeaders
 	hdec.SetEmitEnabled(true)
 	hdec.SetMaxStringLength(fr.maxHeaderStringLen())
-	hdec.SetEmitFunc(func(hf hpack.HeaderField) {
-		if VerboseLogs && fr.logReads {
-			fr.debugReadLoggerf("http2: decoded hpack field %+v", hf)
-		}
-		if !httpguts.ValidHeaderFieldValue(hf.Value) {
-			// Don't include the value in the error, because it may be sensitive.
-			invalid = headerFieldValueError(hf.Name)
-		}
-		isPseudo := strings.HasPrefix(hf.Name, ":")
-		if isPseudo {
-			if sawRegular {
-				invalid = errPseudoAfterRegular
-			}
-		} else {
-			sawRegular = true
-			if !validWireHeaderFieldName(hf.Name) {
-				invalid = headerFieldNameError(hf.Name)
-			}
-		}
-
-		if invalid != nil {
-			hdec.SetEmitEnabled(false)
-			return
-		}
-
-		var remainSize *uint32
-		var size uint32
-		if hf.Name == "trailer" {
-			remainSize = &trailersRemainSize
-			fieldCount := strings.Count(hf.Value, ",") + 1
-			// Rather than actually constructing hpack.HeaderField for each
-			// trailer field and cumulatively adding its Size, just do the math
-			// manually to avoid unnecessary work. This does make it so
-			// whitespaces after comma are counted against the budget, but that
-			// should be innocuous.
-			size = uint32(len(hf.Value)-fieldCount+1) + uint32(fieldCount)*hpack.HeaderField{}.Size()
-		} else {
-			remainSize = &headersRemainSize
-			size = hf.Size()
-		}
-		if size > *remainSize {
-			hdec.SetEmitEnabled(false)
-			mh.Truncated = true
-			headersRemainSize = 0
-			trailersRemainSize = 0
-			return
-		}
-		*remainSize -= size
-
-		mh.Fields = append(mh.Fields, hf)
-	})
+	if fr.emitMeta == nil {
+		fr.emitMeta = fr.emitMetaField
+	}
+	hdec.SetEmitFunc(fr.emitMeta)
 	// Lose reference to MetaHeadersFrame:
-	defer hdec.SetEmitFunc(func(hf hpack.HeaderField) {})
+	defer func() {
+		hdec.SetEmitFunc(func(hf hpack.HeaderField) {})
+		*st = metaDecodeState{}
+	}()
 
 	var hc headersOrContinuation = hf
 	for {
@@ -1788,7 +1747,7 @@ func (fr *Framer) readMetaFrame(hf *HeadersFrame) (Frame, error) {
 		// exceeded the max header list size (if so, both budgets are 0), or a
 		// frame whose encoded size is more than twice the remaining header
 		// list bytes we're willing to accept.
-		if int64(len(frag)) > 2*int64(headersRemainSize+trailersRemainSize) {
+		if int64(len(frag)) > 2*int64(st.headersRemainSize+st.trailersRemainSize) {
 			if VerboseLogs {
 				log.Printf("http2: header list too large")
 			}
@@ -1800,9 +1759,9 @@ func (fr *Framer) readMetaFrame(hf *HeadersFrame) (Frame, error) {
 		// Also close the connection after any CONTINUATION frame following an
 		// invalid header, since we stop tracking the size of the headers after
 		// an invalid one.
-		if invalid != nil {
+		if st.invalid != nil {
 			if VerboseLogs {
-				log.Printf("http2: invalid header: %v", invalid)
+				log.Printf("http2: invalid header: %v", st.invalid)
 			}
 			// It would be nice to send a RST_STREAM before sending the GOAWAY,
 			// but the structure of the server's frame writer makes this difficult.
@@ -1829,12 +1788,12 @@ func (fr *Framer) readMetaFrame(hf *HeadersFrame) (Frame, error) {
 	if err := hdec.Close(); err != nil {
 		return mh, ConnectionError(ErrCodeCompression)
 	}
-	if invalid != nil {
-		fr.errDetail = invalid
+	if st.invalid != nil {
+		fr.errDetail = st.invalid
 		if VerboseLogs {
-			log.Printf("http2: invalid header: %v", invalid)
+			log.Printf("http2: invalid header: %v", st.invalid)
 		}
-		return nil, StreamError{mh.StreamID, ErrCodeProtocol, invalid}
+		return nil, StreamError{mh.StreamID, ErrCodeProtocol, st.invalid}
 	}
 	if err := mh.checkPseudos(); err != nil {
 		fr.errDetail = err
@@ -1844,6 +1803,70 @@ func (fr *Framer) readMetaFrame(hf *HeadersFrame) (Frame, error) {
 		return nil, StreamError{mh.StreamID, ErrCodeProtocol, err}
 	}
 	return mh, nil
+}
+
+// metaDecodeState is readMetaFrame's state for the header block being
+// decoded, which emitMetaField updates field by field.
+type metaDecodeState struct {
+	mh                 *MetaHeadersFrame
+	headersRemainSize  uint32
+	trailersRemainSize uint32
+	sawRegular         bool
+	invalid            error // pseudo header field errors
+}
+
+// emitMetaField is the hpack decoder's emit func during readMetaFrame.
+func (fr *Framer) emitMetaField(hf hpack.HeaderField) {
+	st, hdec := &fr.meta, fr.ReadMetaHeaders
+	if VerboseLogs && fr.logReads {
+		fr.debugReadLoggerf("http2: decoded hpack field %+v", hf)
+	}
+	if !httpguts.ValidHeaderFieldValue(hf.Value) {
+		// Don't include the value in the error, because it may be sensitive.
+		st.invalid = headerFieldValueError(hf.Name)
+	}
+	isPseudo := strings.HasPrefix(hf.Name, ":")
+	if isPseudo {
+		if st.sawRegular {
+			st.invalid = errPseudoAfterRegular
+		}
+	} else {
+		st.sawRegular = true
+		if !validWireHeaderFieldName(hf.Name) {
+			st.invalid = headerFieldNameError(hf.Name)
+		}
+	}
+
+	if st.invalid != nil {
+		hdec.SetEmitEnabled(false)
+		return
+	}
+
+	var remainSize *uint32
+	var size uint32
+	if hf.Name == "trailer" {
+		remainSize = &st.trailersRemainSize
+		fieldCount := strings.Count(hf.Value, ",") + 1
+		// Rather than actually constructing hpack.HeaderField for each
+		// trailer field and cumulatively adding its Size, just do the math
+		// manually to avoid unnecessary work. This does make it so
+		// whitespaces after comma are counted against the budget, but that
+		// should be innocuous.
+		size = uint32(len(hf.Value)-fieldCount+1) + uint32(fieldCount)*hpack.HeaderField{}.Size()
+	} else {
+		remainSize = &st.headersRemainSize
+		size = hf.Size()
+	}
+	if size > *remainSize {
+		hdec.SetEmitEnabled(false)
+		st.mh.Truncated = true
+		st.headersRemainSize = 0
+		st.trailersRemainSize = 0
+		return
+	}
+	*remainSize -= size
+
+	st.mh.Fields = append(st.mh.Fields, hf)
 }
 
 func summarizeFrame(f Frame) string {
