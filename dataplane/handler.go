@@ -269,11 +269,7 @@ func (h *listenerHandler) serve(w http.ResponseWriter, r *http.Request, rec *obs
 	}
 	target := b.IR.Target
 	if fwd != nil && (editsForwarded(b.RequestHeaders) || isHashLB(target.LoadBalancer) || target.Protocol != ir.BackendHTTP1) {
-		var vals []string
-		if src := hdrvals.Find(w); src != nil {
-			vals = src.HeaderValues(4)
-		}
-		fwd.AddTo(r.Header, vals)
+		fwd.AddTo(r.Header, hdrvals.Take(w, 4))
 		fwd = nil
 	}
 	for _, f := range b.RequestHeaders {

@@ -52,11 +52,20 @@ func (a *Arena) Reset() {
 // Release drops the backing array, for a connection gone idle.
 func (a *Arena) Release() { *a = Arena{} }
 
-// Source is implemented by response writers whose connection has an
-// Arena for the request being served (Meshgate's HTTP/1.1 server).
-type Source interface {
+// Values is implemented by response writers that have an Arena for the
+// request being served: Meshgate's HTTP/1.1 connections and HTTP/2
+// streams.
+type Values interface {
 	// HeaderValues returns n strings valid until the request is answered.
 	HeaderValues(n int) []string
+}
+
+// Source is implemented by response writers whose connection has an
+// Arena and a memo for the request being served (Meshgate's HTTP/1.1
+// server; an HTTP/2 connection's streams run concurrently, so they share
+// no memo slot).
+type Source interface {
+	Values
 	// ConnMemo returns the connection's memo slot: one value the request
 	// handler keeps for the connection's next requests (what it derived
 	// from the peer, such as the forwarding headers). The server empties
@@ -66,17 +75,26 @@ type Source interface {
 
 // Take returns n strings from the Arena of w, or of a writer w wraps
 // (found through Unwrap, as http.ResponseController does), else a fresh
-// slice (HTTP/2 and HTTP/3 streams, which share a connection).
+// slice (HTTP/3 streams, and writers that are not Meshgate's).
 func Take(w http.ResponseWriter, n int) []string {
-	if src := Find(w); src != nil {
-		return src.HeaderValues(n)
+	for w != nil {
+		switch v := w.(type) {
+		case Values:
+			return v.HeaderValues(n)
+		case interface{ Unwrap() http.ResponseWriter }:
+			w = v.Unwrap()
+		default:
+			w = nil
+		}
 	}
 	return make([]string, n)
 }
 
 // Find returns the Source w is or wraps, or nil: HTTP/2 and HTTP/3
-// streams share no arena or memo per connection. A caller that wants both
-// values and the memo looks up once.
+// streams share no memo per connection. A caller that wants both values
+// and the memo looks up once. (Find and Take spell out the same loop: a
+// generic one asserted through the runtime's slow path, about 300
+// instructions a request.)
 func Find(w http.ResponseWriter) Source {
 	for w != nil {
 		switch v := w.(type) {

@@ -57,40 +57,55 @@ type arenaWriter struct {
 func (w *arenaWriter) HeaderValues(n int) []string { return w.a.Take(n) }
 func (w *arenaWriter) ConnMemo() *any              { return &w.memo }
 
+// valuesWriter has value storage but no memo, as an HTTP/2 stream.
+type valuesWriter struct {
+	http.ResponseWriter
+	a Arena
+}
+
+func (w *valuesWriter) HeaderValues(n int) []string { return w.a.Take(n) }
+
 type wrapper struct{ http.ResponseWriter }
 
 func (w wrapper) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func TestTake(t *testing.T) {
 	aw := &arenaWriter{ResponseWriter: httptest.NewRecorder()}
+	vw := &valuesWriter{ResponseWriter: httptest.NewRecorder()}
 	tests := []struct {
-		name      string
-		w         http.ResponseWriter
-		fromArena bool
+		name  string
+		w     http.ResponseWriter
+		arena *Arena // where Take's values come from; nil: a new slice
+		memo  *any   // the memo slot Find finds
 	}{
-		{name: "source", w: aw, fromArena: true},
-		{name: "wrapped source", w: wrapper{wrapper{aw}}, fromArena: true},
+		{name: "source", w: aw, arena: &aw.a, memo: &aw.memo},
+		{name: "wrapped source", w: wrapper{wrapper{aw}}, arena: &aw.a, memo: &aw.memo},
+		{name: "values, no memo", w: vw, arena: &vw.a},
+		{name: "wrapped values, no memo", w: wrapper{vw}, arena: &vw.a},
 		{name: "plain writer", w: httptest.NewRecorder()},
 		{name: "wrapped plain writer", w: wrapper{httptest.NewRecorder()}},
 		{name: "nil", w: nil},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			before := aw.a.used
+			beforeA, beforeV := aw.a.used, vw.a.used
 			s := Take(tc.w, 2)
 			if len(s) != 2 {
 				t.Fatalf("len %d, want 2", len(s))
 			}
-			if got := aw.a.used > before; got != tc.fromArena {
-				t.Fatalf("from the arena: %v, want %v", got, tc.fromArena)
+			took := map[*Arena]bool{&aw.a: aw.a.used > beforeA, &vw.a: vw.a.used > beforeV}
+			for a, got := range took {
+				if got != (a == tc.arena) {
+					t.Fatalf("values from arena %p: %v, want them from %p", a, got, tc.arena)
+				}
 			}
 			// The memo slot is found the same way, or is absent.
 			var slot *any
 			if src := Find(tc.w); src != nil {
 				slot = src.ConnMemo()
 			}
-			if (slot == &aw.memo) != tc.fromArena || (slot != nil) != tc.fromArena {
-				t.Fatalf("memo slot = %p, want the source's slot: %v", slot, tc.fromArena)
+			if slot != tc.memo {
+				t.Fatalf("memo slot = %p, want %p", slot, tc.memo)
 			}
 		})
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/hdrvals"
 	xhttp2 "golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 )
@@ -560,4 +561,50 @@ func TestMetaFrameStateFresh(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamHeaderValues checks change 11: a stream's response writer
+// hands out header value slices (hdrvals.Values) from an Arena that is
+// reused request after request: every request gets zeroed slices of the
+// length asked for, and each response carries its own values however many
+// streams run at once on how many connections.
+func TestStreamHeaderValues(t *testing.T) {
+	addr, client := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := w.(hdrvals.Values); !ok {
+			http.Error(w, "the response writer has no header value storage", http.StatusInternalServerError)
+			return
+		}
+		id := r.URL.Query().Get("id")
+		for n := 1; n <= 40; n += 13 { // past the Arena's first backing array
+			v := hdrvals.Take(w, n)
+			if len(v) != n || cap(v) != n || slices.ContainsFunc(v, func(s string) bool { return s != "" }) {
+				http.Error(w, fmt.Sprintf("Take(%d): len %d cap %d %q", n, len(v), cap(v), v), http.StatusInternalServerError)
+				return
+			}
+			for i := range v {
+				v[i] = id
+			}
+			w.Header()["X-Take-"+strconv.Itoa(n)] = v
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	concurrently(t, 8, 50, func(g, i int) error {
+		id := fmt.Sprintf("%d-%d", g, i)
+		resp, err := client.Get("http://" + addr + "/?id=" + id)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return fmt.Errorf("request %s: %s %s", id, resp.Status, body)
+		}
+		for n := 1; n <= 40; n += 13 {
+			got := resp.Header["X-Take-"+strconv.Itoa(n)]
+			if len(got) != n || slices.ContainsFunc(got, func(s string) bool { return s != id }) {
+				return fmt.Errorf("request %s: X-Take-%d = %q", id, n, got)
+			}
+		}
+		return nil
+	})
 }

@@ -89,3 +89,10 @@ func headerGet(h http.Header, key string) string {
 	}
 	return ""
 }
+
+// HeaderValues returns n strings for the response header's values, from
+// the stream's Arena (hdrvals.Values): the proxy takes the upstream's
+// header values there instead of allocating a slice for them. They are
+// valid until the handler returns; the HEADERS frame is written from the
+// snapshot WriteHeader took, with its own slices.
+func (w *responseWriter) HeaderValues(n int) []string { return w.rws.vals.Take(n) }

@@ -48,6 +48,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/meshgate/meshgate/internal/hdrvals"
 	"github.com/meshgate/meshgate/internal/xhttp2/internal/httpcommon"
 	"golang.org/x/net/http/httpguts"
 	"golang.org/x/net/http2/hpack"
@@ -2269,10 +2270,10 @@ func (sc *serverConn) newWriterAndRequestNoBody(st *stream, rp httpcommon.Server
 
 func (sc *serverConn) newResponseWriter(st *stream, req *http.Request) *responseWriter {
 	rws := responseWriterStatePool.Get().(*responseWriterState)
-	bwSave := rws.bw
+	bwSave, valsSave := rws.bw, rws.vals
 	*rws = responseWriterState{} // zero all the fields
 	rws.conn = sc
-	rws.bw = bwSave
+	rws.bw, rws.vals = bwSave, valsSave
 	rws.bw.Reset(chunkWriter{rws})
 	rws.stream = st
 	rws.req = req
@@ -2545,6 +2546,10 @@ type responseWriterState struct {
 
 	// TODO: adjust buffer writing sizes based on server config, frame size updates from peer, etc
 	bw *bufio.Writer // writing to a chunkWriter{this *responseWriterState}
+
+	// Meshgate: header value slices for the request (HeaderValues in
+	// glue.go), kept with bw when the state is recycled.
+	vals hdrvals.Arena
 
 	// mutated by http.Handler goroutine:
 	handlerHeader http.Header // nil until called
@@ -3000,6 +3005,7 @@ func (w *responseWriter) handlerDone() {
 	rws.handlerDone = true
 	w.Flush()
 	w.rws = nil
+	rws.vals.Reset()
 	responseWriterStatePool.Put(rws)
 }
 
