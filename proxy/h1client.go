@@ -399,9 +399,18 @@ func (c *H1Client) roundTrip(ctx context.Context, uc *upConn, out *Outbound, w h
 		uc.SetDeadline(d)
 		uc.deadline = d
 	}
-	if ctx.Done() != nil {
-		// Abort the exchange when the downstream request is canceled.
-		stop := context.AfterFunc(ctx, uc.abort)
+	// Abort the exchange when the downstream request is canceled. A
+	// context with its own AfterFunc (an HTTP/2 stream's, see xhttp2's
+	// streamContext) schedules the abort without the allocations of
+	// context.AfterFunc, and asking it for Done first would make its
+	// channel for nothing.
+	var stop func() bool
+	if af, ok := ctx.(interface{ AfterFunc(func()) func() bool }); ok {
+		stop = af.AfterFunc(uc.abort)
+	} else if ctx.Done() != nil {
+		stop = context.AfterFunc(ctx, uc.abort)
+	}
+	if stop != nil {
 		defer func() {
 			if !stop() {
 				// The abort ran, or is about to, maybe after this

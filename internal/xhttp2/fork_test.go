@@ -608,3 +608,217 @@ func TestStreamHeaderValues(t *testing.T) {
 		return nil
 	})
 }
+
+// TestStreamContext checks change 12: a stream's context behaves as the
+// context.WithCancel it replaces, for its own methods, for
+// context.AfterFunc and Cause, and for contexts derived from it.
+func TestStreamContext(t *testing.T) {
+	type key struct{}
+	base := context.WithValue(context.Background(), key{}, "v")
+	newCtx := func() *streamContext { return &streamContext{Context: context.WithoutCancel(base)} }
+	ran := func(ch <-chan string, want string) error {
+		select {
+		case got := <-ch:
+			if got != want {
+				return fmt.Errorf("ran %q, want %q", got, want)
+			}
+			return nil
+		case <-time.After(5 * time.Second):
+			return fmt.Errorf("%q did not run", want)
+		}
+	}
+	notRun := func(ch <-chan string) error {
+		select {
+		case got := <-ch:
+			return fmt.Errorf("%q ran", got)
+		case <-time.After(50 * time.Millisecond):
+			return nil
+		}
+	}
+	tests := []struct {
+		name string
+		run  func(c *streamContext) error
+	}{
+		{"Done and Err, before and after cancel", func(c *streamContext) error {
+			d := c.Done()
+			select {
+			case <-d:
+				return errors.New("Done closed before cancel")
+			default:
+			}
+			if c.Err() != nil || context.Cause(c) != nil {
+				return fmt.Errorf("before cancel: Err %v, Cause %v", c.Err(), context.Cause(c))
+			}
+			c.cancel()
+			c.cancel() // a second cancel does nothing
+			<-d
+			<-c.Done()
+			if c.Err() != context.Canceled || context.Cause(c) != context.Canceled {
+				return fmt.Errorf("after cancel: Err %v, Cause %v", c.Err(), context.Cause(c))
+			}
+			return nil
+		}},
+		{"Done first asked after cancel is closed", func(c *streamContext) error {
+			c.cancel()
+			<-c.Done()
+			return nil
+		}},
+		{"values and no deadline", func(c *streamContext) error {
+			if c.Value(key{}) != "v" {
+				return errors.New("the base context's value is missing")
+			}
+			if _, ok := c.Deadline(); ok {
+				return errors.New("a deadline")
+			}
+			return nil
+		}},
+		{"AfterFuncs run once each, at cancel", func(c *streamContext) error {
+			ch := make(chan string, 4)
+			stop1 := context.AfterFunc(c, func() { ch <- "first" })
+			c.AfterFunc(func() { ch <- "second" })
+			if err := notRun(ch); err != nil {
+				return err
+			}
+			c.cancel()
+			got := map[string]bool{}
+			for range 2 {
+				select {
+				case s := <-ch:
+					got[s] = true
+				case <-time.After(5 * time.Second):
+				}
+			}
+			if !got["first"] || !got["second"] {
+				return fmt.Errorf("ran %v, want both", got)
+			}
+			if stop1() {
+				return errors.New("stop after the run reports it stopped it")
+			}
+			c.cancel()
+			return notRun(ch)
+		}},
+		{"stop before cancel", func(c *streamContext) error {
+			ch := make(chan string, 2)
+			stop := context.AfterFunc(c, func() { ch <- "stopped" })
+			keep := context.AfterFunc(c, func() { ch <- "kept" })
+			if !stop() || stop() {
+				return errors.New("stop: want true, then false")
+			}
+			c.cancel()
+			if err := ran(ch, "kept"); err != nil {
+				return err
+			}
+			if keep() {
+				return errors.New("stop of a function that ran reports true")
+			}
+			return notRun(ch)
+		}},
+		{"AfterFunc after cancel runs at once", func(c *streamContext) error {
+			c.cancel()
+			ch := make(chan string, 1)
+			stop := context.AfterFunc(c, func() { ch <- "late" })
+			if err := ran(ch, "late"); err != nil {
+				return err
+			}
+			if stop() {
+				return errors.New("stop reports true")
+			}
+			return nil
+		}},
+		{"derived contexts end with it", func(c *streamContext) error {
+			child, cancel := context.WithTimeout(c, time.Hour)
+			defer cancel()
+			grandchild, cancel2 := context.WithCancel(child)
+			defer cancel2()
+			c.cancel()
+			select {
+			case <-grandchild.Done():
+			case <-time.After(5 * time.Second):
+				return errors.New("a derived context did not end")
+			}
+			if child.Err() != context.Canceled || context.Cause(grandchild) != context.Canceled {
+				return fmt.Errorf("derived: Err %v, Cause %v", child.Err(), context.Cause(grandchild))
+			}
+			return nil
+		}},
+		{"concurrent register, stop and cancel", func(c *streamContext) error {
+			var wg sync.WaitGroup
+			var runs, stops sync.Map
+			for i := range 20 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					stop := context.AfterFunc(c, func() { runs.Store(i, true) })
+					if i%2 == 0 && stop() {
+						stops.Store(i, true)
+					}
+				}()
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); c.cancel() }()
+			wg.Wait()
+			deadline := time.Now().Add(5 * time.Second)
+			for i := range 20 {
+				for {
+					_, r := runs.Load(i)
+					_, s := stops.Load(i)
+					if r && s {
+						return fmt.Errorf("function %d both ran and was stopped", i)
+					}
+					if r || s {
+						break
+					}
+					if time.Now().After(deadline) {
+						return fmt.Errorf("function %d neither ran nor was stopped", i)
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}
+			return nil
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.run(newCtx()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestStreamContextEndsWithStream: a handler's request context ends when
+// the client resets its stream, and what it scheduled with
+// context.AfterFunc runs.
+func TestStreamContextEndsWithStream(t *testing.T) {
+	started, ended := make(chan struct{}), make(chan error, 1)
+	addr, client := serveH2C(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if _, ok := ctx.(*streamContext); !ok {
+			ended <- fmt.Errorf("request context is %T", ctx)
+			return
+		}
+		after := make(chan struct{})
+		context.AfterFunc(ctx, func() { close(after) })
+		w.WriteHeader(http.StatusOK)
+		w.(http.Flusher).Flush()
+		close(started)
+		select {
+		case <-after:
+			ended <- ctx.Err()
+		case <-time.After(10 * time.Second):
+			ended <- errors.New("the AfterFunc did not run after the reset")
+		}
+	}))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+addr+"/", nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	<-started
+	cancel() // the client resets the stream
+	if err := <-ended; err != context.Canceled {
+		t.Fatalf("handler: %v, want context.Canceled", err)
+	}
+}

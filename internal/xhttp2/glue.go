@@ -4,8 +4,10 @@
 package http2
 
 import (
+	"context"
 	"net/http"
 	"slices"
+	"sync"
 
 	"github.com/meshgate/meshgate/internal/gopool"
 
@@ -96,3 +98,117 @@ func headerGet(h http.Header, key string) string {
 // valid until the handler returns; the HEADERS frame is written from the
 // snapshot WriteHeader took, with its own slices.
 func (w *responseWriter) HeaderValues(n int) []string { return w.rws.vals.Take(n) }
+
+// streamContext is a stream's request context (change 12 in FORK.md).
+// x/net made it with context.WithCancel of the connection's context, and a
+// proxy hangs its upstream abort on it with context.AfterFunc: between
+// them six heap allocations a request (the cancelCtx and its cancel func,
+// the children map, the done channel, the afterFuncCtx and its stop
+// func). This one lives in the stream; context.AfterFunc, and contexts
+// derived from it, use its AfterFunc method, whose first registration
+// costs one allocation (the stop func).
+//
+// Only cancel ends it: the serve loop cancels every stream
+// (closeStream, closeAllStreamsOnConnClose) before the connection's base
+// context ends, so it need not watch that one. It carries the base
+// context's values, not its cancellation (context.WithoutCancel, which
+// also keeps context.Cause from reporting the connection's instead).
+type streamContext struct {
+	context.Context // serverConn.streamBase
+
+	mu       sync.Mutex
+	canceled bool
+	done     chan struct{} // made by the first Done
+	first    streamAfter   // the usual single AfterFunc
+	more     []*streamAfter
+}
+
+// streamAfter is one AfterFunc registration; f is nil once it has run or
+// was stopped.
+type streamAfter struct {
+	c *streamContext
+	f func()
+}
+
+// Done returns a channel closed when the stream ends.
+func (c *streamContext) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+		if c.canceled {
+			close(c.done)
+		}
+	}
+	return c.done
+}
+
+// Err returns context.Canceled once the stream has ended, else nil.
+func (c *streamContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.canceled {
+		return context.Canceled
+	}
+	return nil
+}
+
+// AfterFunc calls f in its own goroutine once the stream ends (at once if
+// it has), as context.AfterFunc, which calls this method.
+func (c *streamContext) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	if c.canceled {
+		c.mu.Unlock()
+		go f()
+		return func() bool { return false }
+	}
+	a := &c.first
+	if a.c != nil {
+		a = new(streamAfter)
+		c.more = append(c.more, a)
+	}
+	a.c, a.f = c, f
+	c.mu.Unlock()
+	return a.stop
+}
+
+// stop keeps a's function from running; it reports whether it did.
+func (a *streamAfter) stop() bool {
+	a.c.mu.Lock()
+	defer a.c.mu.Unlock()
+	if a.f == nil {
+		return false
+	}
+	a.f = nil
+	return true
+}
+
+// cancel ends the stream's context: Done closes, Err says Canceled and
+// the functions registered with AfterFunc start. Later calls do nothing.
+func (c *streamContext) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.canceled {
+		return
+	}
+	c.canceled = true
+	if c.done != nil {
+		close(c.done)
+	}
+	c.first.start()
+	for _, a := range c.more {
+		a.start()
+	}
+}
+
+// start runs a's function in its own goroutine, unless it ran or was
+// stopped; the context's lock is held.
+func (a *streamAfter) start() {
+	if a.f != nil {
+		go a.f()
+		a.f = nil
+	}
+}
+
+// String names the context, as the context package's own do.
+func (c *streamContext) String() string { return "xhttp2.streamContext" }

@@ -267,6 +267,7 @@ func (s *Server) serveConn(c net.Conn, opts *ServeConnOpts, newf func(*serverCon
 		hs:                          http1srv,
 		conn:                        c,
 		baseCtx:                     baseCtx,
+		streamBase:                  context.WithoutCancel(baseCtx),
 		remoteAddrStr:               c.RemoteAddr().String(),
 		bw:                          newBufferedWriter(c, conf.WriteByteTimeout),
 		handler:                     opts.handler(),
@@ -418,6 +419,7 @@ type serverConn struct {
 	bw               *bufferedWriter // writing to conn
 	handler          http.Handler
 	baseCtx          context.Context
+	streamBase       context.Context // Meshgate: baseCtx's values without its cancellation (streamContext)
 	framer           *Framer
 	doneServing      chan struct{}          // closed when serverConn.serve ends
 	readFrameCh      chan readFrameResult   // written by serverConn.readFrames
@@ -519,13 +521,13 @@ func (sc *serverConn) curOpenStreams() uint32 {
 // responseWriter's state field.
 type stream struct {
 	// immutable:
-	sc        *serverConn
-	id        uint32
-	body      *pipe // non-nil if expecting DATA frames
-	reqBody   *requestBody
-	cw        closeWaiter // closed wait stream transitions to closed state
-	ctx       context.Context
-	cancelCtx func()
+	sc      *serverConn
+	id      uint32
+	body    *pipe // non-nil if expecting DATA frames
+	reqBody *requestBody
+	cw      closeWaiter // closed wait stream transitions to closed state
+	ctx     context.Context
+	sctx    streamContext // Meshgate: ctx is &sctx (glue.go), ended by sctx.cancel
 
 	// owned by serverConn's serve loop:
 	bodyBytes        int64   // body bytes seen so far
@@ -1593,7 +1595,7 @@ func (sc *serverConn) processResetStream(f *RSTStreamFrame) error {
 		return sc.countError("reset_idle_stream", ConnectionError(ErrCodeProtocol))
 	}
 	if st != nil {
-		st.cancelCtx()
+		st.sctx.cancel()
 		sc.closeStream(st, streamError(f.StreamID, f.ErrCode))
 	}
 	return nil
@@ -1637,7 +1639,7 @@ func (sc *serverConn) closeStream(st *stream, err error) {
 		}
 	}
 	st.closeErr = err
-	st.cancelCtx()
+	st.sctx.cancel()
 	st.cw.Close() // signals Handler's CloseNotifier, unblocks writes, etc
 	sc.writeSched.CloseStream(st.id)
 }
@@ -2122,14 +2124,13 @@ func (sc *serverConn) newStream(id, pusherID uint32, state streamState, priority
 		panic("internal error: cannot create stream with id 0")
 	}
 
-	ctx, cancelCtx := context.WithCancel(sc.baseCtx)
 	st := &stream{
-		sc:        sc,
-		id:        id,
-		state:     state,
-		ctx:       ctx,
-		cancelCtx: cancelCtx,
+		sc:    sc,
+		id:    id,
+		state: state,
 	}
+	st.sctx.Context = sc.streamBase
+	st.ctx = &st.sctx
 	st.cw.Init()
 	st.flow.conn = &sc.flow // link to conn-level counter
 	st.inflow.init(sc.initialStreamRecvWindowSize)
@@ -2344,7 +2345,7 @@ func (sc *serverConn) runHandler(rw *responseWriter, req *http.Request, handler 
 	defer sc.sendServeMsg(handlerDoneMsg)
 	didPanic := true
 	defer func() {
-		rw.rws.stream.cancelCtx()
+		rw.rws.stream.sctx.cancel()
 		if b := rw.rws.stream.reqBody; b != nil {
 			// Closing the body refunds flow control credit for any unconsumed data.
 			// (reqBody is nil for Upgrade: h2c requests, but those do not use flow
