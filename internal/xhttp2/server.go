@@ -963,6 +963,13 @@ func (sc *serverConn) onShutdownTimer() { sc.sendServeMsg(shutdownTimerMsg) }
 
 func (sc *serverConn) sendServeMsg(msg interface{}) {
 	sc.serveG.checkNotOn() // NOT
+	// Meshgate: a send that can go at once skips the two-case select
+	// (see writeFrameFromHandler).
+	select {
+	case sc.serveMsgCh <- msg:
+		return
+	default:
+	}
 	select {
 	case sc.serveMsgCh <- msg:
 	case <-sc.doneServing:
@@ -1080,6 +1087,16 @@ func (sc *serverConn) writeLastDataFromHandler(stream *stream, data []byte) erro
 // goroutine, call writeFrame instead.
 func (sc *serverConn) writeFrameFromHandler(wr FrameWriteRequest) error {
 	sc.serveG.checkNotOn() // NOT
+	// Meshgate: a send that can go at once (the channel has room) skips
+	// the two-case select, which locks both channels and queues on them.
+	// When the serve loop is gone and the channel still has room, the
+	// frame is queued unread; the select below may do the same, and
+	// callers that wait for a write also watch doneServing.
+	select {
+	case sc.wantWriteFrameCh <- wr:
+		return nil
+	default:
+	}
 	select {
 	case sc.wantWriteFrameCh <- wr:
 		return nil
