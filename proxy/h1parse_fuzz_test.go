@@ -72,11 +72,19 @@ func FuzzReadResponseHead(f *testing.F) {
 		switch {
 		case resp.chunked && resp.contentLength != -1:
 			t.Fatalf("chunked with content length %d", resp.contentLength)
-		case resp.contentLength >= 0 && resp.contentLengthRaw != strconv.FormatInt(resp.contentLength, 10) &&
-			strings.TrimLeft(resp.contentLengthRaw, "0") != strconv.FormatInt(resp.contentLength, 10):
+		case resp.contentLength >= 0 && withoutLeadingZeros(resp.contentLengthRaw) != strconv.FormatInt(resp.contentLength, 10):
 			t.Fatalf("content length %d from %q", resp.contentLength, resp.contentLengthRaw)
 		}
 	})
+}
+
+// withoutLeadingZeros is the decimal s without its leading zeros, "0" for
+// zero in any spelling ("00").
+func withoutLeadingZeros(s string) string {
+	if t := strings.TrimLeft(s, "0"); t != "" || s == "" {
+		return t
+	}
+	return "0"
 }
 
 // linesHeader parses header lines "Name: value\r\n" as the client would.
