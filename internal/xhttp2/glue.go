@@ -104,9 +104,10 @@ func (w *responseWriter) HeaderValues(n int) []string { return w.rws.vals.Take(n
 // proxy hangs its upstream abort on it with context.AfterFunc: between
 // them six heap allocations a request (the cancelCtx and its cancel func,
 // the children map, the done channel, the afterFuncCtx and its stop
-// func). This one lives in the stream; context.AfterFunc, and contexts
-// derived from it, use its AfterFunc method, whose first registration
-// costs one allocation (the stop func).
+// func). This one lives in the stream and has an AfterFunc method: called
+// directly, as the upstream client does, its first registration costs
+// one allocation (the stop func); context.AfterFunc and contexts derived
+// from it use the method too, behind their own wrappers.
 //
 // Only cancel ends it: the serve loop cancels every stream
 // (closeStream, closeAllStreamsOnConnClose) before the connection's base
