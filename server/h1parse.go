@@ -37,6 +37,14 @@ var errIdleClose = errors.New("connection closed between requests")
 type headBuf struct {
 	raw    []byte // the block as read, request line first, CRLF stripped, NUL separated
 	fields int
+	// last is the previous request's block as a string. A connection
+	// often sends the same head again (a polling client, a health check,
+	// a load generator, a proxy in front replaying one call); comparing
+	// costs less than the copy, and an unchanged head then allocates
+	// nothing, so steady repeated traffic leaves the garbage collector
+	// idle. Strings are immutable, so handing the same one to the next
+	// request is safe whatever kept the last one.
+	last string
 }
 
 // readHead reads a request line and header block into hb. It returns
@@ -125,7 +133,11 @@ type parsedHead struct {
 // strings point into one string made from hb.raw; the header's value
 // slices come from vals.
 func parseRequest(hb *headBuf, r *http.Request, u *url.URL, ph *parsedHead, vals *hdrvals.Arena) error {
-	block := string(hb.raw) // the one allocation for all of the head's strings
+	block := hb.last
+	if block != string(hb.raw) {
+		block = string(hb.raw) // the one allocation for all of the head's strings
+		hb.last = block
+	}
 	lineEnd := strings.IndexByte(block, 0)
 	reqLine := block[:lineEnd]
 	rest := block[lineEnd+1:]

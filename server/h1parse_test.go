@@ -211,3 +211,61 @@ func TestHeadBuffered(t *testing.T) {
 		}
 	}
 }
+
+// TestRepeatedHeadReused checks that a connection's unchanged head is parsed
+// without a copy, and that a changed one is never answered from the last.
+func TestRepeatedHeadReused(t *testing.T) {
+	var hb headBuf
+	var vals hdrvals.Arena
+	parse := func(raw string) *http.Request {
+		t.Helper()
+		br := bufio.NewReaderSize(strings.NewReader(raw), 4096)
+		if err := readHead(br, &hb, 8192); err != nil {
+			t.Fatal(err)
+		}
+		r := &http.Request{Header: http.Header{}}
+		var u url.URL
+		var ph parsedHead
+		vals.Reset()
+		if err := parseRequest(&hb, r, &u, &ph, &vals); err != nil {
+			t.Fatal(err)
+		}
+		r.URL = &u
+		return r
+	}
+	a := "GET /a?x=1 HTTP/1.1\r\nHost: one.test\r\nX-Id: 1\r\n\r\n"
+	b := "GET /a?x=2 HTTP/1.1\r\nHost: one.test\r\nX-Id: 2\r\n\r\n"
+	for i, tc := range []struct {
+		raw        string
+		query, xid string
+	}{{a, "x=1", "1"}, {a, "x=1", "1"}, {b, "x=2", "2"}, {a, "x=1", "1"}} {
+		r := parse(tc.raw)
+		if r.URL.RawQuery != tc.query || r.Header.Get("X-Id") != tc.xid || r.Host != "one.test" {
+			t.Errorf("request %d: query %q X-Id %q host %q, want %q %q one.test", i, r.URL.RawQuery, r.Header.Get("X-Id"), r.Host, tc.query, tc.xid)
+		}
+	}
+
+	// The same head again: the block string is the last one (the
+	// header map and value slices are reused already), so the parse
+	// allocates nothing.
+	sr := strings.NewReader(a)
+	br := bufio.NewReaderSize(sr, 4096)
+	r := &http.Request{Header: http.Header{}}
+	var u url.URL
+	var ph parsedHead
+	allocs := testing.AllocsPerRun(100, func() {
+		sr.Reset(a)
+		br.Reset(sr)
+		if err := readHead(br, &hb, 8192); err != nil {
+			t.Fatal(err)
+		}
+		clear(r.Header)
+		vals.Reset()
+		if err := parseRequest(&hb, r, &u, &ph, &vals); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("repeated head: %v allocations per parse, want 0", allocs)
+	}
+}
