@@ -23,6 +23,7 @@ import (
 
 	"github.com/meshgate/meshgate/internal/bufpool"
 	"github.com/meshgate/meshgate/internal/hdrvals"
+	"github.com/meshgate/meshgate/internal/rawio"
 )
 
 // h1Conn serves HTTP/1.x on one connection. It is Meshgate's own HTTP/1.1
@@ -52,13 +53,27 @@ type h1Conn struct {
 	// hijacked is set once a handler took the connection over (an
 	// upgrade such as WebSocket); the loop then leaves it alone.
 	hijacked bool
-	// pre holds the first byte of a request read while the connection
-	// was parked without buffers.
-	pre prefixReader
+	// rd is what br reads: the connection, with the first byte of a
+	// request read while the connection was parked without buffers, or
+	// the socket without waiting inside its read loop (serveLoop).
+	rd connReader
+	// The read loop's state between its steps: stepFn is step, made once;
+	// loopIdle is set while waiting for a request (since idleAt), headWait
+	// while waiting for the rest of a head; exit, ph and err say what the
+	// loop left for the usual path.
+	stepFn   func() bool
+	loopIdle bool
+	headWait bool
+	idleAt   time.Time
+	exit     loopExit
+	ph       parsedHead
+	err      error
 	// state is idle or active (Listener.track); tracked is set once the
 	// connection is in the listener's set.
 	state   atomic.Uint32
 	tracked bool
+	// closed is set once Shutdown has begun closing the connection.
+	closed atomic.Bool
 	// memo is what the request handler keeps for the connection's next
 	// requests (hdrvals.Source); dropped when the connection parks.
 	memo any
@@ -98,7 +113,12 @@ func (l *Listener) newH1Conn(c net.Conn, tlsState *ctls.ConnectionState) *h1Conn
 		ci = newTLSConnInfo(tlsState)
 	}
 	hc := &h1Conn{l: l, c: c, ci: ci, remote: c.RemoteAddr().String()}
-	hc.br, hc.bw = bufpool.Reader(c), bufpool.Writer(c)
+	hc.rd.c = c
+	if rc, ok := c.(*rawio.Conn); ok {
+		hc.rd.raw = rc
+		hc.stepFn = hc.step
+	}
+	hc.br, hc.bw = bufpool.Reader(&hc.rd), bufpool.Writer(c)
 	// The request context is never canceled: this loop does not read the
 	// connection while a handler runs (no background reader), so a client
 	// going away shows as a failed write. Its nil Done channel tells the
@@ -140,7 +160,16 @@ func (l *Listener) serveH1(c net.Conn, tlsState *ctls.ConnectionState) {
 func (hc *h1Conn) loop() {
 	l := hc.l
 	first := true
+	usual := false // the next request is served below, not in serveLoop
 	for {
+		if !first && !usual && hc.rd.raw != nil {
+			var keep bool
+			if keep, usual = hc.serveLoop(); !keep {
+				return
+			}
+			continue
+		}
+		usual = false
 		// Wait for a request: the idle timeout between requests, the
 		// header timeout once its first byte arrived.
 		idleStart := time.Now()
@@ -212,25 +241,39 @@ func (hc *h1Conn) waitIdle(deadline time.Time) bool {
 	hc.setReadDeadline(deadline)
 	hc.l.trim.parked()
 	hc.l.parked.Add(1)
-	n, err := hc.c.Read(hc.pre.b[:])
+	n, err := hc.c.Read(hc.rd.b[:])
 	hc.l.parked.Add(-1)
-	hc.pre.c, hc.pre.has = hc.c, n == 1
-	hc.br, hc.bw = bufpool.Reader(&hc.pre), bufpool.Writer(hc.c)
+	hc.rd.has = n == 1
+	hc.br, hc.bw = bufpool.Reader(&hc.rd), bufpool.Writer(hc.c)
 	return err == nil && n == 1
 }
 
-// prefixReader returns one byte read earlier, then reads the connection.
-type prefixReader struct {
+// connReader is the source of a connection's buffered reader: first a
+// byte read earlier (waitIdle), then the connection, or, inside the
+// socket's read loop, the socket without waiting.
+type connReader struct {
 	b   [1]byte
 	has bool
 	c   net.Conn
+	// raw is c when it is a plain TCP connection with raw reads (nil
+	// for TLS and wrapped connections: they have no read loop).
+	raw *rawio.Conn
+	// inLoop is set while raw.ReadLoop runs: reads then never wait, and
+	// drained records that the last one found the socket empty.
+	inLoop  bool
+	drained bool
 }
 
-func (p *prefixReader) Read(b []byte) (int, error) {
+func (p *connReader) Read(b []byte) (int, error) {
 	if p.has && len(b) > 0 {
 		b[0] = p.b[0]
 		p.has = false
 		return 1, nil
+	}
+	if p.inLoop {
+		n, err := p.raw.Recv(b)
+		p.drained = err == rawio.ErrWouldBlock || (err == nil && n < len(b))
+		return n, err
 	}
 	return p.c.Read(b)
 }
@@ -255,23 +298,34 @@ func headBuffered(br *bufio.Reader) bool {
 // serveOne reads and answers one request. It reports whether the connection
 // can carry another.
 func (hc *h1Conn) serveOne() (keep bool) {
-	l := hc.l
-	r := hc.req
-	if err := readHead(hc.br, &hc.hb, l.limits.MaxHeaderBytes); err != nil {
+	var ph parsedHead
+	if err := hc.readRequest(&ph); err != nil {
 		// Answers held back for a pipelined request that never came
 		// whole still belong to the client.
 		hc.bw.Flush()
 		hc.fail(err)
 		return false
 	}
+	return hc.serveRequest(&ph)
+}
+
+// readRequest reads and parses the next request head into hc.req.
+func (hc *h1Conn) readRequest(ph *parsedHead) error {
+	r := hc.req
+	if err := readHead(hc.br, &hc.hb, hc.l.limits.MaxHeaderBytes); err != nil {
+		return err
+	}
 	resetRequest(r, &hc.url, hc.remote, hc.ci.TLS)
 	clear(r.Header)
 	hc.vals.Reset()
-	var ph parsedHead
-	if err := parseRequest(&hc.hb, r, &hc.url, &ph, &hc.vals); err != nil {
-		hc.fail(err)
-		return false
-	}
+	*ph = parsedHead{}
+	return parseRequest(&hc.hb, r, &hc.url, ph, &hc.vals)
+}
+
+// serveRequest answers the request readRequest parsed. It reports whether
+// the connection can carry another.
+func (hc *h1Conn) serveRequest(ph *parsedHead) (keep bool) {
+	r := hc.req
 	var body *h1Body
 	if ph.chunked || ph.contentLength > 0 {
 		// Bodies may stream slowly (uploads); the next request's wait

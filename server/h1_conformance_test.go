@@ -708,44 +708,68 @@ func confRows() []confRow {
 	}
 }
 
+// TestH1Conformance runs every row twice: as a connection's first request,
+// and after one answered request on the same connection, where plain TCP
+// connections read their requests inside the socket's read loop
+// (h1loop.go) instead.
 func TestH1Conformance(t *testing.T) {
-	for _, tc := range confRows() {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			s := startConf(t, tc.limits)
-			cc := dialConf(t, s.addr)
-			if tc.closeWrite {
-				cc.writeNow(tc.req)
-				cc.c.(*net.TCPConn).CloseWrite()
-			} else {
-				cc.write(tc.req)
+	for _, kept := range []bool{false, true} {
+		for _, tc := range confRows() {
+			name := "first/" + tc.name
+			if kept {
+				name = "kept-alive/" + tc.name
 			}
-			for i, w := range tc.want {
-				checkConfResponse(t, cc, i, w)
-				if t.Failed() {
-					return
-				}
-			}
-			closed := cc.closed(300 * time.Millisecond)
-			if tc.after == closes && !closed {
-				if !cc.closed(2 * time.Second) {
-					t.Error("connection still open, want it closed")
-				}
-			}
-			if tc.after == keepsOpen {
-				if closed {
-					t.Error("connection closed, want it kept open")
-				}
-			}
-			if tc.calls >= 0 {
-				if got := s.calls.Load(); got != tc.calls {
-					t.Errorf("handler called %d times, want %d", got, tc.calls)
-				}
-			}
-			if tc.after != closes && !closed {
-				cc.reusable()
-			}
-		})
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				runConfRow(t, tc, kept)
+			})
+		}
+	}
+}
+
+func runConfRow(t *testing.T, tc confRow, kept bool) {
+	s := startConf(t, tc.limits)
+	cc := dialConf(t, s.addr)
+	if kept {
+		cc.write(confGet("/warm-up"))
+		checkConfResponse(t, cc, -1, confWant{status: 200, bodyAny: true})
+		if t.Failed() {
+			return
+		}
+		if tc.calls >= 0 {
+			tc.calls++
+		}
+	}
+	if tc.closeWrite {
+		cc.writeNow(tc.req)
+		cc.c.(*net.TCPConn).CloseWrite()
+	} else {
+		cc.write(tc.req)
+	}
+	for i, w := range tc.want {
+		checkConfResponse(t, cc, i, w)
+		if t.Failed() {
+			return
+		}
+	}
+	closed := cc.closed(300 * time.Millisecond)
+	if tc.after == closes && !closed {
+		if !cc.closed(2 * time.Second) {
+			t.Error("connection still open, want it closed")
+		}
+	}
+	if tc.after == keepsOpen {
+		if closed {
+			t.Error("connection closed, want it kept open")
+		}
+	}
+	if tc.calls >= 0 {
+		if got := s.calls.Load(); got != tc.calls {
+			t.Errorf("handler called %d times, want %d", got, tc.calls)
+		}
+	}
+	if tc.after != closes && !closed {
+		cc.reusable()
 	}
 }
 

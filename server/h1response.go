@@ -372,7 +372,10 @@ func (w *h1Response) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.committed {
 		return nil, nil, errors.New("hijack: response already started")
 	}
-	if hc.h2 || hc.hijacked {
+	if hc.h2 || hc.hijacked || hc.rd.inLoop {
+		// (A request served in the read loop has no Upgrade header; the
+		// loop holds the connection's read lock, so the handler could
+		// not read it anyway.)
 		return nil, nil, errors.New("hijack: connection not available")
 	}
 	if err := hc.bw.Flush(); err != nil {

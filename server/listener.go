@@ -466,20 +466,29 @@ func (l *Listener) Shutdown(ctx context.Context) error {
 	}
 }
 
+// closeIdle closes the connections waiting for a request. Each is closed
+// on a goroutine of its own, outside the lock: a connection serving
+// requests in its read loop (h1loop.go) holds its read lock while a
+// handler runs, and a Close waits for that, so one connection that turned
+// active just now must not hold up the others or the listener.
 func (l *Listener) closeIdle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for hc := range l.conns {
-		if connState(hc.state.Load()) == connIdle {
-			hc.c.Close()
+		if connState(hc.state.Load()) == connIdle && hc.closed.CompareAndSwap(false, true) {
+			go hc.c.Close()
 		}
 	}
 }
 
+// closeAll closes every connection, on goroutines of their own as
+// closeIdle does.
 func (l *Listener) closeAll() {
 	l.mu.Lock()
 	for hc := range l.conns {
-		hc.c.Close()
+		if hc.closed.CompareAndSwap(false, true) {
+			go hc.c.Close()
+		}
 	}
 	l.mu.Unlock()
 	l.h2active.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })

@@ -3,6 +3,7 @@
 package rawio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -23,6 +24,14 @@ type Conn struct {
 	rn     int
 	rerr   syscall.Errno
 	readFn func(fd uintptr) bool
+
+	// looping is set while ReadLoop runs and loopFD is its socket
+	// (Recv reads it); loopStep is ReadLoop's step, loopFn the callback
+	// calling it.
+	looping  bool
+	loopFD   uintptr
+	loopStep func() bool
+	loopFn   func(fd uintptr) bool
 
 	wmu     sync.Mutex // guards the write state below across Write calls
 	wbuf    []byte
@@ -45,7 +54,73 @@ func Wrap(c net.Conn) net.Conn {
 	rc := &Conn{TCPConn: tc, raw: raw}
 	rc.readFn = rc.read
 	rc.writeFn = rc.write
+	rc.loopFn = rc.loop
 	return rc
+}
+
+// ErrWouldBlock is Recv's answer when nothing is ready to read.
+var ErrWouldBlock = errors.New("rawio: nothing to read yet")
+
+// ReadLoop calls step until it reports true, all within one
+// syscall.RawConn Read call. Between two calls it waits, within the read
+// deadline, until the socket is readable (or spuriously woken); step reads
+// with Recv, which never waits.
+//
+// Why: each RawConn Read forgets whatever readiness the poller recorded
+// before it, so a reader must try a recvfrom(2) before it may wait. Inside
+// one call nothing is forgotten: readiness that arrives after a read
+// stays recorded until the next wait. A step that saw a short read (the
+// socket was empty then) can so return false and wait without the
+// recvfrom(2) that would only say EAGAIN: on an HTTP/1.1 keep-alive
+// connection, the one that follows every answer.
+//
+// step runs holding the connection's read lock: it must not call Read,
+// and a Close from another goroutine waits until step returns. Writes,
+// deadlines and other connections are free to use.
+func (c *Conn) ReadLoop(step func() bool) error {
+	c.rmu.Lock()
+	c.loopStep = step
+	err := c.raw.Read(c.loopFn)
+	c.loopStep, c.looping = nil, false
+	c.rmu.Unlock()
+	if err != nil {
+		return c.opError("read", err)
+	}
+	return nil
+}
+
+func (c *Conn) loop(fd uintptr) bool {
+	c.loopFD, c.looping = fd, true
+	return c.loopStep()
+}
+
+// Recv reads into p what the socket holds, without waiting: ErrWouldBlock
+// when it holds nothing, io.EOF once the peer closed its side. Only a
+// ReadLoop step may call it. A read shorter than p means the socket was
+// empty when it returned.
+func (c *Conn) Recv(p []byte) (int, error) {
+	if !c.looping {
+		return 0, errors.New("rawio: Recv outside ReadLoop")
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, c.loopFD, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)), 0, 0, 0)
+		switch e {
+		case 0:
+			if n == 0 {
+				return 0, io.EOF
+			}
+			return int(n), nil
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return 0, ErrWouldBlock
+		default:
+			return 0, c.opError("read", e)
+		}
+	}
 }
 
 // Read reads into p like (*net.TCPConn).Read: it waits, within the read

@@ -293,3 +293,105 @@ func TestPeerGoneBelowTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestReadLoop: a step that waits after a short read (no recvfrom to hear
+// EAGAIN) still sees every byte sent later, the read deadline ends a wait,
+// a Close from another goroutine ends it too, and Recv refuses to run
+// outside a loop.
+func TestReadLoop(t *testing.T) {
+	rc, peer := pair(t)
+	if _, err := rc.Recv(make([]byte, 1)); err == nil || err == ErrWouldBlock {
+		t.Fatalf("Recv outside ReadLoop: %v, want an error", err)
+	}
+
+	var got []byte
+	calls, waits := 0, 0
+	buf := make([]byte, 64)
+	want := "one|two|three|"
+	sent := make(chan struct{})
+	go func() {
+		defer close(sent)
+		for _, p := range []string{"one|", "two|", "three|"} {
+			time.Sleep(20 * time.Millisecond)
+			peer.Write([]byte(p))
+		}
+	}()
+	rc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	err := rc.ReadLoop(func() bool {
+		calls++
+		for {
+			n, err := rc.Recv(buf)
+			if err == ErrWouldBlock {
+				waits++
+				return false
+			}
+			if err != nil {
+				t.Errorf("Recv: %v", err)
+				return true
+			}
+			got = append(got, buf[:n]...)
+			if len(got) >= len(want) {
+				return true
+			}
+			if n < len(buf) {
+				// Short: the socket was empty. Wait without asking again;
+				// bytes sent from now on must still wake the loop.
+				return false
+			}
+		}
+	})
+	<-sent
+	if err != nil || string(got) != want {
+		t.Fatalf("ReadLoop: %v, read %q, want %q", err, got, want)
+	}
+	if calls < 3 {
+		t.Errorf("step called %d times for three writes", calls)
+	}
+	t.Logf("%d steps, %d EAGAIN answers", calls, waits)
+
+	// The read deadline ends a wait with a timeout.
+	rc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	err = rc.ReadLoop(func() bool {
+		_, err := rc.Recv(buf)
+		return err != ErrWouldBlock
+	})
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("ReadLoop past its deadline: %v, want a timeout", err)
+	}
+
+	// EOF reaches the step.
+	rc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	peer.(*net.TCPConn).CloseWrite()
+	var eof error
+	err = rc.ReadLoop(func() bool {
+		_, eof = rc.Recv(buf)
+		return eof != ErrWouldBlock
+	})
+	if err != nil || eof != io.EOF {
+		t.Fatalf("ReadLoop after the peer's FIN: %v, Recv %v, want io.EOF", err, eof)
+	}
+}
+
+// TestReadLoopClose: Close from another goroutine ends a waiting loop.
+func TestReadLoopClose(t *testing.T) {
+	rc, _ := pair(t)
+	rc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	done := make(chan error, 1)
+	go func() {
+		done <- rc.ReadLoop(func() bool {
+			_, err := rc.Recv(make([]byte, 8))
+			return err != ErrWouldBlock
+		})
+	}()
+	time.Sleep(50 * time.Millisecond)
+	rc.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("ReadLoop after Close: %v, want net.ErrClosed", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadLoop still waiting after Close")
+	}
+}
