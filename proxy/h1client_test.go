@@ -619,3 +619,21 @@ func TestH1ClientNowAndConnectTime(t *testing.T) {
 		}
 	}
 }
+
+func TestSinceNow(t *testing.T) {
+	if got := sinceNow(time.Time{}); time.Since(got) < 0 || time.Since(got) > time.Minute {
+		t.Errorf("sinceNow(zero) = %v, want about now", got)
+	}
+	start := time.Now()
+	time.Sleep(10 * time.Millisecond)
+	got := sinceNow(start)
+	if d := got.Sub(start); d < 10*time.Millisecond || d > time.Minute {
+		t.Errorf("sinceNow(start) is %v after start, want at least the 10ms slept", d)
+	}
+	if d := time.Since(got); d < 0 || d > time.Minute {
+		t.Errorf("sinceNow(start) is %v before now", d)
+	}
+	if got.Round(0) == got {
+		t.Error("sinceNow(start) lost the monotonic reading")
+	}
+}
