@@ -2,6 +2,10 @@ package server
 
 import (
 	"context"
+	"io"
+	"math/rand"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -81,4 +85,67 @@ func TestReadLoopShutdown(t *testing.T) {
 		t.Error("busy connection still open after shutdown")
 	}
 	t.Logf("shutdown took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// TestReadLoopMixedTraffic sends, on one connection per seed, a stream of
+// requests the read loop serves (GETs) mixed with ones it hands to the
+// usual path (bodies, chunked bodies, heads larger than the read buffer),
+// written in random pieces with short pauses, pipelined or not. Every
+// request must be answered, once, in order, with its own path and body.
+func TestReadLoopMixedTraffic(t *testing.T) {
+	s := startConf(t, Limits{IdleTimeout: 10 * time.Second})
+	for seed := int64(1); seed <= 12; seed++ {
+		t.Run(strconv.FormatInt(seed, 10), func(t *testing.T) {
+			rng := rand.New(rand.NewSource(seed))
+			type sent struct{ method, path, body string }
+			var reqs []sent
+			var stream strings.Builder
+			for i := range 40 {
+				path := "/r" + strconv.Itoa(i)
+				switch k := rng.Intn(10); {
+				case k < 5:
+					reqs = append(reqs, sent{"GET", path, ""})
+					stream.WriteString("GET " + path + " HTTP/1.1\r\nHost: mixed.test\r\n\r\n")
+				case k < 7:
+					body := strings.Repeat("b", rng.Intn(3000)) + path
+					reqs = append(reqs, sent{"POST", path, body})
+					stream.WriteString(confPost(path, "", body))
+				case k < 8:
+					body := "chunked" + path
+					reqs = append(reqs, sent{"POST", path, body})
+					stream.WriteString("POST " + path + " HTTP/1.1\r\nHost: mixed.test\r\nTransfer-Encoding: chunked\r\n\r\n" +
+						strconv.FormatInt(int64(len(body)), 16) + "\r\n" + body + "\r\n0\r\n\r\n")
+				default:
+					// A head larger than the 4 KiB read buffer.
+					reqs = append(reqs, sent{"GET", path, ""})
+					stream.WriteString("GET " + path + " HTTP/1.1\r\nHost: mixed.test\r\nX-Pad: " + strings.Repeat("p", 3000+rng.Intn(3000)) + "\r\n\r\n")
+				}
+			}
+			raw := stream.String()
+			cc := dialConf(t, s.addr)
+			cc.c.SetDeadline(time.Now().Add(20 * time.Second))
+			go func() {
+				for off := 0; off < len(raw); {
+					n := min(1+rng.Intn(600), len(raw)-off)
+					if _, err := io.WriteString(cc.c, raw[off:off+n]); err != nil {
+						return
+					}
+					off += n
+					if rng.Intn(4) == 0 {
+						time.Sleep(time.Duration(rng.Intn(2000)) * time.Microsecond)
+					}
+				}
+			}()
+			for i, r := range reqs {
+				resp, body, err := cc.read(r.method)
+				if err != nil || resp.StatusCode != 200 {
+					t.Fatalf("request %d (%s %s): status %d, body error %v: %q", i, r.method, r.path, resp.StatusCode, err, confTrim(body))
+				}
+				e := confEchoOf(t, body)
+				if e.Method != r.method || e.Path != r.path || e.Body != r.body {
+					t.Fatalf("request %d: got %s %s body %q, want %s %s body %q", i, e.Method, e.Path, confTrim([]byte(e.Body)), r.method, r.path, confTrim([]byte(r.body)))
+				}
+			}
+		})
+	}
 }
