@@ -31,6 +31,9 @@ func newReloadSetup(t *testing.T) *reloadSetup {
 			simpleRoute("main", []string{"reload.test"}, to) + strings.Join(extra, "")
 	}
 	s.g = startGateway(t, ip, s.cfg("a"))
+	// The first config's log line may still be on its way to the
+	// harness: tests compare applied() before and after a reload.
+	s.g.waitLogCount("config applied", 1)
 	return s
 }
 
