@@ -58,9 +58,9 @@ type h1Conn struct {
 	// the socket without waiting inside its read loop (serveLoop).
 	rd connReader
 	// The read loop's state between its steps: stepFn is step, made once;
-	// loopIdle is set while waiting for a request (since idleAt), headWait
-	// while waiting for the rest of a head; exit, ph and err say what the
-	// loop left for the usual path.
+	// loopIdle is set while waiting for a request (since idleAt),
+	// headWait while waiting for the rest of a head; exit, ph and err say
+	// what the loop left for the usual path.
 	stepFn   func() bool
 	loopIdle bool
 	headWait bool
@@ -176,23 +176,14 @@ func (hc *h1Conn) loop() {
 		shrink := false
 		if first {
 			hc.setReadDeadline(idleStart.Add(l.limits.ReadHeaderTimeout))
-		} else if l.limits.IdleTimeout > idleShrinkAfter {
-			// Wait briefly with buffers; a connection idle for longer
-			// gives them back (see waitIdle).
-			hc.setWaitDeadline(idleStart, idleShrinkAfter)
-			shrink = true
 		} else {
-			hc.setWaitDeadline(idleStart, l.limits.IdleTimeout)
+			shrink = hc.armIdleWait(idleStart)
 		}
 		if !l.track(hc, connIdle) {
 			return
 		}
 		if _, err := hc.br.Peek(1); err != nil {
-			var ne net.Error
-			if !shrink || !errors.As(err, &ne) || !ne.Timeout() || hc.br.Buffered() > 0 {
-				return
-			}
-			if !hc.waitIdle(idleStart.Add(l.limits.IdleTimeout)) {
+			if !hc.idleExpired(err, shrink) || !hc.waitIdle(idleStart.Add(l.limits.IdleTimeout)) {
 				return
 			}
 		}
@@ -200,9 +191,7 @@ func (hc *h1Conn) loop() {
 			return
 		}
 		if !first && !headBuffered(hc.br) {
-			// The head did not come in one piece: from its first byte
-			// it has the header timeout, not the idle one.
-			hc.setReadDeadline(time.Now().Add(l.limits.ReadHeaderTimeout))
+			hc.armHeaderWait()
 		}
 		if first {
 			first = false
@@ -217,6 +206,32 @@ func (hc *h1Conn) loop() {
 			return
 		}
 	}
+}
+
+// armIdleWait sets the deadline of the wait for the next request, which
+// began at now. It reports whether that is the short wait with buffers
+// (the idle timeout is longer than idleShrinkAfter): a connection idle for
+// longer gives them back (see waitIdle).
+func (hc *h1Conn) armIdleWait(now time.Time) (shrink bool) {
+	if hc.l.limits.IdleTimeout > idleShrinkAfter {
+		hc.setWaitDeadline(now, idleShrinkAfter)
+		return true
+	}
+	hc.setWaitDeadline(now, hc.l.limits.IdleTimeout)
+	return false
+}
+
+// armHeaderWait gives a head that did not come in one piece the header
+// timeout from its first byte, not the idle one.
+func (hc *h1Conn) armHeaderWait() {
+	hc.setReadDeadline(time.Now().Add(hc.l.limits.ReadHeaderTimeout))
+}
+
+// idleExpired reports whether err ended the short wait with buffers (see
+// armIdleWait) with nothing read: the connection then parks (waitIdle).
+func (hc *h1Conn) idleExpired(err error, shrink bool) bool {
+	var ne net.Error
+	return shrink && errors.As(err, &ne) && ne.Timeout() && hc.br.Buffered() == 0
 }
 
 // idleShrinkAfter is how long a keep-alive connection waits for its next

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"errors"
-	"net"
 	"net/http"
 	"time"
 
@@ -44,11 +42,7 @@ func (hc *h1Conn) serveLoop() (keep, usual bool) {
 	if err != nil {
 		// The wait ended without a request: a deadline, or the
 		// connection was closed.
-		var ne net.Error
-		if !hc.loopIdle || !errors.As(err, &ne) || !ne.Timeout() || hc.br.Buffered() > 0 || l.limits.IdleTimeout <= idleShrinkAfter {
-			return false, false
-		}
-		if !hc.waitIdle(hc.idleAt.Add(l.limits.IdleTimeout)) {
+		if !hc.idleExpired(err, hc.loopIdle && l.limits.IdleTimeout > idleShrinkAfter) || !hc.waitIdle(hc.idleAt.Add(l.limits.IdleTimeout)) {
 			return false, false
 		}
 		return true, true
@@ -104,10 +98,8 @@ func (hc *h1Conn) step() bool {
 				continue
 			}
 			if !hc.headWait {
-				// From its first byte a head has the header timeout,
-				// not the idle one.
 				hc.headWait = true
-				hc.setReadDeadline(time.Now().Add(hc.l.limits.ReadHeaderTimeout))
+				hc.armHeaderWait()
 			}
 			return false
 		}
@@ -125,10 +117,9 @@ func (hc *h1Conn) step() bool {
 	}
 }
 
-// leave ends the read loop with exit.
+// leave ends the read loop with exit (serveLoop then clears rd.inLoop).
 func (hc *h1Conn) leave(exit loopExit) bool {
 	hc.exit = exit
-	hc.rd.inLoop = false
 	return true
 }
 
@@ -138,11 +129,7 @@ func (hc *h1Conn) startIdle() bool {
 	l := hc.l
 	now := time.Now()
 	hc.idleAt = now
-	if l.limits.IdleTimeout > idleShrinkAfter {
-		hc.setWaitDeadline(now, idleShrinkAfter)
-	} else {
-		hc.setWaitDeadline(now, l.limits.IdleTimeout)
-	}
+	hc.armIdleWait(now)
 	hc.loopIdle = true
 	return l.track(hc, connIdle)
 }
