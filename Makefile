@@ -67,7 +67,9 @@ FUZZ_TARGETS = ./config:FuzzParse \
 	./proxy:FuzzReadResponseHead \
 	./translate:FuzzValidHostname \
 	./internal/h1head:FuzzLineReader \
-	./internal/h1head:FuzzValidValue
+	./internal/h1head:FuzzValidValue \
+	./server:FuzzRequestHeadMemo \
+	./proxy:FuzzResponseHeadMemo
 fuzz:
 	@for pt in $(FUZZ_TARGETS); do \
 		echo "fuzz $${pt}"; \

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/meshgate/meshgate/internal/h1head/h1headtest"
 )
 
 // FuzzReadResponseHead feeds arbitrary upstream response heads to the
@@ -217,5 +219,73 @@ func TestReadResponseHeadRawDrops(t *testing.T) {
 				t.Errorf("lines %q hasDate %v, want %q %v", sc.out, resp.hasDate, tc.want, tc.hasDate)
 			}
 		})
+	}
+}
+
+// headOutcome is what reading one response head gave: the framing, the
+// header lines of raw mode, what was left unread, and whether it failed.
+type headOutcome struct {
+	resp  respHead
+	lines string
+	rest  string
+	err   bool
+}
+
+// readHeadWith reads input's head in raw mode with sc, the input arriving
+// in pieces as h1headtest.Pieces says.
+func readHeadWith(sc *respScratch, input string, pieces, max int) headOutcome {
+	rd := h1headtest.Pieces(input, pieces)
+	br := bufio.NewReaderSize(rd, 4096)
+	var resp respHead
+	resp.reset()
+	err := readResponseHead(br, httptest.NewRecorder(), &resp, max, sc, true)
+	rest, _ := io.ReadAll(br)
+	o := headOutcome{resp: resp, rest: string(rest), err: err != nil}
+	if err == nil {
+		o.lines = string(sc.out)
+	}
+	return o
+}
+
+// FuzzResponseHeadMemo checks the upstream connection's memory of its last
+// response head (respMemo): reading a sequence of heads on one connection
+// gives, head after head, exactly what parsing each on a fresh connection
+// gives, whether the head repeats, changes, fails, arrives in pieces or
+// comes with another limit.
+func FuzzResponseHeadMemo(f *testing.F) {
+	const nginx = "HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Sat, 28 Nov 2026 15:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: keep-alive\r\n\r\n"
+	f.Add(nginx+"hello from backend\n", nginx+"hello from backend\n", uint8(0))
+	f.Add(nginx+"body", strings.Replace(nginx, "15:00:00", "15:00:01", 1)+"body", uint8(0))
+	f.Add("HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\n", "HTTP/1.1 200 OK\r\nConnection: X-A\r\nX-A: 1\r\nX-B: 2\r\n\r\n", uint8(7))
+	f.Add("HTTP/1.1 200 OK\r\nX: 1\r\n\r\n", "HTTP/1.1 200 OK\r\nX: 1\r\n", uint8(0))
+	f.Add("HTTP/1.1 204 No Content\r\n\r\n", "HTTP/1.1 204 No Content\r\nBad Name: x\r\n\r\n", uint8(3))
+	f.Add("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n\r\n", "HTTP/1.1 100 Continue\r\n\r\n", uint8(0))
+	f.Fuzz(func(t *testing.T, a, b string, chunk uint8) {
+		h1headtest.CheckMemo(t, a, b, chunk, 64<<10, readHeadWith)
+	})
+}
+
+// TestResponseHeadMemo: a repeated head is recognized (the parse is not
+// run: its lines are what the first parse left), anything else is parsed.
+func TestResponseHeadMemo(t *testing.T) {
+	const head = "HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\n"
+	var sc respScratch
+	first := readHeadWith(&sc, head+"ok", 0, 64<<10)
+	if first.err || len(sc.memo.head) != len(head) {
+		t.Fatalf("first read %+v, remembered %q", first, sc.memo.head)
+	}
+	sc.out = append(sc.out[:0], "X-Marker: 1\r\n"...) // shows whether the parse ran
+	if again := readHeadWith(&sc, head+"ok", 0, 64<<10); again.lines != "X-Marker: 1\r\n" || again.rest != "ok" || again.resp != first.resp {
+		t.Fatalf("repeated head parsed again or misread: %+v", again)
+	}
+	other := readHeadWith(&sc, strings.Replace(head, "x", "y", 1)+"ok", 0, 64<<10)
+	if other.lines != "Server: y\r\n" || string(sc.memo.head) != strings.Replace(head, "x", "y", 1) {
+		t.Fatalf("changed head: %+v, remembered %q", other, sc.memo.head)
+	}
+	if bad := readHeadWith(&sc, "HTTP/1.1 200 OK\r\nServer: y\r\nBad Name: 1\r\n\r\n", 0, 64<<10); !bad.err || len(sc.memo.head) != 0 {
+		t.Fatalf("malformed head: %+v, remembered %q", bad, sc.memo.head)
+	}
+	if pieces := readHeadWith(&sc, head, 7, 64<<10); pieces.err || len(sc.memo.head) != 0 {
+		t.Fatalf("head in pieces: %+v, remembered %q (its bytes are not all in the buffer)", pieces, sc.memo.head)
 	}
 }

@@ -249,7 +249,7 @@ func (hc *h1Conn) waitIdle(deadline time.Time) bool {
 	// is the connection's fixed state and its goroutine's stack, which
 	// the next GC shrinks to what the wait uses.
 	hc.br, hc.bw = nil, nil
-	hc.hb.raw, hc.hb.last = nil, ""
+	hc.hb = headBuf{}
 	hc.req.Header, hc.w.hdr, hc.w.pending, hc.w.rawHead = nil, nil, nil, nil
 	hc.vals.Release()
 	hc.memo = nil

@@ -14,7 +14,7 @@ import (
 
 // TestIdleConnectionGivesBackBuffers: a keep-alive connection idle past
 // idleShrinkAfter parks without buffers and still serves its next request,
-// including one that arrives in pieces.
+// including one that arrives in pieces, and a head it had read before.
 func TestIdleConnectionGivesBackBuffers(t *testing.T) {
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.URL.Path)
@@ -58,6 +58,8 @@ func TestIdleConnectionGivesBackBuffers(t *testing.T) {
 		t.Error("idle connection still holds its buffers")
 	}
 	get("/after-idle")
+	get("/first") // the head before the park again: read afresh
+	get("/first") // and once more: recognized (headBuf.wire)
 	time.Sleep(idleShrinkAfter + 500*time.Millisecond)
 	get("/split", "G", "ET /split HTTP/1.1\r\n", "Host: x\r\n\r\n")
 	if !strings.HasPrefix(l.Addr().String(), "127.0.0.1:") {

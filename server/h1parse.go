@@ -45,11 +45,29 @@ type headBuf struct {
 	// idle. Strings are immutable, so handing the same one to the next
 	// request is safe whatever kept the last one.
 	last string
+	// wire is the last block's bytes as received (blank line included),
+	// when they were all buffered at once and are at most maxMemoHead
+	// bytes, and wireMax the limit it was read with. The same bytes again
+	// make the same block: readHead then leaves raw and fields as they
+	// are, skipping the line by line copy and its checks (a comparison
+	// where those cost about a thousand instructions).
+	wire    []byte
+	wireMax int
 }
+
+// maxMemoHead bounds the request head a connection remembers (headBuf.wire).
+const maxMemoHead = 1 << 10
 
 // readHead reads a request line and header block into hb. It returns
 // errIdleClose when the peer closed before sending anything.
 func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
+	if len(hb.wire) > 0 && hb.wireMax == maxBytes {
+		if buf, _ := br.Peek(br.Buffered()); bytes.HasPrefix(buf, hb.wire) {
+			br.Discard(len(hb.wire))
+			return nil
+		}
+	}
+	hb.wire = hb.wire[:0] // raw is about to change
 	hb.raw = hb.raw[:0]
 	hb.fields = 0
 	first := true
@@ -76,6 +94,9 @@ func readHead(br *bufio.Reader, hb *headBuf, maxBytes int) error {
 		}
 		if len(line) == 0 {
 			lr.Done()
+			if wire := lr.Head(); len(wire) <= maxMemoHead {
+				hb.wire, hb.wireMax = append(hb.wire, wire...), maxBytes
+			}
 			return nil
 		}
 		if hb.fields++; hb.fields > MaxHeaderFields {

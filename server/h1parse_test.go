@@ -3,11 +3,14 @@ package server
 import (
 	"bufio"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/meshgate/meshgate/internal/h1head/h1headtest"
 	"github.com/meshgate/meshgate/internal/hdrvals"
 )
 
@@ -267,5 +270,65 @@ func TestRepeatedHeadReused(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("repeated head: %v allocations per parse, want 0", allocs)
+	}
+}
+
+// reqHeadOutcome is what reading one request head gave.
+type reqHeadOutcome struct {
+	raw    string
+	fields int
+	rest   string
+	err    string
+}
+
+// readReqHeadWith reads input's head with hb, the input arriving in pieces
+// as piecesReader says and the buffer filled before the head is read, as
+// the read loop has it.
+func readReqHeadWith(hb *headBuf, input string, pieces, max int) reqHeadOutcome {
+	rd := h1headtest.Pieces(input, pieces)
+	br := bufio.NewReaderSize(rd, 4096)
+	br.Peek(1)
+	err := readHead(br, hb, max)
+	rest, _ := io.ReadAll(br)
+	o := reqHeadOutcome{rest: string(rest), err: fmt.Sprint(err)}
+	if err == nil {
+		o.raw, o.fields = string(hb.raw), hb.fields
+	}
+	return o
+}
+
+// FuzzRequestHeadMemo checks the connection's memory of its last request
+// head (headBuf.wire): reading a sequence of heads on one connection gives,
+// head after head, exactly what reading each on a fresh connection gives,
+// whether the head repeats, changes, fails, arrives in pieces or is read
+// with another limit.
+func FuzzRequestHeadMemo(f *testing.F) {
+	wrk := "GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+	f.Add(wrk, wrk, uint8(0))
+	f.Add(wrk+"GET", "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", uint8(5))
+	f.Add("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad\x00: 1\r\n\r\n", uint8(1))
+	f.Add("GET / HTTP/1.1\nHost: x\n\n", "GET / HTTP/1.1\r\nHost: x\r\n", uint8(0))
+	f.Fuzz(func(t *testing.T, a, b string, chunk uint8) {
+		h1headtest.CheckMemo(t, a, b, chunk, 8192, readReqHeadWith)
+	})
+}
+
+// TestRequestHeadMemo: a repeated head in the buffer is recognized (the
+// block is left as the first read made it), anything else is read again.
+func TestRequestHeadMemo(t *testing.T) {
+	const head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+	var hb headBuf
+	if first := readReqHeadWith(&hb, head+"GET", 0, 8192); first.err != "<nil>" || string(hb.wire) != head {
+		t.Fatalf("first read %+v, remembered %q", first, hb.wire)
+	}
+	hb.raw = append(hb.raw[:0], "marker"...) // shows whether the head was read line by line
+	if again := readReqHeadWith(&hb, head+"GET", 0, 8192); again.raw != "marker" || again.rest != "GET" {
+		t.Fatalf("repeated head read again or misread: %+v", again)
+	}
+	if other := readReqHeadWith(&hb, strings.Replace(head, "x", "y", 1), 0, 8192); other.raw != "GET / HTTP/1.1\x00Host: y\x00\x00" {
+		t.Fatalf("changed head: %+v", other)
+	}
+	if pieces := readReqHeadWith(&hb, head, 3, 8192); pieces.err != "<nil>" || len(hb.wire) != 0 {
+		t.Fatalf("head in pieces: %+v, remembered %q (its bytes are not all in the buffer)", pieces, hb.wire)
 	}
 }

@@ -161,6 +161,26 @@ func TestLineReader(t *testing.T) {
 	})
 }
 
+// TestLineReaderHead: Head gives the lines' bytes when they were all
+// buffered at Reset, and nil once one had to be read.
+func TestLineReaderHead(t *testing.T) {
+	br := bufio.NewReader(strings.NewReader("A: 1\r\n\r\nB: 2\r\n\r\n"))
+	br.Peek(1)
+	var lr LineReader
+	lr.Reset(br)
+	headLines(lr.ReadLine)
+	lr.Done()
+	if got := string(lr.Head()); got != "A: 1\r\n\r\n" {
+		t.Fatalf("Head = %q, want the first head", got)
+	}
+	br = bufio.NewReader(iotest.OneByteReader(strings.NewReader("A: 1\r\n\r\n")))
+	lr.Reset(br)
+	headLines(lr.ReadLine)
+	if got := lr.Head(); got != nil {
+		t.Fatalf("Head = %q for a head read in pieces, want nil", got)
+	}
+}
+
 // readLinesKeep is readLines without reading the rest.
 func readLinesKeep(br *bufio.Reader) (string, string, error) {
 	var lr LineReader
@@ -192,9 +212,13 @@ func FuzzLineReader(f *testing.F) {
 		lr.Reset(got)
 		gotLines, gotErr := headLines(lr.ReadLine)
 		lr.Done()
+		head := string(lr.Head()) // before the reader reads again
 		gotRest, _ := io.ReadAll(got)
 		if strings.Join(gotLines, "") != strings.Join(wantLines, "") || gotErr != wantErr || !bytes.Equal(gotRest, wantRest) {
 			t.Fatalf("LineReader: %q %v rest %q; ReadSlice: %q %v rest %q", gotLines, gotErr, gotRest, wantLines, wantErr, wantRest)
+		}
+		if lr.Head() != nil && head != strings.Join(gotLines, "") {
+			t.Fatalf("Head %q, lines %q", head, gotLines)
 		}
 	})
 }

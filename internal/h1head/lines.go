@@ -12,15 +12,32 @@ import (
 // head usually arrives in one read, so its lines cost a search each
 // instead of a ReadSlice each (about a third of the instructions).
 type LineReader struct {
-	br   *bufio.Reader
-	buf  []byte // buffered bytes after the lines handed out
-	used int    // bytes handed out from buf, not yet consumed from br
+	br    *bufio.Reader
+	first []byte // what was buffered at Reset
+	buf   []byte // buffered bytes after the lines handed out
+	used  int    // bytes handed out from buf, not yet consumed from br
+	n     int    // bytes handed out since Reset
+	whole bool   // every line so far was cut from first
 }
 
 // Reset starts reading a head from br.
 func (r *LineReader) Reset(br *bufio.Reader) {
-	*r = LineReader{br: br}
+	*r = LineReader{br: br, whole: true}
 	r.buf, _ = br.Peek(br.Buffered())
+	r.first = r.buf
+}
+
+// Head returns the bytes of the lines handed out since Reset, as they were
+// received, when all of them were in the buffer at Reset; otherwise nil.
+// A caller that remembers a head to recognize it next time (the heads'
+// memos in server and proxy) copies them before the reader reads again:
+// nothing is read into the buffer after Reset unless a line was not
+// whole, so until then they are in place, even after Done.
+func (r *LineReader) Head() []byte {
+	if !r.whole {
+		return nil
+	}
+	return r.first[:r.n]
 }
 
 // ReadLine returns the next line, '\n' included, with ReadSlice's
@@ -31,9 +48,11 @@ func (r *LineReader) ReadLine() ([]byte, error) {
 		line := r.buf[:i+1]
 		r.buf = r.buf[i+1:]
 		r.used += i + 1
+		r.n += i + 1
 		return line, nil
 	}
 	r.Done()
+	r.whole = false
 	line, err := r.br.ReadSlice('\n')
 	// Peek within what is buffered neither reads nor moves the buffer,
 	// so line stays valid.
