@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"net/http"
 	"net/url"
 	"strings"
@@ -273,17 +275,18 @@ func TestRepeatedHeadReused(t *testing.T) {
 	}
 }
 
-// reqHeadOutcome is what reading one request head gave.
+// reqHeadOutcome is what reading and parsing one request head gave.
 type reqHeadOutcome struct {
-	raw    string
-	fields int
-	rest   string
-	err    string
+	raw     string
+	fields  int
+	rest    string
+	err     string
+	request string // the parsed request, printed (see printRequest)
 }
 
-// readReqHeadWith reads input's head with hb, the input arriving in pieces
-// as piecesReader says and the buffer filled before the head is read, as
-// the read loop has it.
+// readReqHeadWith reads and parses input's head with hb, the input arriving
+// in pieces as h1headtest.Pieces says and the buffer filled before the head
+// is read, as the read loop has it.
 func readReqHeadWith(hb *headBuf, input string, pieces, max int) reqHeadOutcome {
 	rd := h1headtest.Pieces(input, pieces)
 	br := bufio.NewReaderSize(rd, 4096)
@@ -291,10 +294,33 @@ func readReqHeadWith(hb *headBuf, input string, pieces, max int) reqHeadOutcome 
 	err := readHead(br, hb, max)
 	rest, _ := io.ReadAll(br)
 	o := reqHeadOutcome{rest: string(rest), err: fmt.Sprint(err)}
-	if err == nil {
-		o.raw, o.fields = string(hb.raw), hb.fields
+	if err != nil {
+		return o
 	}
+	o.raw, o.fields = string(hb.raw), hb.fields
+	r := &http.Request{Header: http.Header{"Stale": {"from the last request"}}}
+	clear(r.Header) // as readRequest clears it
+	var u url.URL
+	var ph parsedHead
+	var vals hdrvals.Arena
+	if err := parseRequest(hb, r, &u, &ph, &vals); err != nil {
+		o.err = "parse: " + err.Error()
+		return o
+	}
+	r.URL = &u
+	o.request = printRequest(r, &ph)
 	return o
+}
+
+// printRequest prints every field parseRequest sets.
+func printRequest(r *http.Request, ph *parsedHead) string {
+	keys := slices.Sorted(maps.Keys(r.Header))
+	var hdr strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&hdr, "%s=%q(cap %d) ", k, r.Header[k], cap(r.Header[k]))
+	}
+	return fmt.Sprintf("%s %q %s %d.%d host=%q url=%#v cl=%d te=%v close=%v ph=%+v header: %s",
+		r.Method, r.RequestURI, r.Proto, r.ProtoMajor, r.ProtoMinor, r.Host, *r.URL, r.ContentLength, r.TransferEncoding, r.Close, *ph, hdr.String())
 }
 
 // FuzzRequestHeadMemo checks the connection's memory of its last request
@@ -308,6 +334,9 @@ func FuzzRequestHeadMemo(f *testing.F) {
 	f.Add(wrk+"GET", "GET /b HTTP/1.1\r\nHost: x\r\n\r\n", uint8(5))
 	f.Add("\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n", "GET / HTTP/1.1\r\nHost: x\r\nBad\x00: 1\r\n\r\n", uint8(1))
 	f.Add("GET / HTTP/1.1\nHost: x\n\n", "GET / HTTP/1.1\r\nHost: x\r\n", uint8(0))
+	f.Add("POST /up?x=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nx-a: 2\r\nContent-Length: 3\r\nConnection: close\r\nExpect: 100-continue\r\n\r\nabc",
+		"POST http://y.test/up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", uint8(2))
+	f.Add("GET /%41 HTTP/1.0\r\nConnection: keep-alive\r\nUser-Agent: a\r\n\r\n", "OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n", uint8(1))
 	f.Fuzz(func(t *testing.T, a, b string, chunk uint8) {
 		h1headtest.CheckMemo(t, a, b, chunk, 8192, readReqHeadWith)
 	})
